@@ -1,0 +1,5 @@
+package idemtest
+
+import "testing"
+
+func (h *harness) algorithms(t *testing.T) {}

@@ -1,0 +1,581 @@
+package idemtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+func (h *harness) kernel(t *testing.T) {
+	h.each(t, "Kernel", []test{
+		{"GetAbsent", testGetAbsent},
+		{"PutIfAbsent", testPutIfAbsent},
+		{"PutIfAbsentConflict", testPutIfAbsentConflict},
+		{"TTL", testTTL},
+		{"CompareAndSwap", testCompareAndSwap},
+		{"CompareAndDelete", testCompareAndDelete},
+		{"Upsert", testUpsert},
+		{"UpsertThenSwap", testUpsertThenSwap},
+		{"Values", testValues},
+		{"BadInput", testBadInput},
+		{"Expiry", testExpiry},
+		{"ConcurrentPutIfAbsent", testConcurrentPutIfAbsent},
+		{"ConcurrentCompareAndSwap", testConcurrentCompareAndSwap},
+		{"ConcurrentUpsert", testConcurrentUpsert},
+	})
+}
+
+func testGetAbsent(t *testing.T, h *harness) {
+	_, err := h.store.Get(ctx(t), h.key(t, "k"))
+	if !errors.Is(err, idem.ErrNotFound) {
+		t.Fatalf("Get of a never-written key: got error %v, want idem.ErrNotFound", err)
+	}
+}
+
+func testPutIfAbsent(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	it, err := h.store.PutIfAbsent(c, key, []byte("v1"), 0)
+	if err != nil {
+		t.Fatalf("PutIfAbsent: %v", err)
+	}
+	want := idem.Item{Key: key, Value: []byte("v1"), Version: 1}
+	checkItem(t, "PutIfAbsent result", it, want)
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatalf("Get after PutIfAbsent: %v", err)
+	}
+	checkItem(t, "Get after PutIfAbsent", got, want)
+}
+
+func testPutIfAbsentConflict(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	if _, err := h.store.PutIfAbsent(c, key, []byte("first"), time.Hour); err != nil {
+		t.Fatalf("PutIfAbsent: %v", err)
+	}
+	_, err := h.store.PutIfAbsent(c, key, []byte("second"), time.Hour)
+	ce := conflict(t, err, "second PutIfAbsent")
+	if !ce.Exists {
+		t.Fatalf("conflict: got Exists false, want true")
+	}
+	if ce.Key != key {
+		t.Errorf("conflict key: got %q, want %q", ce.Key, key)
+	}
+	checkItem(t, "conflict's current item", ce.Current, idem.Item{Key: key, Value: []byte("first"), Version: 1})
+	checkExpiry(t, "conflict's current item", ce.Current, time.Hour)
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkItem(t, "Get after refused PutIfAbsent", got, idem.Item{Key: key, Value: []byte("first"), Version: 1})
+}
+
+func testTTL(t *testing.T, h *harness) {
+	c := ctx(t)
+	it, err := h.store.PutIfAbsent(c, h.key(t, "hour"), []byte("x"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExpiry(t, "PutIfAbsent with ttl 1h", it, time.Hour)
+	got, err := h.store.Get(c, it.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExpiry(t, "Get after PutIfAbsent with ttl 1h", got, time.Hour)
+
+	// CompareAndSwap sets a fresh expiry; ttl <= 0 removes it.
+	sw, err := h.store.CompareAndSwap(c, it.Key, 1, []byte("y"), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExpiry(t, "CompareAndSwap with ttl 2h", sw, 2*time.Hour)
+	sw, err = h.store.CompareAndSwap(c, it.Key, 2, []byte("z"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sw.ExpiresAt.IsZero() {
+		t.Errorf("CompareAndSwap with ttl 0: got ExpiresAt %v, want zero (never)", sw.ExpiresAt)
+	}
+	got, err = h.store.Get(c, it.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ExpiresAt.IsZero() {
+		t.Errorf("Get after CompareAndSwap with ttl 0: got ExpiresAt %v, want zero", got.ExpiresAt)
+	}
+
+	up, _, err := h.store.Upsert(c, h.key(t, "upsert"), []byte("u"), 5, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExpiry(t, "Upsert with ttl 30m", up, 30*time.Minute)
+	neg, err := h.store.PutIfAbsent(c, h.key(t, "negative"), []byte("n"), -time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !neg.ExpiresAt.IsZero() {
+		t.Errorf("PutIfAbsent with negative ttl: got ExpiresAt %v, want zero (never)", neg.ExpiresAt)
+	}
+}
+
+func testCompareAndSwap(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	if _, err := h.store.PutIfAbsent(c, key, []byte("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	it, err := h.store.CompareAndSwap(c, key, 1, []byte("v2"), 0)
+	if err != nil {
+		t.Fatalf("CompareAndSwap at the current version: %v", err)
+	}
+	checkItem(t, "CompareAndSwap result", it, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+
+	_, err = h.store.CompareAndSwap(c, key, 1, []byte("stale"), 0)
+	ce := conflict(t, err, "CompareAndSwap at a stale version")
+	if !ce.Exists {
+		t.Fatal("stale CompareAndSwap: got Exists false, want true")
+	}
+	checkItem(t, "stale CompareAndSwap's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+
+	_, err = h.store.CompareAndSwap(c, key, 3, []byte("future"), 0)
+	ce = conflict(t, err, "CompareAndSwap at a future version")
+	checkItem(t, "future CompareAndSwap's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+
+	_, err = h.store.CompareAndSwap(c, h.key(t, "absent"), 1, []byte("x"), 0)
+	if ce := conflict(t, err, "CompareAndSwap on an absent key"); ce.Exists {
+		t.Errorf("CompareAndSwap on an absent key: got Exists true, want false")
+	}
+	if _, err := h.store.Get(c, h.key(t, "absent")); !errors.Is(err, idem.ErrNotFound) {
+		t.Errorf("CompareAndSwap on an absent key created it: Get got %v, want ErrNotFound", err)
+	}
+
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkItem(t, "Get after swaps", got, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+}
+
+func testCompareAndDelete(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	if _, err := h.store.PutIfAbsent(c, key, []byte("v1"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.CompareAndSwap(c, key, 1, []byte("v2"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	err := h.store.CompareAndDelete(c, key, 1)
+	ce := conflict(t, err, "CompareAndDelete at a stale version")
+	checkItem(t, "stale CompareAndDelete's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	if _, err := h.store.Get(c, key); err != nil {
+		t.Fatalf("stale CompareAndDelete deleted the item: Get got %v", err)
+	}
+
+	if err := h.store.CompareAndDelete(c, key, 2); err != nil {
+		t.Fatalf("CompareAndDelete at the current version: %v", err)
+	}
+	if _, err := h.store.Get(c, key); !errors.Is(err, idem.ErrNotFound) {
+		t.Fatalf("Get after CompareAndDelete: got %v, want ErrNotFound", err)
+	}
+	err = h.store.CompareAndDelete(c, key, 2)
+	if ce := conflict(t, err, "CompareAndDelete of a deleted key"); ce.Exists {
+		t.Errorf("CompareAndDelete of a deleted key: got Exists true, want false")
+	}
+	// A deleted key can be claimed afresh, starting again at version 1.
+	it, err := h.store.PutIfAbsent(c, key, []byte("again"), 0)
+	if err != nil {
+		t.Fatalf("PutIfAbsent after delete: %v", err)
+	}
+	checkItem(t, "PutIfAbsent after delete", it, idem.Item{Key: key, Value: []byte("again"), Version: 1})
+}
+
+func testUpsert(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	steps := []struct {
+		name        string
+		value       string
+		version     int64
+		wantApplied bool
+		want        idem.Item // the item returned and stored after the step
+	}{
+		{"absent applies", "v5", 5, true, idem.Item{Value: []byte("v5"), Version: 5}},
+		{"equal version ignored", "again5", 5, false, idem.Item{Value: []byte("v5"), Version: 5}},
+		{"lower version ignored", "v3", 3, false, idem.Item{Value: []byte("v5"), Version: 5}},
+		{"higher version applies", "v9", 9, true, idem.Item{Value: []byte("v9"), Version: 9}},
+		{"replay of an old delivery ignored", "v5", 5, false, idem.Item{Value: []byte("v9"), Version: 9}},
+	}
+	for _, st := range steps {
+		it, applied, err := h.store.Upsert(c, key, []byte(st.value), st.version, 0)
+		if err != nil {
+			t.Fatalf("%s: Upsert: %v", st.name, err)
+		}
+		if applied != st.wantApplied {
+			t.Errorf("%s: got applied %v, want %v", st.name, applied, st.wantApplied)
+		}
+		st.want.Key = key
+		checkItem(t, st.name+": Upsert result", it, st.want)
+		got, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkItem(t, st.name+": Get", got, st.want)
+	}
+	zero, applied, err := h.store.Upsert(c, h.key(t, "zero"), []byte("z"), 0, 0)
+	if err != nil || !applied {
+		t.Fatalf("Upsert at version 0 on an absent key: got applied %v, err %v; want applied", applied, err)
+	}
+	checkItem(t, "Upsert at version 0", zero, idem.Item{Key: h.key(t, "zero"), Value: []byte("z"), Version: 0})
+}
+
+func testUpsertThenSwap(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	if _, _, err := h.store.Upsert(c, key, []byte("u"), 7, 0); err != nil {
+		t.Fatal(err)
+	}
+	it, err := h.store.CompareAndSwap(c, key, 7, []byte("s"), 0)
+	if err != nil {
+		t.Fatalf("CompareAndSwap at an upserted version: %v", err)
+	}
+	checkItem(t, "CompareAndSwap after Upsert", it, idem.Item{Key: key, Value: []byte("s"), Version: 8})
+	_, err = h.store.PutIfAbsent(c, key, []byte("p"), 0)
+	conflict(t, err, "PutIfAbsent on an upserted key")
+}
+
+func testValues(t *testing.T, h *harness) {
+	c := ctx(t)
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	for _, tc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"every byte", all},
+		{"64KiB", big},
+		{"json", []byte(`{"amount":1250,"currency":"EUR"}`)},
+	} {
+		key := h.key(t, tc.name)
+		in := append([]byte(nil), tc.value...)
+		it, err := h.store.PutIfAbsent(c, key, in, 0)
+		if err != nil {
+			t.Fatalf("%s: PutIfAbsent: %v", tc.name, err)
+		}
+		for i := range in {
+			in[i] ^= 0xff // the store must not keep the caller's slice
+		}
+		if !bytes.Equal(it.Value, tc.value) {
+			t.Errorf("%s: PutIfAbsent returned a different value (%d bytes, want %d)", tc.name, len(it.Value), len(tc.value))
+		}
+		got, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatalf("%s: Get: %v", tc.name, err)
+		}
+		if !bytes.Equal(got.Value, tc.value) {
+			t.Errorf("%s: Get returned a different value (%d bytes, want %d)", tc.name, len(got.Value), len(tc.value))
+		}
+		for i := range got.Value {
+			got.Value[i] ^= 0xff // nor hand out its own
+		}
+		again, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again.Value, tc.value) {
+			t.Errorf("%s: changing a returned value changed the stored one", tc.name)
+		}
+	}
+}
+
+func testBadInput(t *testing.T, h *harness) {
+	c := ctx(t)
+	key := h.key(t, "k")
+	ops := []struct {
+		name string
+		key  string // checked absent afterwards unless empty
+		call func() error
+	}{
+		{"Get empty key", "", func() error { _, err := h.store.Get(c, ""); return err }},
+		{"PutIfAbsent empty key", "", func() error { _, err := h.store.PutIfAbsent(c, "", []byte("x"), 0); return err }},
+		{"CompareAndSwap empty key", "", func() error { _, err := h.store.CompareAndSwap(c, "", 1, []byte("x"), 0); return err }},
+		{"CompareAndDelete empty key", "", func() error { return h.store.CompareAndDelete(c, "", 1) }},
+		{"Upsert empty key", "", func() error { _, _, err := h.store.Upsert(c, "", []byte("x"), 1, 0); return err }},
+		{"PutIfAbsent invalid UTF-8 key", "", func() error { _, err := h.store.PutIfAbsent(c, "bad\xff", []byte("x"), 0); return err }},
+		{"CompareAndSwap version 0", key, func() error { _, err := h.store.CompareAndSwap(c, key, 0, []byte("x"), 0); return err }},
+		{"CompareAndSwap negative version", key, func() error { _, err := h.store.CompareAndSwap(c, key, -1, []byte("x"), 0); return err }},
+		{"CompareAndDelete version 0", key, func() error { return h.store.CompareAndDelete(c, key, 0) }},
+		{"CompareAndDelete negative version", key, func() error { return h.store.CompareAndDelete(c, key, -3) }},
+		{"Upsert negative version", key, func() error { _, _, err := h.store.Upsert(c, key, []byte("x"), -1, 0); return err }},
+	}
+	for _, op := range ops {
+		err := op.call()
+		if !errors.Is(err, idem.ErrInvalid) {
+			t.Errorf("%s: got error %v, want one matching idem.ErrInvalid", op.name, err)
+		}
+		if errors.Is(err, idem.ErrConflict) {
+			t.Errorf("%s: bad input reported as a conflict: %v", op.name, err)
+		}
+	}
+	if _, err := h.store.Get(c, key); !errors.Is(err, idem.ErrNotFound) {
+		t.Errorf("after rejected writes: Get got %v, want ErrNotFound (nothing written)", err)
+	}
+}
+
+// testExpiry writes short-lived items, waits for them to expire once, and
+// checks that every operation treats them as absent.
+func testExpiry(t *testing.T, h *harness) {
+	c := ctx(t)
+	keys := map[string]string{}
+	var items []idem.Item
+	for _, name := range []string{"get", "put", "cas", "cad", "upsert", "swapped", "kept"} {
+		keys[name] = h.key(t, name)
+		ttl := time.Second
+		if name == "kept" {
+			ttl = time.Hour
+		}
+		it, err := h.store.PutIfAbsent(c, keys[name], []byte("old-"+name), ttl)
+		if err != nil {
+			t.Fatalf("PutIfAbsent %s: %v", name, err)
+		}
+		items = append(items, it)
+	}
+	// An item swapped to a 1s ttl, then expired.
+	if _, err := h.store.CompareAndSwap(c, keys["swapped"], 1, []byte("swapped"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.store.Upsert(c, keys["upsert"]+"/u", []byte("u9"), 9, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.Get(c, keys["get"]); err != nil {
+		t.Fatalf("Get before expiry: %v", err)
+	}
+	sleepUntilExpired(items[:len(items)-1]...)
+
+	if _, err := h.store.Get(c, keys["get"]); !errors.Is(err, idem.ErrNotFound) {
+		t.Errorf("Get of an expired item: got %v, want ErrNotFound", err)
+	}
+	it, err := h.store.PutIfAbsent(c, keys["put"], []byte("new"), 0)
+	if err != nil {
+		t.Errorf("PutIfAbsent over an expired item: %v", err)
+	} else {
+		checkItem(t, "PutIfAbsent over an expired item", it, idem.Item{Key: keys["put"], Value: []byte("new"), Version: 1})
+	}
+	_, err = h.store.CompareAndSwap(c, keys["cas"], 1, []byte("new"), 0)
+	if ce := conflict(t, err, "CompareAndSwap of an expired item"); ce.Exists {
+		t.Errorf("CompareAndSwap of an expired item: got Exists true, want false")
+	}
+	_, err = h.store.CompareAndSwap(c, keys["swapped"], 2, []byte("new"), 0)
+	if ce := conflict(t, err, "CompareAndSwap of an item expired after a swap"); ce.Exists {
+		t.Errorf("CompareAndSwap of an item expired after a swap: got Exists true, want false")
+	}
+	err = h.store.CompareAndDelete(c, keys["cad"], 1)
+	if ce := conflict(t, err, "CompareAndDelete of an expired item"); ce.Exists {
+		t.Errorf("CompareAndDelete of an expired item: got Exists true, want false")
+	}
+	up, applied, err := h.store.Upsert(c, keys["upsert"]+"/u", []byte("u2"), 2, 0)
+	if err != nil || !applied {
+		t.Errorf("Upsert at a lower version over an expired item: got applied %v, err %v; want applied", applied, err)
+	} else {
+		checkItem(t, "Upsert over an expired item", up, idem.Item{Key: keys["upsert"] + "/u", Value: []byte("u2"), Version: 2})
+	}
+	// The expired CompareAndSwap and CompareAndDelete must not have revived anything.
+	for _, name := range []string{"cas", "cad"} {
+		if _, err := h.store.Get(c, keys[name]); !errors.Is(err, idem.ErrNotFound) {
+			t.Errorf("Get %s after refused writes on an expired item: got %v, want ErrNotFound", name, err)
+		}
+	}
+	if _, err := h.store.Get(c, keys["kept"]); err != nil {
+		t.Errorf("an item with a 1h ttl expired early: %v", err)
+	}
+}
+
+// testConcurrentPutIfAbsent races goroutines on one key per round: exactly
+// one wins, every loser sees the winner's value.
+func testConcurrentPutIfAbsent(t *testing.T, h *harness) {
+	c := ctx(t)
+	for round := range h.cfg.rounds {
+		key := h.key(t, fmt.Sprint(round))
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			winners []string
+			unknown []string
+			seen    = map[string]int{}
+		)
+		start := make(chan struct{})
+		for g := range h.cfg.contenders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				me := fmt.Sprintf("g%d", g)
+				_, err := h.store.PutIfAbsent(c, key, []byte(me), time.Hour)
+				mu.Lock()
+				defer mu.Unlock()
+				var ce *idem.ConflictError
+				switch {
+				case err == nil:
+					winners = append(winners, me)
+				case errors.As(err, &ce) && ce.Exists:
+					seen[string(ce.Current.Value)]++
+				case errors.Is(err, idem.ErrUnknownOutcome):
+					unknown = append(unknown, me)
+				default:
+					t.Errorf("round %d: %s: PutIfAbsent: %v", round, me, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(winners) > 1 {
+			t.Fatalf("round %d: %d winners %v, want exactly one", round, len(winners), winners)
+		}
+		got, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatalf("round %d: Get: %v", round, err)
+		}
+		stored := string(got.Value)
+		if len(winners) == 1 && stored != winners[0] {
+			t.Fatalf("round %d: winner %s, but the store holds %q", round, winners[0], stored)
+		}
+		if len(winners) == 0 && !contains(unknown, stored) {
+			t.Fatalf("round %d: nobody won, yet the store holds %q (unknown outcomes: %v)", round, stored, unknown)
+		}
+		for v, n := range seen {
+			if v != stored {
+				t.Fatalf("round %d: %d losers were shown %q, but the store holds %q", round, n, v, stored)
+			}
+		}
+	}
+}
+
+// testConcurrentCompareAndSwap increments a counter from many goroutines
+// with read-modify-CompareAndSwap loops: no increment may be lost.
+func testConcurrentCompareAndSwap(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "counter")
+	if _, err := h.store.PutIfAbsent(c, key, []byte("0"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	workers, per := min(h.cfg.contenders, 8), 10
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cur, err := h.store.Get(c, key)
+			if err != nil {
+				t.Errorf("worker %d: Get: %v", w, err)
+				return
+			}
+			for done := 0; done < per; {
+				var n int
+				fmt.Sscan(string(cur.Value), &n)
+				next, err := h.store.CompareAndSwap(c, key, cur.Version, []byte(fmt.Sprint(n+1)), time.Hour)
+				var ce *idem.ConflictError
+				switch {
+				case err == nil:
+					cur = next
+					done++
+				case errors.As(err, &ce) && ce.Exists:
+					cur = ce.Current // retry from the conflict's item: no extra read
+					time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+				default:
+					t.Errorf("worker %d: CompareAndSwap: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workers * per
+	if string(got.Value) != fmt.Sprint(want) || got.Version != int64(want+1) {
+		t.Fatalf("after %d increments: got value %q version %d, want %d version %d", want, got.Value, got.Version, want, want+1)
+	}
+}
+
+// testConcurrentUpsert delivers versions 1..n in random order from many
+// goroutines, each twice: the highest version wins.
+func testConcurrentUpsert(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	n := h.cfg.contenders
+	versions := make([]int64, 0, 2*n)
+	for v := 1; v <= n; v++ {
+		versions = append(versions, int64(v), int64(v))
+	}
+	rand.Shuffle(len(versions), func(i, j int) { versions[i], versions[j] = versions[j], versions[i] })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	applied := map[int64]int{}
+	for _, v := range versions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ok, err := h.store.Upsert(c, key, []byte(fmt.Sprint(v)), v, time.Hour)
+			if err != nil {
+				t.Errorf("Upsert %d: %v", v, err)
+				return
+			}
+			if ok {
+				mu.Lock()
+				applied[v]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for v, k := range applied {
+		if k > 1 {
+			t.Errorf("version %d applied %d times, want at most once", v, k)
+		}
+	}
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkItem(t, "after concurrent Upserts", got, idem.Item{Key: key, Value: []byte(fmt.Sprint(n)), Version: int64(n)})
+}
+
+func checkItem(t *testing.T, what string, got, want idem.Item) {
+	t.Helper()
+	if got.Key != want.Key || got.Version != want.Version || !bytes.Equal(got.Value, want.Value) {
+		t.Errorf("%s: got {Key %q Value %q Version %d}, want {Key %q Value %q Version %d}",
+			what, got.Key, trim(got.Value), got.Version, want.Key, trim(want.Value), want.Version)
+	}
+}
+
+// checkExpiry checks that it expires ttl from now, within the rounding a
+// whole-second store may apply.
+func checkExpiry(t *testing.T, what string, it idem.Item, ttl time.Duration) {
+	t.Helper()
+	want := time.Now().Add(ttl)
+	if it.ExpiresAt.Before(want.Add(-10*time.Second)) || it.ExpiresAt.After(want.Add(2*time.Second)) {
+		t.Errorf("%s: got ExpiresAt %v, want about %v", what, it.ExpiresAt, want)
+	}
+}
+
+func trim(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,204 @@
+// Package memstore is an in-memory idem.Store: the embedded default for
+// demos, local runs and unit tests.
+//
+// It is safe for concurrent use, honours TTLs exactly (an expired item is
+// absent for every operation) and runs no background goroutine: expired items
+// are dropped when touched and swept, amortised, as writes go by. It passes
+// idemtest.Run. It keeps nothing across restarts, so it gives effectively-once
+// behaviour only within one process.
+package memstore
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// Store is an in-memory idem.Store. Create one with New.
+type Store struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	items  map[string]idem.Item
+	writes int // writes since the last sweep
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock used for expiry. The default is time.Now. Tests
+// use it to move time forward without sleeping.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
+// New returns an empty Store.
+func New(opts ...Option) *Store {
+	s := &Store{now: time.Now, items: make(map[string]idem.Item)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+var _ idem.Store = (*Store)(nil)
+
+// Len returns the number of live (unexpired) items.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for _, it := range s.items {
+		if !it.Expired(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Get implements idem.Store.
+func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.live(key)
+	if !ok {
+		return idem.Item{}, idem.ErrNotFound
+	}
+	return clone(it), nil
+}
+
+// PutIfAbsent implements idem.Store.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.live(key); ok {
+		return idem.Item{}, conflict("PutIfAbsent", key, cur, true)
+	}
+	return s.put(key, value, 1, ttl), nil
+}
+
+// CompareAndSwap implements idem.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	if err := idem.ValidateVersion(key, version); err != nil {
+		return idem.Item{}, err
+	}
+	if version == math.MaxInt64 {
+		return idem.Item{}, &idem.InputError{Key: key, Reason: "version would overflow"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.live(key)
+	if !ok || cur.Version != version {
+		return idem.Item{}, conflict("CompareAndSwap", key, cur, ok)
+	}
+	return s.put(key, value, version+1, ttl), nil
+}
+
+// CompareAndDelete implements idem.Store.
+func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if err := idem.ValidateVersion(key, version); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.live(key)
+	if !ok || cur.Version != version {
+		return conflict("CompareAndDelete", key, cur, ok)
+	}
+	delete(s.items, key)
+	return nil
+}
+
+// Upsert implements idem.Store.
+func (s *Store) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, false, err
+	}
+	if err := idem.ValidateUpsertVersion(key, version); err != nil {
+		return idem.Item{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.live(key); ok && cur.Version >= version {
+		return clone(cur), false, nil
+	}
+	return s.put(key, value, version, ttl), true, nil
+}
+
+// live returns the unexpired item at key, dropping it if it has expired.
+// s.mu must be held.
+func (s *Store) live(key string) (idem.Item, bool) {
+	it, ok := s.items[key]
+	if !ok {
+		return idem.Item{}, false
+	}
+	if it.Expired(s.now()) {
+		delete(s.items, key)
+		return idem.Item{}, false
+	}
+	return it, true
+}
+
+// put stores a copy of value and returns a copy of the new item. s.mu must be
+// held.
+func (s *Store) put(key string, value []byte, version int64, ttl time.Duration) idem.Item {
+	it := idem.Item{Key: key, Value: append([]byte{}, value...), Version: version}
+	if ttl > 0 {
+		it.ExpiresAt = s.now().Add(ttl)
+	}
+	s.items[key] = it
+	s.sweep()
+	return clone(it)
+}
+
+// sweep drops expired items once the writes since the last sweep outnumber
+// the items held, so its cost is amortised O(1) per write. s.mu must be held.
+func (s *Store) sweep() {
+	s.writes++
+	if s.writes < 1024 || s.writes < len(s.items) {
+		return
+	}
+	s.writes = 0
+	now := s.now()
+	for k, it := range s.items {
+		if it.Expired(now) {
+			delete(s.items, k)
+		}
+	}
+}
+
+func check(ctx context.Context, key string) error {
+	if err := idem.ValidateKey(key); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func conflict(op, key string, cur idem.Item, exists bool) error {
+	e := &idem.ConflictError{Key: key, Op: op, Exists: exists}
+	if exists {
+		e.Current = clone(cur)
+	}
+	return e
+}
+
+func clone(it idem.Item) idem.Item {
+	it.Value = append([]byte{}, it.Value...)
+	return it
+}
