@@ -1,0 +1,110 @@
+# shellcheck shell=bash
+# Shared helpers for the testenv scripts. Sourced, never run.
+#
+# Layout (both folders are git-ignored):
+#   testenv/.cache/  downloads: Maven repository, Cassandra jars, the Python venv
+#   testenv/.run/    one folder per server: pid file, logs, data
+# IDEM_TESTENV_CACHE and IDEM_TESTENV_RUN move them elsewhere.
+
+TESTENV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE_DIR=${IDEM_TESTENV_CACHE:-$TESTENV_DIR/.cache}
+RUN_DIR=${IDEM_TESTENV_RUN:-$TESTENV_DIR/.run}
+
+# Ports and versions: every script and env.sh read them here, so one override moves them all.
+CASSANDRA_VERSION=5.0.9
+CASSANDRA_ADDRESS=${IDEM_CASSANDRA_ADDRESS:-127.0.0.1}
+CASSANDRA_PORT=${IDEM_CASSANDRA_PORT:-9042}
+CASSANDRA_STORAGE_PORT=${IDEM_CASSANDRA_STORAGE_PORT:-7000}
+CASSANDRA_HEAP=${IDEM_CASSANDRA_HEAP:-1G}
+PAXOS_VARIANT=${IDEM_PAXOS_VARIANT:-v1}
+MOTO_PORT=${IDEM_MOTO_PORT:-5000}
+MINISTACK_PORT=${IDEM_MINISTACK_PORT:-4566}
+DYNAMO_ADDRESS=127.0.0.1
+
+say() { printf 'testenv: %s\n' "$*" >&2; }
+die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
+
+# port_open HOST PORT: something accepts TCP connections there.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# pid_of PIDFILE MARKER: prints the pid recorded in PIDFILE if that process is alive and its
+# command line contains MARKER (so a recycled pid is never mistaken for our server).
+pid_of() {
+	local pidfile=$1 marker=$2 pid
+	[[ -s $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ -r /proc/$pid/cmdline ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
+	printf '%s\n' "$pid"
+}
+
+# rss_of PID: resident memory in MiB.
+rss_of() { awk '/^VmRSS:/ {printf "%d MiB", $2/1024}' "/proc/$1/status" 2>/dev/null; }
+
+# spawn PIDFILE LOGFILE CMD...: starts CMD detached (own session, stdin closed, output to
+# LOGFILE) and records its pid in PIDFILE. The pid is the server process itself.
+spawn() {
+	local pidfile=$1 logfile=$2
+	shift 2
+	rm -f "$pidfile"
+	# The inner shell writes its own pid, then execs the server in place: the pid file holds
+	# exactly the server's pid, not a wrapper's.
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+	local i
+	for i in $(seq 50); do
+		[[ -s $pidfile ]] && return 0
+		sleep 0.1
+	done
+	die "could not start $1"
+}
+
+# stop_pid NAME PIDFILE MARKER [GRACE_SECONDS]: SIGTERM the recorded process, SIGKILL after
+# the grace period. Only ever signals the pid in PIDFILE, and only if MARKER matches.
+stop_pid() {
+	local name=$1 pidfile=$2 marker=$3 grace=${4:-20} pid i
+	if ! pid=$(pid_of "$pidfile" "$marker"); then
+		rm -f "$pidfile"
+		say "$name: not running"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq $((grace * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		say "$name: pid $pid ignored SIGTERM for ${grace}s, sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.2
+	fi
+	rm -f "$pidfile"
+	say "$name: stopped (pid $pid)"
+}
+
+# with_lock LOCKFILE CMD...: runs CMD holding an exclusive lock, so two concurrent
+# `start`s (two make targets, two engineers) do not both install or spawn.
+with_lock() {
+	local lock=$1
+	shift
+	mkdir -p "$(dirname "$lock")"
+	(
+		flock -w 600 9 || die "timed out waiting for lock $lock"
+		"$@"
+	) 9>"$lock"
+}
+
+# tail_log NAME FILE [LINES]: prints the last lines of a log, framed, to stderr.
+tail_log() {
+	local name=$1 file=$2 n=${3:-40}
+	if [[ -s $file ]]; then
+		printf -- '----- %s: last %d lines of %s -----\n' "$name" "$n" "$file" >&2
+		tail -n "$n" "$file" >&2
+		printf -- '----- end of %s log -----\n' "$name" >&2
+	else
+		printf -- '----- %s: no log at %s -----\n' "$name" "$file" >&2
+	fi
+}
+
+# elapsed SECONDS_SINCE_EPOCH_START: "12.3s" since the start mark (EPOCHREALTIME based).
+elapsed() { awk -v s="$1" -v e="$EPOCHREALTIME" 'BEGIN {printf "%.1fs", e - s}'; }
