@@ -1,0 +1,147 @@
+package idem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// cleanupTimeout bounds the writes Do makes after fn returns (complete,
+// fail, release). They run detached from the caller's context, so a caller
+// that gives up does not leave a claim behind.
+const cleanupTimeout = 10 * time.Second
+
+// Do runs fn at most once per key and gives every caller the same answer.
+//
+//   - The first call claims key, runs fn, stores its result (encoded by the
+//     Codec, JSON by default) for the TTL and returns it: 2 writes.
+//   - A duplicate gets the stored result without running fn: 1 write, whose
+//     conflict carries the record. WithReplayed reports which case it was.
+//   - A duplicate while the first is still running gets *InProgressError
+//     (ErrInProgress), or with WithWait waits for its result.
+//   - The same key with a different WithFingerprint gets ErrMismatch.
+//   - If fn returns an error, the claim is released so a retry runs fn
+//     again, and Do returns that error. Wrap it with Permanent to store it
+//     instead: duplicates then get a *PermanentError with its message.
+//   - If fn panics, the claim is released and the panic continues.
+//   - While fn runs, a heartbeat extends the lease, so only an owner that
+//     died loses its key. If the lease is lost anyway (the store was
+//     unreachable for a whole lease and another caller took over), fn's
+//     context is cancelled with cause ErrLeaseLost and Do returns an error
+//     matching ErrLeaseLost.
+//
+// If fn succeeded but its result could not be stored, Do returns fn's
+// result together with the error, so the caller can tell "done but not
+// recorded" from "not done".
+func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
+	var zero T
+	cfg, key, err := newConfig(key, opts)
+	if err != nil {
+		return zero, err
+	}
+	lease, rec, err := claim(ctx, s, key, cfg)
+	if err != nil {
+		return zero, err
+	}
+	if rec != nil {
+		return replay[T](key, cfg, rec)
+	}
+	v, ferr, panicked := run(ctx, lease, cfg, fn)
+
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if panicked != nil {
+		_ = lease.Release(cctx) // best effort: the panic matters more
+		panic(panicked)
+	}
+	if ferr != nil {
+		var perm *PermanentError
+		if errors.As(ferr, &perm) {
+			if err := lease.Fail(cctx, perm.Code, perm.Err.Error()); err != nil {
+				return zero, errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
+			}
+			return zero, ferr
+		}
+		if err := lease.Release(cctx); err != nil {
+			return zero, errors.Join(ferr, fmt.Errorf("idem: releasing %q: %w", key, err))
+		}
+		return zero, ferr
+	}
+	data, err := cfg.codec.Marshal(v)
+	if err != nil {
+		_ = lease.Release(cctx)
+		return zero, fmt.Errorf("idem: encoding the result for %q: %w", key, err)
+	}
+	if err := lease.Complete(cctx, data); err != nil {
+		return v, fmt.Errorf("idem: storing the result for %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// run calls fn with a context that is cancelled if the lease is lost, while
+// a heartbeat extends the lease. The heartbeat has stopped when run returns.
+func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error, panicked any) {
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := heartbeat(fctx, cancel, lease, cfg)
+	defer stop()
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = r
+		}
+	}()
+	v, err = fn(fctx)
+	if err == nil && errors.Is(context.Cause(fctx), ErrLeaseLost) {
+		err = fmt.Errorf("idem: %q: %w while running", lease.key, ErrLeaseLost)
+	}
+	return v, err, nil
+}
+
+// heartbeat extends the lease every interval until stopped. If the lease is
+// lost, or cannot be extended before it passes, it cancels ctx with cause
+// ErrLeaseLost. The returned stop waits for the goroutine to end.
+func heartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *Lease, cfg *config) (stop func()) {
+	every := cfg.heartbeatEvery()
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+			err := lease.Extend(ectx, cfg.lease)
+			ecancel()
+			if errors.Is(err, ErrLeaseLost) || (err != nil && !cfg.now().Before(lease.Until())) {
+				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", lease.key, ErrLeaseLost, err))
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+func replay[T any](key string, cfg *config, rec *Record) (T, error) {
+	var v T
+	if rec.Error != nil {
+		return v, &PermanentError{Err: errors.New(rec.Error.Message), Code: rec.Error.Code, Replayed: true}
+	}
+	if err := cfg.codec.Unmarshal(rec.Result, &v); err != nil {
+		return v, &CorruptError{Key: key, Err: fmt.Errorf("decoding the stored result: %w", err)}
+	}
+	return v, nil
+}

@@ -1,0 +1,79 @@
+package idem
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is the state of a claim record.
+type Status string
+
+// The states of a claim record.
+const (
+	StatusInProgress Status = "in_progress" // claimed; the owner is working
+	StatusCompleted  Status = "completed"   // done; Result or Error is the answer
+)
+
+// Record is the value of a claimed key: who holds it, until when, for which
+// request, and once completed, the answer. It is stored as JSON in
+// Item.Value so it can be read in any database console.
+//
+// Lifecycle: Claim writes an in-progress record (PutIfAbsent). The owner
+// extends its lease and finally completes it (CompareAndSwap on its own
+// version) or releases it (CompareAndDelete). A claimer that finds an
+// in-progress record whose lease has passed takes it over by CompareAndSwap
+// on the version it saw, which fences the old owner out. A completed record
+// lives until its TTL passes; then the key is free again.
+type Record struct {
+	Status      Status       `json:"status"`
+	Token       string       `json:"token"`            // unique to the claim that wrote the record
+	LeaseUntil  time.Time    `json:"lease_until"`      // in progress: exclusive until then
+	Fingerprint []byte       `json:"fp,omitempty"`     // the request's fingerprint, if any
+	Result      []byte       `json:"result,omitempty"` // completed: the encoded result
+	Error       *StoredError `json:"error,omitempty"`  // completed: a permanent error instead of a result
+	Attempt     int          `json:"attempt"`          // 1, plus one per takeover
+	CreatedAt   time.Time    `json:"created_at"`
+	CompletedAt time.Time    `json:"completed_at,omitzero"`
+}
+
+// StoredError is a permanent error kept as the answer for a key.
+type StoredError struct {
+	Message string `json:"message"`
+	Code    string `json:"code,omitempty"`
+}
+
+// EncodeRecord returns the stored form of r.
+func EncodeRecord(r Record) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("idem: encoding a record: %v", err)) // a Record always encodes
+	}
+	return b
+}
+
+// DecodeRecord parses a record written by EncodeRecord. The error matches
+// ErrCorrupt.
+func DecodeRecord(key string, data []byte) (Record, error) {
+	var r Record
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&r); err != nil {
+		return Record{}, &CorruptError{Key: key, Err: err}
+	}
+	if dec.More() {
+		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("trailing data")}
+	}
+	switch {
+	case r.Status != StatusInProgress && r.Status != StatusCompleted:
+		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("unknown status %q", r.Status)}
+	case r.Token == "":
+		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("no owner token")}
+	}
+	return r, nil
+}
+
+// leasePassed reports whether an in-progress record's lease has passed at now.
+func (r Record) leasePassed(now time.Time) bool {
+	return r.Status == StatusInProgress && !now.Before(r.LeaseUntil)
+}
