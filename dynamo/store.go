@@ -1,0 +1,311 @@
+package dynamo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// Client is the part of the DynamoDB API the Store uses. *dynamodb.Client
+// satisfies it, and so can a DAX client or a test double. Own-write
+// recognition needs the SDK's middleware stack (see Store); a client that
+// ignores optFns behaves as if no request were ever resent.
+type Client interface {
+	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+}
+
+var _ Client = (*dynamodb.Client)(nil)
+
+// Store is an idem.Store over one DynamoDB table. Create it with New. It is
+// safe for concurrent use and holds no state besides its configuration.
+type Store struct {
+	client Client
+	table  string
+	cfg    config
+}
+
+var _ idem.Store = (*Store)(nil)
+
+// New returns a Store that keeps its items in table through client. The
+// table must exist with the key schema the options describe (see
+// CreateTable). New sends nothing; it rejects a nil client, an empty table
+// name and invalid options.
+func New(client Client, table string, opts ...Option) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("dynamo: New: nil client")
+	}
+	if table == "" {
+		return nil, errors.New("dynamo: New: empty table name")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{client: client, table: table, cfg: cfg}, nil
+}
+
+// Table returns the name of the Store's table.
+func (s *Store) Table() string { return s.table }
+
+// Get implements idem.Store with one GetItem (strongly consistent unless
+// WithConsistentRead(false)). An item whose expiry has passed is reported as
+// idem.ErrNotFound even while DynamoDB still holds it.
+func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
+	if err := s.checkInput(key, nil, false); err != nil {
+		return idem.Item{}, err
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            s.keyAttrs(key),
+		ConsistentRead: aws.Bool(s.cfg.consistent),
+	})
+	if err != nil {
+		return idem.Item{}, s.wrapSDK("Get", key, err)
+	}
+	if len(out.Item) == 0 {
+		return idem.Item{}, fmt.Errorf("dynamo: Get %q: %w", key, idem.ErrNotFound)
+	}
+	it, err := s.decode(key, out.Item)
+	if err != nil {
+		return idem.Item{}, err
+	}
+	if it.Expired(s.cfg.now()) {
+		return idem.Item{}, fmt.Errorf("dynamo: Get %q: %w (expired at %s)", key, idem.ErrNotFound, it.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return it, nil
+}
+
+// PutIfAbsent implements idem.Store with one PutItem conditioned on the key
+// being absent or expired.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
+	const op = "PutIfAbsent"
+	if err := s.checkInput(key, value, true); err != nil {
+		return idem.Item{}, err
+	}
+	now := s.cfg.now()
+	w := s.put(ctx, op, key, value, 1, expiry(now, ttl), now, s.absent(now))
+	switch {
+	case w.err != nil:
+		return idem.Item{}, w.err
+	case w.conflict == nil:
+		return w.item, nil
+	case w.ambiguous:
+		return idem.Item{}, w.unknown()
+	case !w.conflict.Exists:
+		return idem.Item{}, w.unsupported()
+	}
+	return idem.Item{}, w.refused()
+}
+
+// CompareAndSwap implements idem.Store with one PutItem conditioned on the
+// stored version and on the item not being expired. The new item replaces
+// the old one whole.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	const op = "CompareAndSwap"
+	if err := idem.ValidateVersion(key, version); err != nil {
+		return idem.Item{}, err
+	}
+	if err := s.checkInput(key, value, true); err != nil {
+		return idem.Item{}, err
+	}
+	now := s.cfg.now()
+	w := s.put(ctx, op, key, value, version+1, expiry(now, ttl), now, s.liveAt(now, version))
+	switch {
+	case w.err != nil:
+		return idem.Item{}, w.err
+	case w.conflict == nil:
+		return w.item, nil
+	case w.ambiguous:
+		return idem.Item{}, w.unknown()
+	}
+	return idem.Item{}, w.refused()
+}
+
+// Upsert implements idem.Store with one PutItem conditioned on the key being
+// absent, expired, or at a lower version. A refused Upsert returns the
+// current item from the write's own response, with applied == false.
+func (s *Store) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
+	const op = "Upsert"
+	if err := idem.ValidateUpsertVersion(key, version); err != nil {
+		return idem.Item{}, false, err
+	}
+	if err := s.checkInput(key, value, true); err != nil {
+		return idem.Item{}, false, err
+	}
+	now := s.cfg.now()
+	cond := s.absent(now).Or(expression.Name(s.cfg.ver).LessThan(expression.Value(version)))
+	w := s.put(ctx, op, key, value, version, expiry(now, ttl), now, cond)
+	switch {
+	case w.err != nil:
+		return idem.Item{}, false, w.err
+	case w.conflict == nil:
+		return w.item, true, nil
+	case !w.conflict.Exists:
+		if w.ambiguous {
+			return idem.Item{}, false, w.unknown()
+		}
+		return idem.Item{}, false, w.unsupported()
+	}
+	// Not applied: a version at least as high is stored. After a resend,
+	// our first attempt may have been applied and then overtaken by a
+	// higher version, which for a monotonic write is the same outcome.
+	return w.conflict.Current, false, nil
+}
+
+// CompareAndDelete implements idem.Store with one DeleteItem conditioned on
+// the stored version and on the item not being expired.
+//
+// A deletion leaves nothing to recognise. When the SDK resent the request
+// after an attempt whose response was lost, and the resend's condition
+// fails (typically: the key is absent), DynamoDB cannot say whether our
+// first attempt deleted the item or something else changed it first, so
+// the call returns an error matching idem.ErrUnknownOutcome, not
+// idem.ErrConflict. Retrying it is safe: once the key is absent it returns a
+// conflict with Exists false.
+func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64) error {
+	const op = "CompareAndDelete"
+	if err := idem.ValidateVersion(key, version); err != nil {
+		return err
+	}
+	if err := s.checkInput(key, nil, false); err != nil {
+		return err
+	}
+	now := s.cfg.now()
+	ex, err := expression.NewBuilder().WithCondition(s.liveAt(now, version)).Build()
+	if err != nil {
+		return fmt.Errorf("dynamo: %s %q: building condition: %w", op, key, err)
+	}
+	var a attempts
+	_, err = s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                           aws.String(s.table),
+		Key:                                 s.keyAttrs(key),
+		ConditionExpression:                 ex.Condition(),
+		ExpressionAttributeNames:            ex.Names(),
+		ExpressionAttributeValues:           ex.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}, a.option)
+	if err == nil {
+		return nil
+	}
+	w := s.refusal(op, key, err, &a, now)
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.ambiguous:
+		return w.unknown()
+	}
+	return w.refused()
+}
+
+// write is the outcome of one conditional write.
+type write struct {
+	item      idem.Item           // the item written, when applied
+	conflict  *idem.ConflictError // the condition failed (and it was not our own write)
+	ambiguous bool                // ...after a resend of an attempt that may have been applied
+	sdkErr    error               // the SDK's error behind conflict
+	err       error               // any other failure, translated
+}
+
+// refused returns the conflict, with the SDK's error kept in the chain.
+func (w write) refused() error { return &conflictError{w.conflict, w.sdkErr} }
+
+// conflictError is an *idem.ConflictError that also wraps the SDK's
+// *types.ConditionalCheckFailedException; its message is idem's.
+type conflictError struct {
+	conflict *idem.ConflictError
+	cause    error
+}
+
+func (e *conflictError) Error() string   { return e.conflict.Error() }
+func (e *conflictError) Unwrap() []error { return []error{e.conflict, e.cause} }
+
+func (w write) unknown() error {
+	return &idem.UnknownOutcomeError{Key: w.conflict.Key, Op: w.conflict.Op, Err: fmt.Errorf(
+		"condition failed on a resend after an attempt whose response was lost (%v): %w", w.conflict, w.sdkErr)}
+}
+
+func (w write) unsupported() error {
+	return fmt.Errorf("dynamo: %s %q: condition failed but no current item was returned (ReturnValuesOnConditionCheckFailure=ALL_OLD ignored?): %w: %w",
+		w.conflict.Op, w.conflict.Key, ErrUnsupported, w.sdkErr)
+}
+
+// put writes the whole item under cond. A refusal whose current item is
+// exactly what we wrote, found by a resend of an attempt whose response was
+// lost, is our own write and counts as applied.
+func (s *Store) put(ctx context.Context, op, key string, value []byte, version, exp int64, now time.Time, cond expression.ConditionBuilder) write {
+	ex, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		return write{err: fmt.Errorf("dynamo: %s %q: building condition: %w", op, key, err)}
+	}
+	var a attempts
+	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                           aws.String(s.table),
+		Item:                                s.encode(key, value, version, exp),
+		ConditionExpression:                 ex.Condition(),
+		ExpressionAttributeNames:            ex.Names(),
+		ExpressionAttributeValues:           ex.Values(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}, a.option)
+	written := idem.Item{Key: key, Value: bytes.Clone(value), Version: version, ExpiresAt: expiresAt(exp)}
+	if written.Value == nil {
+		written.Value = []byte{}
+	}
+	if err == nil {
+		return write{item: written}
+	}
+	w := s.refusal(op, key, err, &a, now)
+	if w.ambiguous && w.conflict.Exists && sameItem(w.conflict.Current, value, version, exp) {
+		return write{item: written} // our own first attempt
+	}
+	return w
+}
+
+// refusal translates a write's error. now is the time the condition was
+// built with, which also decides whether the returned item has expired.
+func (s *Store) refusal(op, key string, err error, a *attempts, now time.Time) write {
+	ccf, ok := conditionFailed(err)
+	if !ok {
+		err = s.wrapSDK(op, key, err)
+		if a.maybeApplied {
+			err = &idem.UnknownOutcomeError{Key: key, Op: op, Err: err}
+		}
+		return write{err: err}
+	}
+	ce := &idem.ConflictError{Key: key, Op: op}
+	if len(ccf.Item) > 0 {
+		cur, derr := s.decode(key, ccf.Item)
+		if derr != nil {
+			return write{err: derr}
+		}
+		if !cur.Expired(now) {
+			ce.Current, ce.Exists = cur, true
+		}
+	}
+	return write{conflict: ce, ambiguous: a.resent(), sdkErr: err}
+}
+
+// absent is true when the key has no item or its item has expired. A
+// comparison with a missing attribute is false in DynamoDB, so items without
+// an expiry attribute (never expiring) are never absent.
+func (s *Store) absent(now time.Time) expression.ConditionBuilder {
+	return expression.AttributeNotExists(expression.Name(s.cfg.pk)).
+		Or(expression.Name(s.cfg.exp).LessThanEqual(expression.Value(now.Unix())))
+}
+
+// liveAt is true when a live (unexpired) item at version is stored.
+func (s *Store) liveAt(now time.Time, version int64) expression.ConditionBuilder {
+	exp := expression.Name(s.cfg.exp)
+	return expression.Name(s.cfg.ver).Equal(expression.Value(version)).
+		And(expression.AttributeNotExists(exp).Or(exp.GreaterThan(expression.Value(now.Unix()))))
+}
