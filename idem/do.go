@@ -92,8 +92,12 @@ func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.
 		}
 	}()
 	v, err = fn(fctx)
-	if err == nil && errors.Is(context.Cause(fctx), ErrLeaseLost) {
-		err = fmt.Errorf("idem: %q: %w while running", lease.key, ErrLeaseLost)
+	if cause := context.Cause(fctx); errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
+		if err == nil {
+			err = cause
+		} else {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
 	}
 	return v, err, nil
 }

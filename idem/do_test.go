@@ -1,0 +1,423 @@
+package idem_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+func ok(ctx context.Context) (string, error) { return "ok", nil }
+
+// TestLostResponses provokes a lost response on each write of Do's path, at
+// the Store boundary, in both forms a caller can see: the store reports an
+// unknown outcome after applying the write, or the driver resends the write
+// and its retry fails on the first attempt's effect. fn must run once and Do
+// must succeed.
+func TestLostResponses(t *testing.T) {
+	for _, tc := range []struct{ op, kind string }{
+		{"PutIfAbsent", "lost"},
+		{"PutIfAbsent", "resend"},
+		{"CompareAndSwap", "resend"},
+	} {
+		t.Run(tc.op+"/"+tc.kind, func(t *testing.T) {
+			s := newFaulty(memstore.New())
+			s.arm(tc.op, tc.kind)
+			var runs atomic.Int32
+			fn := func(context.Context) (string, error) { runs.Add(1); return "charged", nil }
+			got, err := idem.Do(context.Background(), s, "pay/1", fn)
+			if err != nil || got != "charged" {
+				t.Fatalf("Do: got %q, %v; want charged", got, err)
+			}
+			got, err = idem.Do(context.Background(), s, "pay/1", fn)
+			if err != nil || got != "charged" {
+				t.Fatalf("duplicate Do: got %q, %v", got, err)
+			}
+			if n := runs.Load(); n != 1 {
+				t.Fatalf("fn ran %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// TestLostCompletionIsUnknown: a completion whose outcome the store cannot
+// settle is reported with fn's result and an error, never as success.
+func TestLostCompletionIsUnknown(t *testing.T) {
+	s := newFaulty(memstore.New())
+	s.arm("CompareAndSwap", "lost")
+	got, err := idem.Do(context.Background(), s, "k", ok)
+	if !errors.Is(err, idem.ErrUnknownOutcome) || got != "ok" {
+		t.Fatalf("got %q, %v; want fn's result and ErrUnknownOutcome", got, err)
+	}
+}
+
+// TestReleaseLostResponse: the release after a failed fn is resent after a
+// lost response; the resend finds the key gone, which is success.
+func TestReleaseLostResponse(t *testing.T) {
+	s := newFaulty(memstore.New())
+	s.arm("CompareAndDelete", "resend")
+	boom := errors.New("boom")
+	_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 0, boom })
+	if !errors.Is(err, boom) || errors.Is(err, idem.ErrLeaseLost) {
+		t.Fatalf("got %v, want fn's error alone", err)
+	}
+	got, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 1, nil })
+	if err != nil || got != 1 {
+		t.Fatalf("retry after release: got %d, %v", got, err)
+	}
+}
+
+// TestExtendLostResponse: an extension applied but reported lost leaves the
+// lease one version behind the store; completion recognises its own record
+// and adopts the newer version.
+func TestExtendLostResponse(t *testing.T) {
+	s := newFaulty(memstore.New())
+	ctx := context.Background()
+	lease, _, err := idem.Claim(ctx, s, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.arm("CompareAndSwap", "lost")
+	if err := lease.Extend(ctx, time.Minute); !errors.Is(err, idem.ErrUnknownOutcome) {
+		t.Fatalf("Extend: got %v, want ErrUnknownOutcome", err)
+	}
+	if err := lease.Complete(ctx, []byte(`"done"`)); err != nil {
+		t.Fatalf("Complete after a lost extension: %v", err)
+	}
+	_, rec, err := idem.Claim(ctx, s, "k")
+	if err != nil || rec == nil || string(rec.Result) != `"done"` {
+		t.Fatalf("got %+v, %v; want the completed record", rec, err)
+	}
+}
+
+// TestHeartbeat: fn runs for several leases; the heartbeat keeps the key
+// exclusive, so a duplicate sees it in progress instead of taking it over.
+func TestHeartbeat(t *testing.T) {
+	s := idemtest.NewCounting(memstore.New())
+	ctx := context.Background()
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) {
+			close(started)
+			time.Sleep(600 * time.Millisecond)
+			return 1, nil
+		}, idem.WithLease(150*time.Millisecond))
+		done <- err
+	}()
+	<-started
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) { return 2, nil })
+		if !errors.Is(err, idem.ErrInProgress) {
+			t.Fatalf("duplicate during a long fn: got %v, want ErrInProgress", err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Counts().CompareAndSwap; n < 4 {
+		t.Errorf("got %d CompareAndSwaps, want at least 3 extensions and the completion", n)
+	}
+}
+
+// TestTakeoverCancelsFn: another caller takes the key over while fn runs
+// (its clock says the lease has passed). The owner's next heartbeat is
+// refused, fn's context is cancelled with ErrLeaseLost, Do reports it, and
+// the new owner's record is untouched.
+func TestTakeoverCancelsFn(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	cause := make(chan error, 1)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := idem.Do(ctx, s, "k", func(ctx context.Context) (int, error) {
+			close(started)
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return 0, ctx.Err()
+		}, idem.WithLease(time.Minute), idem.WithHeartbeat(20*time.Millisecond))
+		done <- err
+	}()
+	<-started
+	future := func() time.Time { return time.Now().Add(time.Hour) }
+	heir, _, err := idem.Claim(ctx, s, "k", idem.WithClock(future))
+	if err != nil || heir == nil || !heir.Takeover() {
+		t.Fatalf("takeover: got %v, %v", heir, err)
+	}
+	if c := <-cause; !errors.Is(c, idem.ErrLeaseLost) {
+		t.Errorf("fn's context cause: got %v, want ErrLeaseLost", c)
+	}
+	if err := <-done; !errors.Is(err, idem.ErrLeaseLost) {
+		t.Errorf("Do: got %v, want ErrLeaseLost", err)
+	}
+	if err := heir.Complete(ctx, []byte(`"heir"`)); err != nil {
+		t.Fatalf("the old owner disturbed the heir's claim: %v", err)
+	}
+}
+
+// TestUnreachableStoreCancelsFn: heartbeats fail (the store is unreachable)
+// until the lease passes; fn is cancelled with ErrLeaseLost rather than
+// running on while a duplicate could take over, and Do reports it.
+func TestUnreachableStoreCancelsFn(t *testing.T) {
+	s := &failingSwaps{Store: memstore.New()}
+	ctx := context.Background()
+	started := make(chan struct{})
+	begin := time.Now()
+	_, err := idem.Do(ctx, s, "k", func(ctx context.Context) (int, error) {
+		s.on.Store(true)
+		close(started)
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}, idem.WithLease(200*time.Millisecond), idem.WithHeartbeat(50*time.Millisecond))
+	if !errors.Is(err, idem.ErrLeaseLost) {
+		t.Fatalf("Do: got %v, want ErrLeaseLost", err)
+	}
+	if el := time.Since(begin); el < 200*time.Millisecond {
+		t.Errorf("fn cancelled after %v, before its lease passed", el)
+	}
+}
+
+func TestPanicReleases(t *testing.T) {
+	s := memstore.New()
+	func() {
+		defer func() {
+			if r := recover(); r != "kaboom" {
+				t.Fatalf("recovered %v, want the original panic", r)
+			}
+		}()
+		idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { panic("kaboom") })
+	}()
+	if s.Len() != 0 {
+		t.Fatalf("a panicking fn left %d items, want its claim released", s.Len())
+	}
+	if got, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 3, nil }); err != nil || got != 3 {
+		t.Fatalf("retry after a panic: got %d, %v", got, err)
+	}
+}
+
+// TestCallerGivesUp: the caller's context is cancelled while fn finishes;
+// the result is still stored, so a retry gets it instead of running again.
+func TestCallerGivesUp(t *testing.T) {
+	s := memstore.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	var runs atomic.Int32
+	fn := func(context.Context) (int, error) { runs.Add(1); cancel(); return 9, nil }
+	if got, err := idem.Do(ctx, s, "k", fn); err != nil || got != 9 {
+		t.Fatalf("got %d, %v", got, err)
+	}
+	if got, err := idem.Do(context.Background(), s, "k", fn); err != nil || got != 9 || runs.Load() != 1 {
+		t.Fatalf("retry: got %d, %v, %d runs; want 9 from the store", got, err, runs.Load())
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	s := idemtest.NewCounting(memstore.New())
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		key  string
+		opts []idem.Option
+	}{
+		{"empty key", "", nil},
+		{"invalid UTF-8", "\xff", nil},
+		{"zero lease", "k", []idem.Option{idem.WithLease(0)}},
+		{"negative ttl", "k", []idem.Option{idem.WithTTL(-time.Hour)}},
+		{"negative wait", "k", []idem.Option{idem.WithWait(-time.Second)}},
+		{"nil codec", "k", []idem.Option{idem.WithCodec(nil)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := idem.Do(ctx, s, tc.key, ok, tc.opts...)
+			if !errors.Is(err, idem.ErrInvalid) {
+				t.Errorf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if _, _, err := idem.Add(ctx, s, "c", "", 1); !errors.Is(err, idem.ErrInvalid) {
+		t.Errorf("Add with an empty operation ID: got %v, want ErrInvalid", err)
+	}
+	if n := s.Counts().Total(); n != 0 {
+		t.Fatalf("bad input reached the store %d times, want 0", n)
+	}
+}
+
+func TestCorruptRecord(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	if _, err := s.PutIfAbsent(ctx, "k", []byte("not a record"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idem.Do(ctx, s, "k", ok); !errors.Is(err, idem.ErrCorrupt) {
+		t.Fatalf("got %v, want ErrCorrupt", err)
+	}
+}
+
+func TestKeyPrefix(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	if _, err := idem.Do(ctx, s, "42", ok, idem.WithKeyPrefix("payments/")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "payments/42"); err != nil {
+		t.Fatalf("prefixed key not stored: %v", err)
+	}
+}
+
+type upper struct{}
+
+func (upper) Marshal(v any) ([]byte, error)   { return []byte(strings.ToUpper(v.(string))), nil }
+func (upper) Unmarshal(b []byte, v any) error { *(v.(*string)) = string(b); return nil }
+
+func TestCodec(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	fn := func(context.Context) (string, error) { return "shout", nil }
+	if _, err := idem.Do(ctx, s, "k", fn, idem.WithCodec(upper{})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := idem.Do(ctx, s, "k", fn, idem.WithCodec(upper{}))
+	if err != nil || got != "SHOUT" {
+		t.Fatalf("replay through a custom codec: got %q, %v; want SHOUT", got, err)
+	}
+}
+
+func TestUpdateGivesUp(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	calls := 0
+	_, err := idem.Update(ctx, s, "k", func(v []byte, exists bool) ([]byte, error) {
+		calls++
+		// Another writer always gets in between our read and our write.
+		if _, _, err := s.Upsert(ctx, "k", []byte("theirs"), int64(100+calls), 0); err != nil {
+			t.Fatal(err)
+		}
+		return []byte("ours"), nil
+	}, idem.WithAttempts(3))
+	if !errors.Is(err, idem.ErrConflict) || calls != 3 {
+		t.Fatalf("got %v after %d calls, want ErrConflict after 3", err, calls)
+	}
+}
+
+func TestAddWindow(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	add := func(op string) bool {
+		_, applied, err := idem.Add(ctx, s, "c", op, 1, idem.WithWindow(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applied
+	}
+	steps := []struct {
+		op   string
+		want bool
+	}{{"a", true}, {"a", false}, {"b", true}, {"a", false}, {"c", true}, {"b", false}, {"a", true}}
+	for i, st := range steps {
+		if got := add(st.op); got != st.want {
+			t.Errorf("step %d (%s): got applied %v, want %v", i, st.op, got, st.want)
+		}
+	}
+	if total, _ := idem.CounterValue(ctx, s, "c"); total != 4 {
+		t.Errorf("total: got %d, want 4", total)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	a, err := idem.FingerprintJSON([]byte(`{"amount": 100, "currency":"EUR", "meta":{"b":1,"a":[1,2]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := idem.FingerprintJSON([]byte(`{"meta":{"a":[1,2],"b":1},"currency":"EUR","amount":100}`))
+	c, _ := idem.FingerprintJSON([]byte(`{"amount": 101, "currency":"EUR", "meta":{"b":1,"a":[1,2]}}`))
+	if string(a) != string(b) {
+		t.Error("field order changed the fingerprint")
+	}
+	if string(a) == string(c) {
+		t.Error("a different amount gave the same fingerprint")
+	}
+	type req struct {
+		Currency string `json:"currency"`
+		Amount   int    `json:"amount"`
+	}
+	s, _ := idem.Fingerprint(req{"EUR", 100})
+	m, _ := idem.Fingerprint(map[string]any{"amount": 100, "currency": "EUR"})
+	if string(s) != string(m) {
+		t.Error("a struct and an equal map got different fingerprints")
+	}
+	if _, err := idem.FingerprintJSON([]byte(`{"a":1} {}`)); err == nil {
+		t.Error("trailing data accepted")
+	}
+	if string(idem.FingerprintParts([]byte("ab"), []byte("c"))) == string(idem.FingerprintParts([]byte("a"), []byte("bc"))) {
+		t.Error("FingerprintParts is ambiguous")
+	}
+}
+
+func TestKey(t *testing.T) {
+	for _, tc := range []struct {
+		parts []string
+		want  string
+	}{
+		{[]string{"charge", "cus_42", "ord/7"}, "charge/cus_42/ord%2F7"},
+		{[]string{"a/b", "c"}, "a%2Fb/c"},
+		{[]string{"a", "b/c"}, "a/b%2Fc"},
+	} {
+		if got := idem.Key(tc.parts...); got != tc.want {
+			t.Errorf("Key(%q): got %q, want %q", tc.parts, got, tc.want)
+		}
+	}
+	if a, b := idem.NewKey(), idem.NewKey(); a == b || len(a) != 36 {
+		t.Errorf("NewKey: got %q and %q", a, b)
+	}
+	if a, b := idem.NewKeyV7(), idem.NewKeyV7(); a >= b {
+		t.Errorf("NewKeyV7 not ordered: %q then %q", a, b)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(idem.EncodeRecord(idem.Record{Status: idem.StatusInProgress, Token: "t", Attempt: 1}))
+	f.Add([]byte(`{"status":"completed","token":"x","result":"eyJhIjoxfQ=="}`))
+	f.Add([]byte(`{"status":"weird"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := idem.DecodeRecord("k", data)
+		if err != nil {
+			if !errors.Is(err, idem.ErrCorrupt) {
+				t.Fatalf("decode error %v does not match ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := idem.DecodeRecord("k", idem.EncodeRecord(r))
+		if err != nil {
+			t.Fatalf("a decoded record does not round-trip: %v", err)
+		}
+		if fmt.Sprint(again) != fmt.Sprint(r) {
+			t.Fatalf("round trip changed the record: %+v vs %+v", again, r)
+		}
+	})
+}
+
+func FuzzFingerprintJSON(f *testing.F) {
+	f.Add([]byte(`{"b":1,"a":2}`))
+	f.Add([]byte(`[1, 2.50, "x", null, true]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fp, err := idem.FingerprintJSON(data)
+		if err != nil {
+			return
+		}
+		// Re-encoding the canonical form must not change the fingerprint.
+		var buf strings.Builder
+		buf.Write(data)
+		again, err := idem.FingerprintJSON([]byte(" " + buf.String() + "\n"))
+		if err != nil || string(again) != string(fp) {
+			t.Fatalf("whitespace changed the fingerprint of %q", data)
+		}
+	})
+}
