@@ -230,9 +230,15 @@ type conflictError struct {
 func (e *conflictError) Error() string   { return e.conflict.Error() }
 func (e *conflictError) Unwrap() []error { return []error{e.conflict, e.cause} }
 
+// unknown reports a refusal that a resend met after an attempt whose
+// response was lost: that attempt may have been applied, then overtaken.
 func (w write) unknown() error {
+	found := "the key absent"
+	if w.conflict.Exists {
+		found = fmt.Sprintf("version %d", w.conflict.Current.Version)
+	}
 	return &idem.UnknownOutcomeError{Key: w.conflict.Key, Op: w.conflict.Op, Err: fmt.Errorf(
-		"condition failed on a resend after an attempt whose response was lost (%v): %w", w.conflict, w.sdkErr)}
+		"the SDK resent the request after a lost response and the resend found %s: %w", found, w.sdkErr)}
 }
 
 func (w write) unsupported() error {
