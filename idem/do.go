@@ -82,7 +82,7 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 // run calls fn with a context that is cancelled if the lease is lost, while
 // a heartbeat extends the lease. The heartbeat has stopped when run returns.
 func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error, panicked any) {
-	fctx, cancel := context.WithCancelCause(ctx)
+	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, lease))
 	defer cancel(nil)
 	stop := heartbeat(fctx, cancel, lease, cfg)
 	defer stop()
@@ -137,6 +137,17 @@ func heartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *Lease
 		close(quit)
 		<-done
 	}
+}
+
+type leaseKey struct{}
+
+// LeaseFrom returns the Lease that Do holds while it runs fn, from fn's
+// context. fn uses it to learn whether it is a takeover (Lease.Takeover: a
+// previous owner died mid-work and may have done part of it) and which
+// attempt it is.
+func LeaseFrom(ctx context.Context) (*Lease, bool) {
+	l, ok := ctx.Value(leaseKey{}).(*Lease)
+	return l, ok
 }
 
 func replay[T any](key string, cfg *config, rec *Record) (T, error) {

@@ -421,3 +421,21 @@ func FuzzFingerprintJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestLeaseFrom(t *testing.T) {
+	s := memstore.New()
+	ctx := context.Background()
+	if _, ok := idem.LeaseFrom(ctx); ok {
+		t.Fatal("LeaseFrom found a lease outside Do")
+	}
+	got, err := idem.Do(ctx, s, "k", func(ctx context.Context) (string, error) {
+		l, ok := idem.LeaseFrom(ctx)
+		if !ok {
+			return "", errors.New("no lease in fn's context")
+		}
+		return fmt.Sprintf("%s %d %v", l.Key(), l.Attempt(), l.Takeover()), nil
+	}, idem.WithKeyPrefix("p/"))
+	if err != nil || got != "p/k 1 false" {
+		t.Fatalf("got %q, %v; want \"p/k 1 false\"", got, err)
+	}
+}
