@@ -33,7 +33,7 @@ type executor interface {
 
 // record is one row of the table in driver-neutral form.
 type record struct {
-	found     bool  // a row with a non-null version exists (it may have expired)
+	found     bool // a row with a non-null version exists (it may have expired)
 	value     []byte
 	version   int64
 	expiresAt int64 // Unix milliseconds; never is math.MaxInt64

@@ -43,7 +43,7 @@ type config struct {
 	maxValue       int
 	resolveTimeout time.Duration
 
-	exec executor        // tests: replaces the gocql adapter
+	exec executor         // tests: replaces the gocql adapter
 	now  func() time.Time // tests: the clock
 }
 
