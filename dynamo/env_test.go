@@ -56,3 +56,14 @@ func deleteTableOnCleanup(t testing.TB, c *dynamodb.Client, table string) {
 		_, _ = c.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
 }
+
+type capability string
+
+const capFullItemSize capability = "full-item-size"
+
+func (s dynamoDBServer) lacks(c capability) (string, bool) {
+	if s.Name == "moto" && c == capFullItemSize {
+		return "moto caps items at 405,000 bytes; DynamoDB accepts 409,600", true
+	}
+	return "", false
+}
