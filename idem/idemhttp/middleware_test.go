@@ -1,0 +1,351 @@
+package idemhttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+func TestMiddleware(t *testing.T) {
+	runSuite(t, func(t *testing.T) idem.Store { return memstore.New() })
+}
+
+func TestPassThrough(t *testing.T) {
+	cs := idemtest.NewCounting(memstore.New())
+	o := &orders{}
+	h := idemhttp.Middleware(cs)(o)
+	key := idem.NewKey()
+	for _, q := range []req{
+		{method: http.MethodGet, key: key},    // not a covered method, key or not
+		{method: http.MethodPut, key: key},    // PUT is idempotent by itself
+		{method: http.MethodDelete, key: key}, //
+		{method: http.MethodPost},             // no key: passes through, twice
+		{method: http.MethodPost},
+		{method: http.MethodPatch},
+	} {
+		wantStatus(t, send(t, h, q), http.StatusCreated)
+	}
+	wantRuns(t, o, 6)
+	if c := cs.Counts(); c.Total() != 0 {
+		t.Errorf("store calls: %+v, want none", c)
+	}
+
+	// WithMethods narrows and widens the set.
+	o2 := &orders{}
+	h2 := idemhttp.Middleware(memstore.New(), idemhttp.WithMethods(http.MethodPut))(o2)
+	send(t, h2, req{method: http.MethodPut, key: key})
+	send(t, h2, req{method: http.MethodPut, key: key})
+	send(t, h2, req{method: http.MethodPost, key: key})
+	wantRuns(t, o2, 2) // one PUT replayed, the POST passed through
+}
+
+func TestRequired(t *testing.T) {
+	o := &orders{}
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithRequired(true))(o)
+	p := wantProblem(t, send(t, h, req{}), http.StatusBadRequest, idemhttp.CodeKeyMissing)
+	if !strings.Contains(p.Detail, "Idempotency-Key") {
+		t.Errorf("detail %q does not name the header", p.Detail)
+	}
+	wantStatus(t, send(t, h, req{method: http.MethodGet}), http.StatusCreated) // GET is not covered
+	wantRuns(t, o, 1)
+}
+
+func TestInvalidKeys(t *testing.T) {
+	tests := []struct {
+		name  string
+		value []string
+	}{
+		{"empty", []string{""}},
+		{"blank", []string{"   "}},
+		{"empty quoted", []string{`""`}},
+		{"too long", []string{strings.Repeat("k", 256)}},
+		{"too long quoted", []string{`"` + strings.Repeat("k", 256) + `"`}},
+		{"space inside", []string{"a b"}},
+		{"comma (a list)", []string{"a,b"}},
+		{"quoted list", []string{`"a", "b"`}},
+		{"parameters", []string{`"a";v=1`}},
+		{"unterminated", []string{`"abc`}},
+		{"bad escape", []string{`"a\b"`}},
+		{"control character", []string{"a\x01b"}},
+		{"non-ASCII", []string{"clé"}},
+		{"two headers", []string{"a", "b"}},
+	}
+	o := &orders{}
+	h := idemhttp.Middleware(memstore.New())(o)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/orders", nil)
+			r.Header["Idempotency-Key"] = tc.value
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			wantProblem(t, w, http.StatusBadRequest, idemhttp.CodeKeyInvalid)
+		})
+	}
+	wantRuns(t, o, 0)
+
+	// The longest key accepted, and WithMaxKeyLength.
+	wantStatus(t, send(t, h, req{key: strings.Repeat("k", 255)}), http.StatusCreated)
+	h8 := idemhttp.Middleware(memstore.New(), idemhttp.WithMaxKeyLength(8))(o)
+	wantProblem(t, send(t, h8, req{key: "123456789"}), http.StatusBadRequest, idemhttp.CodeKeyInvalid)
+	wantStatus(t, send(t, h8, req{key: "12345678"}), http.StatusCreated)
+}
+
+func TestParseKey(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{"abc", "abc"},
+		{"  abc\t", "abc"},
+		{`"abc"`, "abc"},
+		{`"a b"`, "a b"},
+		{`"a\"b\\c"`, `a"b\c`},
+		{"8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"},
+		{"ord_42:retry/1=+~", "ord_42:retry/1=+~"},
+	}
+	for _, tc := range tests {
+		got, err := idemhttp.ParseKey(tc.in, 255)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseKey(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", `""`, `"a`, `a"`, `"a"b`, "a;b", `a\b`, "\x7f", `"\x00"`} {
+		if _, err := idemhttp.ParseKey(in, 255); !errors.Is(err, idemhttp.ErrInvalidKey) {
+			t.Errorf("ParseKey(%q): got %v, want ErrInvalidKey", in, err)
+		}
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	var seen atomic.Value
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithMaxBodyBytes(10))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seen.Store(string(b))
+		w.WriteHeader(http.StatusCreated)
+	}))
+	wantStatus(t, send(t, h, req{key: idem.NewKey(), body: "0123456789"}), http.StatusCreated)
+	if got := seen.Load(); got != "0123456789" {
+		t.Errorf("handler read %q, want the whole body", got)
+	}
+	seen.Store("")
+
+	// Declared too large.
+	wantProblem(t, send(t, h, req{key: idem.NewKey(), body: "0123456789a"}), http.StatusRequestEntityTooLarge, idemhttp.CodeBodyTooLarge)
+	// Too large without a declared length (chunked).
+	r := httptest.NewRequest(http.MethodPost, "/orders", io.MultiReader(strings.NewReader("012345"), strings.NewReader("6789ab")))
+	r.ContentLength = -1
+	r.Header.Set("Idempotency-Key", idem.NewKey())
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	wantProblem(t, w, http.StatusRequestEntityTooLarge, idemhttp.CodeBodyTooLarge)
+	if got := seen.Load(); got != "" {
+		t.Errorf("the handler ran on a body over the limit (read %q)", got)
+	}
+	// A body that fails to read.
+	r = httptest.NewRequest(http.MethodPost, "/orders", io.MultiReader(strings.NewReader("01"), errReader{}))
+	r.ContentLength = -1
+	r.Header.Set("Idempotency-Key", idem.NewKey())
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	wantProblem(t, w, http.StatusBadRequest, idemhttp.CodeBodyUnread)
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+func TestScopeAndFingerprintErrors(t *testing.T) {
+	o := &orders{}
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithScope(func(r *http.Request) (string, error) {
+		if r.Header.Get("X-User") == "" {
+			return "", errors.New("no user")
+		}
+		return r.Header.Get("X-User"), nil
+	}))(o)
+	wantProblem(t, send(t, h, req{key: "k"}), http.StatusUnauthorized, idemhttp.CodeUnscoped)
+
+	h = idemhttp.Middleware(memstore.New(), idemhttp.WithFingerprint(func(r *http.Request, body []byte) ([]byte, error) {
+		return nil, errors.New("unsupported content type")
+	}))(o)
+	wantProblem(t, send(t, h, req{key: "k"}), http.StatusBadRequest, idemhttp.CodeFingerprint)
+	wantRuns(t, o, 0)
+}
+
+func TestFingerprintJSONBody(t *testing.T) {
+	o := &orders{}
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithFingerprint(idemhttp.FingerprintJSONBody))(o)
+	key := idem.NewKey()
+	wantStatus(t, send(t, h, req{key: key, body: `{"sku":"book","qty":1}`}), http.StatusCreated)
+	again := send(t, h, req{key: key, body: "{ \"qty\": 1,\n \"sku\": \"book\" }"})
+	if again.Header().Get(idemhttp.ReplayedHeader) != "true" {
+		t.Errorf("re-encoded JSON body: status %d, want a replay", again.Code)
+	}
+	wantProblem(t, send(t, h, req{key: key, body: `{"sku":"book","qty":2}`}), http.StatusUnprocessableEntity, idemhttp.CodeMismatch)
+	// Not JSON: byte for byte.
+	k2 := idem.NewKey()
+	send(t, h, req{key: k2, body: "a=1"})
+	wantProblem(t, send(t, h, req{key: k2, body: "a=2"}), http.StatusUnprocessableEntity, idemhttp.CodeMismatch)
+	wantRuns(t, o, 2)
+}
+
+// failing is a store whose writes fail while down is set.
+type failing struct {
+	idem.Store
+	down atomic.Bool
+	cas  atomic.Bool // fail only CompareAndSwap (lease extension)
+}
+
+var errDown = errors.New("store unreachable")
+
+func (f *failing) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
+	if f.down.Load() {
+		return idem.Item{}, errDown
+	}
+	return f.Store.PutIfAbsent(ctx, key, value, ttl)
+}
+
+func (f *failing) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	if f.down.Load() || f.cas.Load() {
+		return idem.Item{}, errDown
+	}
+	return f.Store.CompareAndSwap(ctx, key, version, value, ttl)
+}
+
+func TestStoreDown(t *testing.T) {
+	f := &failing{Store: memstore.New()}
+	f.down.Store(true)
+	o := &orders{}
+	h := idemhttp.Middleware(f)(o)
+	w := send(t, h, req{key: "k"})
+	wantProblem(t, w, http.StatusServiceUnavailable, idemhttp.CodeStore)
+	if w.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	wantRuns(t, o, 0)
+}
+
+// TestLeaseLost: the store stops accepting lease extensions while the
+// handler runs; once the lease has passed, the handler's context is
+// cancelled with a cause matching idem.ErrLeaseLost, so it can stop
+// before a second owner duplicates its work.
+func TestLeaseLost(t *testing.T) {
+	f := &failing{Store: memstore.New()}
+	cause := make(chan error, 1)
+	h := idemhttp.Middleware(f, idemhttp.WithLease(150*time.Millisecond))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.cas.Store(true)
+		select {
+		case <-r.Context().Done():
+			cause <- context.Cause(r.Context())
+		case <-time.After(5 * time.Second):
+			cause <- nil
+		}
+		f.cas.Store(false)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	send(t, h, req{key: "k"})
+	if err := <-cause; !errors.Is(err, idem.ErrLeaseLost) {
+		t.Errorf("handler context cause: got %v, want idem.ErrLeaseLost", err)
+	}
+}
+
+// TestLeaseExtended: a handler that runs for several leases keeps its key;
+// duplicates meanwhile get 409, never a second run.
+func TestLeaseExtended(t *testing.T) {
+	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithLease(90*time.Millisecond))(o)
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- send(t, h, req{key: "k"}) }()
+	<-o.started
+	for range 5 {
+		time.Sleep(60 * time.Millisecond)
+		wantProblem(t, send(t, h, req{key: "k"}), http.StatusConflict, idemhttp.CodeInProgress)
+	}
+	close(o.gate)
+	wantStatus(t, <-done, http.StatusCreated)
+	wantRuns(t, o, 1)
+}
+
+func TestContentTypeSniffed(t *testing.T) {
+	h := idemhttp.Middleware(memstore.New())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("<html><body>ok</body></html>"))
+	}))
+	first := send(t, h, req{key: "k"})
+	again := send(t, h, req{key: "k"})
+	if a, b := first.Header().Get("Content-Type"), again.Header().Get("Content-Type"); a == "" || a != b {
+		t.Errorf("Content-Type: first %q, replay %q; want the same sniffed type", a, b)
+	}
+}
+
+func TestNoContentReplay(t *testing.T) {
+	var runs atomic.Int64
+	h := idemhttp.Middleware(memstore.New())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.Header().Set("ETag", `"v2"`)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	send(t, h, req{key: "k", method: http.MethodPatch})
+	again := send(t, h, req{key: "k", method: http.MethodPatch})
+	wantStatus(t, again, http.StatusNoContent)
+	if again.Header().Get("ETag") != `"v2"` || again.Body.Len() != 0 || runs.Load() != 1 {
+		t.Errorf("204 replay: ETag %q, body %q, runs %d", again.Header().Get("ETag"), again.Body, runs.Load())
+	}
+}
+
+func TestProblemHandler(t *testing.T) {
+	var got *idemhttp.Problem
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithRequired(true),
+		idemhttp.WithProblemHandler(func(w http.ResponseWriter, r *http.Request, p *idemhttp.Problem) {
+			got = p
+			w.WriteHeader(p.Status)
+		}))(&orders{})
+	wantStatus(t, send(t, h, req{}), http.StatusBadRequest)
+	if got == nil || got.Code != idemhttp.CodeKeyMissing {
+		t.Errorf("problem handler got %+v", got)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	s := memstore.New()
+	tests := []struct {
+		name string
+		opts []idemhttp.Option
+	}{
+		{"ttl", []idemhttp.Option{idemhttp.WithTTL(0)}},
+		{"lease", []idemhttp.Option{idemhttp.WithLease(-time.Second)}},
+		{"wait", []idemhttp.Option{idemhttp.WithWait(-1)}},
+		{"retry-after", []idemhttp.Option{idemhttp.WithRetryAfter(time.Millisecond)}},
+		{"key length", []idemhttp.Option{idemhttp.WithMaxKeyLength(0)}},
+		{"body", []idemhttp.Option{idemhttp.WithMaxBodyBytes(-1)}},
+		{"response", []idemhttp.Option{idemhttp.WithMaxResponseBytes(-1)}},
+		{"header", []idemhttp.Option{idemhttp.WithHeader("Bad Header")}},
+		{"no methods", []idemhttp.Option{idemhttp.WithMethods()}},
+		{"bad method", []idemhttp.Option{idemhttp.WithMethods("PO ST")}},
+		{"nil scope", []idemhttp.Option{idemhttp.WithScope(nil)}},
+		{"nil fingerprint", []idemhttp.Option{idemhttp.WithFingerprint(nil)}},
+		{"nil logger", []idemhttp.Option{idemhttp.WithLogger(nil)}},
+	}
+	for _, tc := range tests {
+		if _, err := idemhttp.New(s, tc.opts...); err == nil {
+			t.Errorf("%s: New accepted invalid options", tc.name)
+		}
+	}
+	if _, err := idemhttp.New(nil); err == nil {
+		t.Error("New accepted a nil store")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Middleware did not panic on invalid options")
+		}
+	}()
+	idemhttp.Middleware(s, idemhttp.WithTTL(-1))
+}

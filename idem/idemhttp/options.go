@@ -1,0 +1,270 @@
+package idemhttp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// Defaults for the options below.
+const (
+	// DefaultHeader is the request header that carries the key.
+	DefaultHeader = "Idempotency-Key"
+	// DefaultKeyPrefix prefixes every key the middleware stores.
+	DefaultKeyPrefix = "idemhttp/"
+	// DefaultMaxKeyLength is the longest key accepted, in bytes (as Stripe).
+	DefaultMaxKeyLength = 255
+	// DefaultMaxBodyBytes is the largest request body accepted.
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxResponseBytes is the largest response body stored for
+	// replay. Its stored form fits in one DynamoDB item (400 KB).
+	DefaultMaxResponseBytes = 256 << 10
+	// DefaultRetryAfter is the Retry-After sent with a 409 while the first
+	// request is still running.
+	DefaultRetryAfter = time.Second
+)
+
+// ReplayedHeader is set to "true" on every replayed response.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// Option configures New and Middleware.
+type Option func(*config)
+
+type config struct {
+	header      string
+	methods     map[string]bool
+	required    bool
+	ttl         time.Duration
+	lease       time.Duration
+	wait        time.Duration
+	retryAfter  time.Duration
+	maxKey      int
+	maxBody     int64
+	maxResponse int
+	prefix      string
+	scope       func(*http.Request) (string, error)
+	fingerprint func(r *http.Request, body []byte) ([]byte, error)
+	keepHeader  func(name string) bool
+	release     func(status int) bool
+	problem     func(http.ResponseWriter, *http.Request, *Problem)
+	logger      *slog.Logger
+	err         error
+}
+
+func newConfig(opts []Option) (*config, error) {
+	c := &config{
+		header:      DefaultHeader,
+		methods:     map[string]bool{http.MethodPost: true, http.MethodPatch: true},
+		ttl:         idem.DefaultTTL,
+		lease:       idem.DefaultLease,
+		retryAfter:  DefaultRetryAfter,
+		maxKey:      DefaultMaxKeyLength,
+		maxBody:     DefaultMaxBodyBytes,
+		maxResponse: DefaultMaxResponseBytes,
+		prefix:      DefaultKeyPrefix,
+		scope:       ScopeHeader("Authorization"),
+		fingerprint: FingerprintRequest,
+		keepHeader:  KeepHeader,
+		release:     ReleaseStatus,
+		problem:     WriteProblem,
+		logger:      slog.Default(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	switch {
+	case c.err != nil:
+		return nil, c.err
+	case c.header == "" || strings.ContainsFunc(c.header, notTokenChar):
+		return nil, fmt.Errorf("idemhttp: header name %q is not a valid field name", c.header)
+	case len(c.methods) == 0:
+		return nil, errors.New("idemhttp: no methods")
+	case c.ttl <= 0:
+		return nil, fmt.Errorf("idemhttp: ttl %v is not positive", c.ttl)
+	case c.lease <= 0:
+		return nil, fmt.Errorf("idemhttp: lease %v is not positive", c.lease)
+	case c.wait < 0:
+		return nil, fmt.Errorf("idemhttp: wait %v is negative", c.wait)
+	case c.retryAfter < time.Second:
+		return nil, fmt.Errorf("idemhttp: retry-after %v is below one second", c.retryAfter)
+	case c.maxKey < 1:
+		return nil, fmt.Errorf("idemhttp: maximum key length %d is below 1", c.maxKey)
+	case c.maxBody < 0:
+		return nil, fmt.Errorf("idemhttp: maximum body size %d is negative", c.maxBody)
+	case c.maxResponse < 0:
+		return nil, fmt.Errorf("idemhttp: maximum response size %d is negative", c.maxResponse)
+	case c.scope == nil, c.fingerprint == nil, c.keepHeader == nil, c.release == nil, c.problem == nil:
+		return nil, errors.New("idemhttp: nil function option")
+	case c.logger == nil:
+		return nil, errors.New("idemhttp: nil logger")
+	}
+	return c, nil
+}
+
+// WithHeader sets the request header that carries the key (default
+// DefaultHeader, "Idempotency-Key").
+func WithHeader(name string) Option {
+	return func(c *config) { c.header = http.CanonicalHeaderKey(name) }
+}
+
+// WithMethods sets the methods the middleware applies to (default POST and
+// PATCH, as the IETF draft suggests). Requests with other methods pass
+// through untouched, key or not.
+func WithMethods(methods ...string) Option {
+	return func(c *config) {
+		c.methods = map[string]bool{}
+		for _, m := range methods {
+			if m == "" || strings.ContainsFunc(m, notTokenChar) {
+				c.err = fmt.Errorf("idemhttp: method %q is not a valid method", m)
+			}
+			c.methods[m] = true
+		}
+	}
+}
+
+// WithRequired makes the key mandatory (default false): a request without
+// it gets 400 with a problem+json body instead of passing through.
+func WithRequired(required bool) Option {
+	return func(c *config) { c.required = required }
+}
+
+// WithTTL sets how long a completed response is kept and replayed, counted
+// from completion (default idem.DefaultTTL, 24 hours). Publish it: the IETF
+// draft asks servers to document their key expiry. A key reused after the
+// TTL runs the handler again.
+func WithTTL(ttl time.Duration) Option {
+	return func(c *config) { c.ttl = ttl }
+}
+
+// WithLease sets how long a request's claim stays exclusive without news
+// from its server (default idem.DefaultLease, 30s). The middleware extends
+// the lease while the handler runs, so the lease bounds how long a crashed
+// server blocks a key, not how long a handler may run.
+func WithLease(lease time.Duration) Option {
+	return func(c *config) { c.lease = lease }
+}
+
+// WithWait makes a duplicate that arrives while the first request is still
+// running wait up to d for its response (default 0: answer 409 Conflict at
+// once, as the IETF draft says). After d it gets the 409.
+func WithWait(d time.Duration) Option {
+	return func(c *config) { c.wait = d }
+}
+
+// WithRetryAfter sets the Retry-After sent with a 409 Conflict (default
+// DefaultRetryAfter, one second; whole seconds, at least one). It is capped
+// by the time left on the first request's lease, rounded up.
+func WithRetryAfter(d time.Duration) Option {
+	return func(c *config) { c.retryAfter = d }
+}
+
+// WithMaxKeyLength sets the longest key accepted, in bytes (default
+// DefaultMaxKeyLength, 255). Longer keys get 400.
+func WithMaxKeyLength(n int) Option {
+	return func(c *config) { c.maxKey = n }
+}
+
+// WithMaxBodyBytes sets the largest request body accepted (default
+// DefaultMaxBodyBytes, 1 MiB). The middleware reads the whole body to
+// fingerprint it before the handler runs; a larger body gets 413 Content
+// Too Large and the handler does not run.
+func WithMaxBodyBytes(n int64) Option {
+	return func(c *config) { c.maxBody = n }
+}
+
+// WithMaxResponseBytes sets the largest response body stored for replay
+// (default DefaultMaxResponseBytes, 256 KiB; keep DynamoDB's 400 KB item
+// limit in mind). A larger response is streamed to the client and the key
+// is completed with its status and headers only: a retry gets them with an
+// empty body and the header "Idempotent-Body-Omitted: true", never a second
+// execution.
+func WithMaxResponseBytes(n int) Option {
+	return func(c *config) { c.maxResponse = n }
+}
+
+// WithKeyPrefix sets the prefix of every stored key (default
+// DefaultKeyPrefix), so that several services or routes can share one
+// table.
+func WithKeyPrefix(prefix string) Option {
+	return func(c *config) { c.prefix = prefix }
+}
+
+// WithScope sets the function that names the caller (default
+// ScopeHeader("Authorization")). Keys are stored per scope, so a client
+// can never receive another client's response, even with the same key.
+// Return the authenticated principal (a user or tenant ID) when you have
+// one: it survives token refreshes, which the default does not. If scope
+// returns an error the request gets 401 Unauthorized.
+func WithScope(scope func(r *http.Request) (string, error)) Option {
+	return func(c *config) { c.scope = scope }
+}
+
+// WithFingerprint sets how a request is fingerprinted (default
+// FingerprintRequest: method, path, query and body). A key reused with a
+// different fingerprint gets 422 Unprocessable Content. body is the whole
+// request body. If fp returns an error the request gets 400.
+func WithFingerprint(fp func(r *http.Request, body []byte) ([]byte, error)) Option {
+	return func(c *config) { c.fingerprint = fp }
+}
+
+// WithHeaderFilter sets which response headers are stored and replayed
+// (default KeepHeader). Names are canonical (http.CanonicalHeaderKey).
+func WithHeaderFilter(keep func(name string) bool) Option {
+	return func(c *config) { c.keepHeader = keep }
+}
+
+// WithRelease sets which response statuses release the key instead of
+// storing the response, so the client can retry and the handler runs again
+// (default ReleaseStatus: 5xx and 429).
+func WithRelease(release func(status int) bool) Option {
+	return func(c *config) { c.release = release }
+}
+
+// WithProblemHandler sets how the middleware's own errors are written
+// (default WriteProblem, RFC 9457 application/problem+json). Headers the
+// middleware sets, such as Retry-After, are already on w.
+func WithProblemHandler(h func(w http.ResponseWriter, r *http.Request, p *Problem)) Option {
+	return func(c *config) { c.problem = h }
+}
+
+// WithLogger sets where the middleware reports failures it cannot answer
+// with an HTTP status, such as a response that could not be stored
+// (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// KeepHeader is the default header filter. It keeps every response header
+// except those that describe one transfer rather than the response
+// (Connection, Keep-Alive, Transfer-Encoding, Upgrade, Trailer, Te,
+// Proxy-*), Date and Content-Length (set again on replay), Set-Cookie
+// (session secrets do not belong in a shared store), and ReplayedHeader.
+func KeepHeader(name string) bool {
+	switch name {
+	case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Trailer", "Te",
+		"Date", "Content-Length", "Set-Cookie", ReplayedHeader, omittedHeader:
+		return false
+	}
+	return !strings.HasPrefix(name, "Proxy-") && !strings.HasPrefix(name, http.TrailerPrefix)
+}
+
+// ReleaseStatus is the default release policy: server errors (5xx) and 429
+// Too Many Requests mean the request was not, or not fully, processed, so
+// the key is released for a retry. Every other response is the final
+// answer for the key, 4xx included, and is replayed.
+func ReleaseStatus(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests
+}
+
+// notTokenChar reports whether r may not appear in an RFC 9110 token.
+func notTokenChar(r rune) bool {
+	if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+		return false
+	}
+	return !strings.ContainsRune("!#$%&'*+-.^_`|~", r)
+}
