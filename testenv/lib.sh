@@ -50,7 +50,8 @@ spawn() {
 	rm -f "$pidfile"
 	# The inner shell writes its own pid, then execs the server in place: the pid file holds
 	# exactly the server's pid, not a wrapper's.
-	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+	# fd 9 (the with_lock lock) is closed so the server never holds the lock.
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
 	local i
 	for i in $(seq 50); do
 		[[ -s $pidfile ]] && return 0
