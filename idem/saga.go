@@ -1,0 +1,303 @@
+package idem
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ErrAborted: a saga was aborted and its completed steps compensated. See
+// AbortedError.
+var ErrAborted = errors.New("idem: saga aborted")
+
+// errStopped is what Step returns, while a saga is being compensated, for
+// the first step that never completed: the body must stop there.
+var errStopped = errors.New("idem: saga aborted: no further steps run")
+
+// codeAborted is the stored code of an aborted saga's outcome and of the
+// steps fenced off by the abort.
+const codeAborted = "saga-aborted"
+
+// AbortedError reports a saga that was aborted: its body or one of its
+// steps failed permanently, and every completed step has been compensated.
+type AbortedError struct {
+	ID string
+	// Cause is the permanent error that aborted the saga: the original error
+	// on the run that aborted it, an error with its message on later runs.
+	Cause error
+	// Replayed is true when the outcome was read from the store: the saga
+	// had been aborted by an earlier run.
+	Replayed bool
+}
+
+func (e *AbortedError) Error() string {
+	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
+}
+
+// Is makes errors.Is(err, ErrAborted) true.
+func (e *AbortedError) Is(target error) bool { return target == ErrAborted }
+
+// Unwrap returns the cause.
+func (e *AbortedError) Unwrap() error { return e.Cause }
+
+// Saga is one run of a saga body, handed to it by RunSaga. Its steps are
+// taken with Step. A Saga is safe for concurrent use, so independent steps
+// may run in parallel.
+type Saga struct {
+	store      Store
+	id         string
+	cfg        *config
+	opts       []Option
+	compensate bool // replay completed steps only, then compensate
+
+	mu      sync.Mutex
+	names   map[string]bool
+	undo    []undo // in completion order
+	stopped bool
+}
+
+type undo struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// ID returns the saga's ID.
+func (sg *Saga) ID() string { return sg.id }
+
+// Compensating reports whether this run is compensating an aborted saga:
+// Step then replays the steps that completed and runs no action, and the
+// body should do nothing but call its steps.
+func (sg *Saga) Compensating() bool { return sg.compensate }
+
+// The keys of a saga, all under the options' key prefix.
+func sagaKey(id string) string          { return Key(id, "saga") }
+func abortKey(id string) string         { return Key(id, "abort") }
+func stepKey(id, name string) string    { return Key(id, "step", name) }
+func compensateKey(id, n string) string { return Key(id, "compensate", n) }
+
+// RunSaga runs body, a sequence of Steps, as the saga id, so that the saga
+// can be run again after any failure and neither repeats completed work nor
+// undoes anything twice:
+//
+//   - Each Step runs its action at most once per saga (the key of the saga
+//     and the step name); a re-run gets the stored result of a completed
+//     step without running it.
+//   - If body returns nil, the saga is complete; running it again returns
+//     nil at the cost of one write.
+//   - If body returns a permanent error (see Permanent; a step whose action
+//     returned one gives it back), the saga is aborted: the decision is
+//     stored, then the compensations of the completed steps run in reverse
+//     completion order, each at most once (its own key), and RunSaga returns
+//     an *AbortedError (ErrAborted) wrapping the cause. Running it again
+//     returns the same error and runs nothing.
+//   - Any other error from body (a step's transient failure) leaves the
+//     saga open: RunSaga returns it and a re-run resumes at the first step
+//     that did not complete.
+//   - If a compensation fails, RunSaga returns a *CompensationError and a
+//     re-run resumes the compensation: it calls body again, during which
+//     Step only replays the completed steps (Saga.Compensating is true),
+//     then runs the compensations not yet done.
+//   - One run at a time: the saga itself is claimed with a lease, extended
+//     while it runs. A concurrent RunSaga gets *InProgressError (or waits,
+//     with WithWait). After a crash, the next run takes over once the lease
+//     has passed; a step whose action was cut short runs again (its lease
+//     reports Takeover, see LeaseFrom).
+//
+// body must put every side effect inside a Step, since it runs again on
+// each re-run, and must stop at the first error a Step returns. Actions and
+// compensations should pass their key on to the services they call
+// (LeaseFrom(ctx).Key()), so that the one run cut short by a crash does not
+// apply twice there either.
+//
+// A completed saga costs 2 writes plus 2 per step and one read (of the
+// abort decision); a re-run of a finished saga costs one write.
+//
+// Options: WithTTL (how long every record of the saga is kept; it must
+// outlast the saga, from its first step to its last compensation), WithLease,
+// WithWait, WithKeyPrefix, WithCodec (the steps' results), WithClock.
+func RunSaga(ctx context.Context, s Store, id string, body func(ctx context.Context, sg *Saga) error, opts ...Option) error {
+	cfg, _, err := newConfig(sagaKey(id), opts)
+	if err != nil {
+		return err
+	}
+	_, err = Do(ctx, s, sagaKey(id), func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, runSaga(ctx, s, id, cfg, opts, body)
+	}, opts...)
+	var (
+		perm *PermanentError
+		h    hidden
+	)
+	switch {
+	case errors.As(err, &perm) && perm.Code == codeAborted:
+		return &AbortedError{ID: id, Cause: perm.Err, Replayed: perm.Replayed}
+	case errors.As(err, &h):
+		return h.err
+	}
+	return err
+}
+
+// hidden carries an error through Do without Do seeing a PermanentError
+// inside it (which it would store as the saga's outcome).
+type hidden struct{ err error }
+
+func (h hidden) Error() string { return h.err.Error() }
+
+// CompensationError reports a compensation that failed. The saga stays
+// aborted but not yet compensated; run it again to resume. If Err is
+// permanent (see Permanent), every re-run gets it back: the step cannot be
+// undone automatically.
+type CompensationError struct {
+	ID   string
+	Step string
+	Err  error
+}
+
+func (e *CompensationError) Error() string {
+	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
+}
+
+// Unwrap returns the compensation's error.
+func (e *CompensationError) Unwrap() error { return e.Err }
+
+func runSaga(ctx context.Context, s Store, id string, cfg *config, opts []Option, body func(context.Context, *Saga) error) error {
+	sg := &Saga{store: s, id: id, cfg: cfg, opts: opts, names: map[string]bool{}}
+	full := cfg.prefix + abortKey(id)
+	cause, aborted, err := readAbort(ctx, s, full)
+	if err != nil {
+		return err
+	}
+	sg.compensate = aborted
+	berr := body(ctx, sg)
+	var perm *PermanentError
+	isPerm := errors.As(berr, &perm)
+	sg.mu.Lock()
+	stopped, undos := sg.stopped, sg.undo
+	sg.mu.Unlock()
+	switch {
+	case !aborted && berr == nil:
+		return nil // complete
+	case !aborted && !isPerm:
+		return hidden{berr} // open: a re-run resumes
+	case !aborted:
+		cause = perm.Err
+		if _, err := s.PutIfAbsent(ctx, full, encodeAbort(cause), cfg.ttl); err != nil && !errors.Is(err, ErrConflict) {
+			return hidden{fmt.Errorf("idem: saga %q: storing the abort: %w", id, err)}
+		}
+	case berr != nil && !stopped && !isPerm:
+		// A step could not be replayed: compensating now could skip it, or
+		// undo it out of order. Retry later.
+		return hidden{fmt.Errorf("idem: saga %q: replaying the steps to compensate: %w", id, berr)}
+	}
+	copts := append(append([]Option(nil), opts...), WithWait(max(cfg.wait, cfg.lease)))
+	for i := len(undos) - 1; i >= 0; i-- {
+		u := undos[i]
+		if _, err := Once(ctx, s, compensateKey(id, u.name), u.fn, copts...); err != nil {
+			return hidden{&CompensationError{ID: id, Step: u.name, Err: err}}
+		}
+	}
+	return PermanentCode(codeAborted, cause)
+}
+
+type abortRecord struct {
+	Cause string `json:"cause"`
+}
+
+func encodeAbort(cause error) []byte {
+	b, _ := json.Marshal(abortRecord{Cause: cause.Error()})
+	return b
+}
+
+// readAbort reads the saga's abort decision, if any.
+func readAbort(ctx context.Context, s Store, key string) (cause error, aborted bool, err error) {
+	it, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var a abortRecord
+	if err := json.Unmarshal(it.Value, &a); err != nil {
+		return nil, false, &CorruptError{Key: key, Err: err}
+	}
+	return errors.New(a.Cause), true, nil
+}
+
+// Step runs action as the step name of sg, at most once per saga, and
+// returns its result. A re-run of the saga gets the stored result of a
+// completed step without running action again. compensate (nil: nothing
+// to undo) is remembered with the result and runs, at most once, if the
+// saga is aborted.
+//
+// action's errors are as for Do: a permanent error (Permanent) is the
+// step's final outcome and aborts the saga once body returns it; any other
+// error releases the step so a re-run runs it again. While the saga is
+// being compensated (Saga.Compensating), Step runs no action: it returns
+// the stored result of a completed step, and an error for the first step
+// that did not complete, fencing that step off so it can never run.
+//
+// Step names must be unique within the saga.
+func Step[T any](ctx context.Context, sg *Saga, name string, action func(ctx context.Context) (T, error), compensate func(ctx context.Context, result T) error) (T, error) {
+	var zero T
+	sg.mu.Lock()
+	dup := sg.names[name]
+	sg.names[name] = true
+	stopped := sg.stopped
+	sg.mu.Unlock()
+	switch {
+	case name == "":
+		return zero, &InputError{Key: sg.id, Reason: "step name is empty"}
+	case dup:
+		return zero, &InputError{Key: sg.id, Reason: fmt.Sprintf("step %q is taken twice", name)}
+	case stopped:
+		return zero, errStopped
+	}
+	key := stepKey(sg.id, name)
+	opts := append(append([]Option(nil), sg.opts...), WithWait(max(sg.cfg.wait, sg.cfg.lease)))
+
+	var v T
+	if !sg.compensate {
+		var err error
+		v, err = Do(ctx, sg.store, key, action, opts...)
+		if err != nil {
+			return v, err
+		}
+	} else {
+		cfg, full, err := newConfig(key, opts)
+		if err != nil {
+			return zero, err
+		}
+		lease, rec, err := claim(ctx, sg.store, full, cfg)
+		switch {
+		case err != nil:
+			return zero, err
+		case lease != nil:
+			// Never completed (or cut short by a crash): fence it off.
+			if err := lease.Fail(ctx, codeAborted, "the saga was aborted before this step completed"); err != nil {
+				return zero, err
+			}
+			sg.stop()
+			return zero, errStopped
+		case rec.Error != nil:
+			sg.stop()
+			return zero, errStopped
+		}
+		if v, err = replay[T](full, cfg, rec); err != nil {
+			return zero, err
+		}
+	}
+	if compensate != nil {
+		sg.mu.Lock()
+		sg.undo = append(sg.undo, undo{name: name, fn: func(ctx context.Context) error { return compensate(ctx, v) }})
+		sg.mu.Unlock()
+	}
+	return v, nil
+}
+
+func (sg *Saga) stop() {
+	sg.mu.Lock()
+	sg.stopped = true
+	sg.mu.Unlock()
+}

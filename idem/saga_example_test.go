@@ -1,0 +1,59 @@
+package idem_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+func ExampleRunSaga() {
+	store := memstore.New()
+	ctx := context.Background()
+	hotelFull := true
+
+	book := func(ctx context.Context, sg *idem.Saga) error {
+		flight, err := idem.Step(ctx, sg, "flight",
+			func(ctx context.Context) (string, error) {
+				fmt.Println("booking the flight")
+				return "FL-1", nil
+			},
+			func(ctx context.Context, ref string) error {
+				fmt.Println("cancelling flight", ref)
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		_, err = idem.Step(ctx, sg, "hotel",
+			func(ctx context.Context) (string, error) {
+				if hotelFull {
+					fmt.Println("the hotel is full")
+					return "", idem.Permanent(errors.New("no rooms")) // aborts the saga
+				}
+				return "HT-1", nil
+			}, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Println("booked", flight)
+		return nil
+	}
+
+	err := idem.RunSaga(ctx, store, "trip-42", book)
+	fmt.Println(err)
+
+	// Running the saga again (a redelivered message, a retried job) runs
+	// nothing and gives the same answer.
+	hotelFull = false
+	err = idem.RunSaga(ctx, store, "trip-42", book)
+	fmt.Println(errors.Is(err, idem.ErrAborted))
+	// Output:
+	// booking the flight
+	// the hotel is full
+	// cancelling flight FL-1
+	// idem: saga "trip-42" aborted and compensated: no rooms
+	// true
+}
