@@ -1,0 +1,295 @@
+package cassandra_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/idemkit/idemkit/cassandra"
+	"github.com/idemkit/idemkit/idem"
+)
+
+// observer counts what the driver sends, by kind, and checks how each
+// lightweight transaction is configured.
+type observer struct {
+	t      testing.TB
+	commit gocql.Consistency
+	serial gocql.Consistency
+
+	mu          sync.Mutex
+	lwts, reads int
+}
+
+func (o *observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch {
+	case strings.Contains(q.Statement, " IF "):
+		o.lwts++
+		if q.Query.IsIdempotent() {
+			o.t.Errorf("LWT marked idempotent (the driver may resend it): %s", q.Statement)
+		}
+		if c := q.Query.GetConsistency(); c != o.commit {
+			o.t.Errorf("LWT commit consistency: got %v, want %v", c, o.commit)
+		}
+		if c, ok := q.Query.GetSerialConsistency(); !ok || c != o.serial {
+			o.t.Errorf("LWT serial consistency: got %v, want %v", c, o.serial)
+		}
+	case strings.HasPrefix(q.Statement, "SELECT") && strings.Contains(q.Statement, " value, version, expires_at "):
+		o.reads++
+		if c := q.Query.GetConsistency(); c != o.serial {
+			o.t.Errorf("read consistency: got %v, want %v", c, o.serial)
+		}
+	}
+}
+
+// take returns the counts since the last call.
+func (o *observer) take() (lwts, reads int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	lwts, reads = o.lwts, o.reads
+	o.lwts, o.reads = 0, 0
+	return lwts, reads
+}
+
+func observedSession(t testing.TB, o *observer, config func(*gocql.ClusterConfig)) *gocql.Session {
+	t.Helper()
+	cluster := gocql.NewCluster(envCassandraHosts(t)...)
+	cluster.QueryObserver = o
+	cluster.Timeout = 10 * time.Second
+	if config != nil {
+		config(cluster)
+	}
+	s, err := cluster.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestRoundTrips counts the lightweight transactions each operation sends,
+// as the driver sees them: the floor the design promises (a first Do is 2
+// writes, a duplicate 1) and one LWT per kernel write.
+func TestRoundTrips(t *testing.T) {
+	admin, ks := envCassandra(t)
+	for _, tc := range []struct {
+		name           string
+		opts           []cassandra.Option
+		commit, serial gocql.Consistency
+	}{
+		{"defaults", nil, gocql.Quorum, gocql.Serial},
+		{"local", []cassandra.Option{cassandra.WithSerialConsistency(gocql.LocalSerial), cassandra.WithCommitConsistency(gocql.LocalQuorum)}, gocql.LocalQuorum, gocql.LocalSerial},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := newTable(t, admin, ks)
+			o := &observer{t: t, commit: tc.commit, serial: tc.serial}
+			s := newStore(t, observedSession(t, o, nil), table, tc.opts...)
+			ctx := context.Background()
+			check := func(what string, wantLWTs, wantReads int) {
+				t.Helper()
+				if lwts, reads := o.take(); lwts != wantLWTs || reads != wantReads {
+					t.Errorf("%s: got %d LWTs and %d reads, want %d and %d", what, lwts, reads, wantLWTs, wantReads)
+				}
+			}
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			key := func(s string) string { return tc.name + "/" + s }
+
+			charge := func(context.Context) (string, error) { return "pay_1", nil }
+			_, err := idem.Do(ctx, s, key("do"), charge)
+			must(err)
+			check("first Do", 2, 0)
+			var replayed bool
+			got, err := idem.Do(ctx, s, key("do"), charge, idem.WithReplayed(&replayed))
+			must(err)
+			if !replayed || got != "pay_1" {
+				t.Errorf("duplicate Do: got %q, replayed %v; want pay_1 replayed", got, replayed)
+			}
+			check("duplicate Do", 1, 0)
+
+			_, err = s.PutIfAbsent(ctx, key("k"), []byte("a"), time.Hour)
+			must(err)
+			check("PutIfAbsent", 1, 0)
+			_, err = s.PutIfAbsent(ctx, key("k"), []byte("b"), time.Hour)
+			if !errors.Is(err, idem.ErrConflict) {
+				t.Fatalf("second PutIfAbsent: %v", err)
+			}
+			check("PutIfAbsent conflict", 1, 0)
+			_, err = s.CompareAndSwap(ctx, key("k"), 1, []byte("c"), time.Hour)
+			must(err)
+			check("CompareAndSwap", 1, 0)
+			_, err = s.CompareAndSwap(ctx, key("k"), 1, []byte("d"), time.Hour)
+			if !errors.Is(err, idem.ErrConflict) {
+				t.Fatalf("stale CompareAndSwap: %v", err)
+			}
+			check("CompareAndSwap conflict", 1, 0)
+			_, err = s.Get(ctx, key("k"))
+			must(err)
+			check("Get", 0, 1)
+			must(s.CompareAndDelete(ctx, key("k"), 2))
+			check("CompareAndDelete", 1, 0)
+
+			_, _, err = s.Upsert(ctx, key("u"), []byte("u1"), 1, time.Hour)
+			must(err)
+			check("Upsert of an absent key", 2, 0)
+			_, _, err = s.Upsert(ctx, key("u"), []byte("u5"), 5, time.Hour)
+			must(err)
+			check("Upsert at a higher version", 1, 0)
+			_, applied, err := s.Upsert(ctx, key("u"), []byte("u3"), 3, time.Hour)
+			must(err)
+			if applied {
+				t.Error("Upsert at a lower version applied")
+			}
+			check("Upsert at a lower version", 1, 0)
+		})
+	}
+}
+
+// proxiedSession connects to Cassandra through p only: protocol v4 (plain
+// frames the proxy can read), every node address translated to the proxy.
+func proxiedSession(t testing.TB, p *proxy, timeout time.Duration) *gocql.Session {
+	t.Helper()
+	cluster := gocql.NewCluster(p.addr())
+	cluster.ProtoVersion = 4
+	cluster.Timeout = timeout
+	cluster.AddressTranslator = gocql.AddressTranslatorFunc(func(net.IP, int) (net.IP, int) {
+		return net.IPv4(127, 0, 0, 1), p.port()
+	})
+	s, err := cluster.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestLostOnTheWire loses a lightweight transaction's request or response
+// in a TCP proxy between the driver and a real Cassandra. The store must
+// settle each case with a SERIAL read and report the truth: applied exactly
+// once.
+func TestLostOnTheWire(t *testing.T) {
+	admin, ks := envCassandra(t)
+	table := newTable(t, admin, ks)
+	plain := newStore(t, admin, table)
+	p := newProxy(t, envCassandraHosts(t)[0])
+	const clientTimeout = 1500 * time.Millisecond
+	s := newStore(t, proxiedSession(t, p, clientTimeout), table)
+
+	for _, tc := range []struct {
+		name     string
+		mode     lossMode
+		deadline time.Duration // a caller's deadline shorter than the driver's timeout; 0: none
+	}{
+		{"response dropped, client timeout", dropResponse, 0},
+		{"response dropped, caller's deadline", dropResponse, 500 * time.Millisecond},
+		{"connection closed before the response", closeForResponse, 0},
+		{"request dropped, so the store retries", dropRequest, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, o := range []struct {
+				name  string
+				setup func(ctx context.Context, key string) error
+				call  func(ctx context.Context, key string) (idem.Item, error)
+				want  idem.Item
+			}{
+				{"PutIfAbsent", nil, func(ctx context.Context, key string) (idem.Item, error) {
+					return s.PutIfAbsent(ctx, key, []byte("new"), time.Hour)
+				}, idem.Item{Value: []byte("new"), Version: 1}},
+				{"CompareAndSwap", func(ctx context.Context, key string) error {
+					_, err := plain.PutIfAbsent(ctx, key, []byte("old"), time.Hour)
+					return err
+				}, func(ctx context.Context, key string) (idem.Item, error) {
+					return s.CompareAndSwap(ctx, key, 1, []byte("new"), time.Hour)
+				}, idem.Item{Value: []byte("new"), Version: 2}},
+				{"Upsert", func(ctx context.Context, key string) error {
+					_, _, err := plain.Upsert(ctx, key, []byte("old"), 3, time.Hour)
+					return err
+				}, func(ctx context.Context, key string) (idem.Item, error) {
+					it, applied, err := s.Upsert(ctx, key, []byte("new"), 7, time.Hour)
+					if err == nil && !applied {
+						err = fmt.Errorf("Upsert over a lower version: not applied")
+					}
+					return it, err
+				}, idem.Item{Value: []byte("new"), Version: 7}},
+			} {
+				t.Run(o.name, func(t *testing.T) {
+					key := "wire/" + tc.name + "/" + o.name
+					ctx := context.Background()
+					if _, err := s.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) { // prepares the statements
+						t.Fatalf("Get: %v", err)
+					}
+					if o.setup != nil {
+						if err := o.setup(ctx, key); err != nil {
+							t.Fatal(err)
+						}
+					}
+					cctx := ctx
+					if tc.deadline > 0 {
+						var cancel context.CancelFunc
+						cctx, cancel = context.WithTimeout(ctx, tc.deadline)
+						defer cancel()
+					}
+					p.arm(tc.mode)
+					start := time.Now()
+					it, err := o.call(cctx, key)
+					if err != nil {
+						t.Fatalf("got %v, want success", err)
+					}
+					select {
+					case <-p.lost:
+					default:
+						t.Fatal("the proxy lost nothing: the test did not test anything")
+					}
+					if string(it.Value) != string(o.want.Value) || it.Version != o.want.Version {
+						t.Errorf("returned %q v%d, want %q v%d", it.Value, it.Version, o.want.Value, o.want.Version)
+					}
+					got, err := plain.Get(ctx, key)
+					if err != nil || string(got.Value) != string(o.want.Value) || got.Version != o.want.Version {
+						t.Errorf("stored %q v%d (%v), want %q v%d: applied exactly once", got.Value, got.Version, err, o.want.Value, o.want.Version)
+					}
+					t.Logf("settled in %v", time.Since(start).Round(time.Millisecond))
+				})
+			}
+		})
+	}
+}
+
+// TestLostRequestCallerGone: the request is lost and the caller's deadline
+// passes meanwhile. The SERIAL read shows nothing applied, but the caller
+// has given up, so the store does not send the write again: it says the
+// outcome is unknown (the request might still be in flight), and nothing
+// is stored.
+func TestLostRequestCallerGone(t *testing.T) {
+	admin, ks := envCassandra(t)
+	table := newTable(t, admin, ks)
+	plain := newStore(t, admin, table)
+	p := newProxy(t, envCassandraHosts(t)[0])
+	s := newStore(t, proxiedSession(t, p, 10*time.Second), table)
+	ctx, key := context.Background(), "gone"
+	if _, err := s.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) {
+		t.Fatalf("Get: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	p.arm(dropRequest)
+	_, err := s.PutIfAbsent(cctx, key, []byte("new"), time.Hour)
+	var ue *idem.UnknownOutcomeError
+	if !errors.As(err, &ue) || ue.Key != key || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want an *idem.UnknownOutcomeError for %q wrapping the deadline", err, key)
+	}
+	if _, err := plain.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) {
+		t.Fatalf("Get after the lost request: got %v, want ErrNotFound", err)
+	}
+}
