@@ -23,6 +23,7 @@ func TestConformance(t *testing.T) {
 			dynamo.WithValueAttribute("data"),
 			dynamo.WithVersionAttribute("version"),
 			dynamo.WithExpiryAttribute("expires_at"),
+			dynamo.WithTokenAttribute("write_token"),
 		}},
 	}
 	for _, srv := range dynamoDBServers(t) {

@@ -161,6 +161,29 @@ func TestLostResponse(t *testing.T) {
 				}
 			})
 
+			// Another writer stores the very bytes we are about to write, at
+			// the version we would produce, just before our first attempt
+			// arrives; that attempt is refused, its response lost, and the
+			// resend finds an item identical to ours. Only the write token
+			// tells it is not ours: the call must not report success.
+			t.Run("IdenticalWriteByAnother", func(t *testing.T) {
+				key := "identical-write/" + t.Name()
+				if _, err := plain.PutIfAbsent(ctx, key, []byte("n=1"), 0); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := plain.CompareAndSwap(ctx, key, 1, []byte("n=2"), 0); err != nil {
+					t.Fatal(err)
+				}
+				w.inject("PutItem", fault{drop: true})
+				_, err := s.CompareAndSwap(ctx, key, 1, []byte("n=2"), 0)
+				if err == nil {
+					t.Fatal("CompareAndSwap refused on its first attempt reported success: another writer's identical item taken for our own")
+				}
+				if !errors.Is(err, idem.ErrUnknownOutcome) {
+					t.Errorf("got %v, want idem.ErrUnknownOutcome (the lost attempt may have been applied)", err)
+				}
+			})
+
 			// Without any resend, a refusal is a conflict even when the
 			// stored item equals ours: someone else wrote it.
 			t.Run("IdenticalValueIsConflict", func(t *testing.T) {

@@ -27,10 +27,12 @@ func TestLimits(t *testing.T) {
 		overhead func(key string) int
 	}{
 		{"PartitionKey", nil, dynamo.MaxPartitionKeyBytes,
-			func(key string) int { return len("pk") + len(key) + len("ver") + 21 + len("exp") + 21 + len("val") }},
+			func(key string) int {
+				return len("pk") + len(key) + len("ver") + 21 + len("exp") + 21 + len("tok") + 16 + len("val")
+			}},
 		{"SortKey", []dynamo.Option{dynamo.WithSortKey("sk", "p")}, dynamo.MaxSortKeyBytes,
 			func(key string) int {
-				return len("pk") + len("p") + len("sk") + len(key) + len("ver") + 21 + len("exp") + 21 + len("val")
+				return len("pk") + len("p") + len("sk") + len(key) + len("ver") + 21 + len("exp") + 21 + len("tok") + 16 + len("val")
 			}},
 	}
 	for _, srv := range dynamoDBServers(t) {

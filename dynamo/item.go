@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,11 +23,12 @@ func (s *Store) keyAttrs(key string) map[string]types.AttributeValue {
 	}
 }
 
-// encode returns the whole DynamoDB item for an idem item. An empty value
-// and a zero expiry are omitted, so an item that never expires has no
-// time-to-live attribute.
-func (s *Store) encode(key string, value []byte, version, exp int64) map[string]types.AttributeValue {
+// encode returns the whole DynamoDB item for an idem item written with the
+// write token tok. An empty value and a zero expiry are omitted, so an item
+// that never expires has no time-to-live attribute.
+func (s *Store) encode(key string, value []byte, version, exp int64, tok []byte) map[string]types.AttributeValue {
 	m := s.keyAttrs(key)
+	m[s.cfg.tok] = &types.AttributeValueMemberB{Value: tok}
 	m[s.cfg.ver] = &types.AttributeValueMemberN{Value: strconv.FormatInt(version, 10)}
 	if len(value) > 0 {
 		m[s.cfg.val] = &types.AttributeValueMemberB{Value: bytes.Clone(value)}
@@ -120,11 +122,11 @@ func (s *Store) checkInput(key string, value []byte, writes bool) error {
 // itemSize is the size DynamoDB counts for the item holding key and value,
 // with the largest version and expiry numbers, so that it never
 // underestimates: UTF-8 bytes of every attribute name, string and binary
-// bytes, and 21 bytes per number (38 digits at most: 1 byte per 2 digits
-// plus 1).
+// bytes (the write token included), and 21 bytes per number (38 digits at
+// most: 1 byte per 2 digits plus 1).
 func (s *Store) itemSize(key string, value []byte) int {
 	const number = 21
-	n := len(s.cfg.pk) + len(s.cfg.ver) + number + len(s.cfg.exp) + number
+	n := len(s.cfg.pk) + len(s.cfg.ver) + number + len(s.cfg.exp) + number + len(s.cfg.tok) + tokenBytes
 	if s.cfg.sk == "" {
 		n += len(key)
 	} else {
@@ -136,8 +138,21 @@ func (s *Store) itemSize(key string, value []byte) int {
 	return n
 }
 
-// sameItem reports whether got is exactly the item written as want: own-write
-// recognition.
-func sameItem(got idem.Item, value []byte, version, exp int64) bool {
-	return got.Version == version && bytes.Equal(got.Value, value) && got.ExpiresAt.Equal(expiresAt(exp))
+// tokenBytes is the length of a write token.
+const tokenBytes = 16
+
+// newToken returns a fresh write token.
+func newToken() []byte {
+	b := make([]byte, tokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("dynamo: reading random bytes: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return b
+}
+
+// writtenBy reports whether the DynamoDB item m was written with token tok:
+// own-write recognition.
+func (s *Store) writtenBy(m map[string]types.AttributeValue, tok []byte) bool {
+	got, ok := m[s.cfg.tok].(*types.AttributeValueMemberB)
+	return ok && bytes.Equal(got.Value, tok)
 }

@@ -45,22 +45,22 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestItemSize(t *testing.T) {
-	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp"}}
-	// pk + key, ver + 21, exp + 21, val + value.
-	if got, want := s.itemSize("key", make([]byte, 10)), 2+3+3+21+3+21+3+10; got != want {
+	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp", tok: "tok"}}
+	// pk + key, ver + 21, exp + 21, tok + 16, val + value.
+	if got, want := s.itemSize("key", make([]byte, 10)), 2+3+3+21+3+21+3+16+3+10; got != want {
 		t.Errorf("itemSize: got %d, want %d", got, want)
 	}
-	if got, want := s.itemSize("key", nil), 2+3+3+21+3+21; got != want {
+	if got, want := s.itemSize("key", nil), 2+3+3+21+3+21+3+16; got != want {
 		t.Errorf("itemSize of an empty value: got %d, want %d", got, want)
 	}
 	s.cfg.sk, s.cfg.partition = "sk", "part"
-	if got, want := s.itemSize("key", nil), 2+4+2+3+3+21+3+21; got != want {
+	if got, want := s.itemSize("key", nil), 2+4+2+3+3+21+3+21+3+16; got != want {
 		t.Errorf("itemSize with a sort key: got %d, want %d", got, want)
 	}
 }
 
 func TestDecode(t *testing.T) {
-	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp"}}
+	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp", tok: "tok"}}
 	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
 	good := map[string]types.AttributeValue{
 		"pk": &types.AttributeValueMemberS{Value: "k"}, "ver": n("3"),
@@ -92,7 +92,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("1", []byte("v"), "1700000000", true)
 	f.Add("-1", []byte{}, "0", false)
 	f.Add("9223372036854775808", []byte(nil), "1e3", true)
-	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp"}}
+	s := &Store{cfg: config{pk: "pk", val: "val", ver: "ver", exp: "exp", tok: "tok"}}
 	f.Fuzz(func(t *testing.T, ver string, val []byte, exp string, withExp bool) {
 		m := map[string]types.AttributeValue{
 			"ver": &types.AttributeValueMemberN{Value: ver},
@@ -109,7 +109,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		// What decodes re-encodes to the same item.
-		back, err := s.decode("k", s.encode("k", it.Value, it.Version, unix(it.ExpiresAt)))
+		back, err := s.decode("k", s.encode("k", it.Value, it.Version, unix(it.ExpiresAt), newToken()))
 		if err != nil || back.Version != it.Version || string(back.Value) != string(it.Value) || !back.ExpiresAt.Equal(it.ExpiresAt) {
 			t.Fatalf("round trip: %+v became %+v (%v)", it, back, err)
 		}

@@ -13,6 +13,7 @@ const (
 	DefaultValueAttribute   = "val"
 	DefaultVersionAttribute = "ver"
 	DefaultExpiryAttribute  = "exp"
+	DefaultTokenAttribute   = "tok"
 )
 
 // DynamoDB's limits, checked before anything is sent.
@@ -35,6 +36,7 @@ type config struct {
 	partition  string // static partition key value when sk != ""
 	val, ver   string
 	exp        string
+	tok        string
 	consistent bool
 	now        func() time.Time
 	err        error // first invalid option
@@ -46,6 +48,7 @@ func newConfig(opts []Option) (config, error) {
 		val:        DefaultValueAttribute,
 		ver:        DefaultVersionAttribute,
 		exp:        DefaultExpiryAttribute,
+		tok:        DefaultTokenAttribute,
 		consistent: true,
 		now:        time.Now,
 	}
@@ -65,6 +68,7 @@ func newConfig(opts []Option) (config, error) {
 		{"value attribute", c.val},
 		{"version attribute", c.ver},
 		{"expiry attribute", c.exp},
+		{"token attribute", c.tok},
 	} {
 		if a.name == "" {
 			if a.what == "sort key attribute" {
@@ -136,6 +140,15 @@ func WithVersionAttribute(name string) Option {
 // table's time-to-live attribute. The default is "exp".
 func WithExpiryAttribute(name string) Option {
 	return func(c *config) { c.exp = name }
+}
+
+// WithTokenAttribute names the attribute holding the write token (type
+// Binary, 16 random bytes): every write stores a token of its own, so that
+// when the SDK resends a request whose response was lost, the Store
+// recognises its own first attempt exactly, never mistaking another
+// writer's identical value for its own. The default is "tok".
+func WithTokenAttribute(name string) Option {
+	return func(c *config) { c.tok = name }
 }
 
 // WithConsistentRead sets whether Get uses strongly consistent reads. The

@@ -22,7 +22,7 @@ func TestNew(t *testing.T) {
 		{"every option", c, "t", []dynamo.Option{
 			dynamo.WithKeyAttribute("PK"), dynamo.WithSortKey("SK", "idem#svc"),
 			dynamo.WithValueAttribute("data"), dynamo.WithVersionAttribute("v"),
-			dynamo.WithExpiryAttribute("ttl"), dynamo.WithConsistentRead(false),
+			dynamo.WithExpiryAttribute("ttl"), dynamo.WithTokenAttribute("wt"), dynamo.WithConsistentRead(false),
 		}, true},
 		{"nil client", nil, "t", nil, false},
 		{"empty table", c, "", nil, false},
@@ -33,6 +33,8 @@ func TestNew(t *testing.T) {
 		{"empty expiry attribute", c, "t", []dynamo.Option{dynamo.WithExpiryAttribute("")}, false},
 		{"attribute name too long", c, "t", []dynamo.Option{dynamo.WithValueAttribute(long)}, false},
 		{"value named like the key", c, "t", []dynamo.Option{dynamo.WithValueAttribute("pk")}, false},
+		{"empty token attribute", c, "t", []dynamo.Option{dynamo.WithTokenAttribute("")}, false},
+		{"token named like the value", c, "t", []dynamo.Option{dynamo.WithTokenAttribute("val")}, false},
 		{"expiry named like the version", c, "t", []dynamo.Option{dynamo.WithExpiryAttribute("ver")}, false},
 		{"sort key named like the partition key", c, "t", []dynamo.Option{dynamo.WithSortKey("pk", "p")}, false},
 		{"empty sort key name", c, "t", []dynamo.Option{dynamo.WithSortKey("", "p")}, false},

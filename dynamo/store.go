@@ -246,18 +246,19 @@ func (w write) unsupported() error {
 		w.conflict.Op, w.conflict.Key, ErrUnsupported, w.sdkErr)
 }
 
-// put writes the whole item under cond. A refusal whose current item is
-// exactly what we wrote, found by a resend of an attempt whose response was
-// lost, is our own write and counts as applied.
+// put writes the whole item under cond, with a fresh write token. A refusal
+// whose current item carries that token can only be a resend finding our
+// own first attempt, whose response was lost: the write counts as applied.
 func (s *Store) put(ctx context.Context, op, key string, value []byte, version, exp int64, now time.Time, cond expression.ConditionBuilder) write {
 	ex, err := expression.NewBuilder().WithCondition(cond).Build()
 	if err != nil {
 		return write{err: fmt.Errorf("dynamo: %s %q: building condition: %w", op, key, err)}
 	}
+	tok := newToken()
 	var a attempts
 	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                           aws.String(s.table),
-		Item:                                s.encode(key, value, version, exp),
+		Item:                                s.encode(key, value, version, exp, tok),
 		ConditionExpression:                 ex.Condition(),
 		ExpressionAttributeNames:            ex.Names(),
 		ExpressionAttributeValues:           ex.Values(),
@@ -270,11 +271,11 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, version, 
 	if err == nil {
 		return write{item: written}
 	}
-	w := s.refusal(op, key, err, &a, now)
-	if w.ambiguous && w.conflict.Exists && sameItem(w.conflict.Current, value, version, exp) {
-		return write{item: written} // our own first attempt
+	ccf, ok := conditionFailed(err)
+	if ok && s.writtenBy(ccf.Item, tok) {
+		return write{item: written} // our own first attempt, found by a resend
 	}
-	return w
+	return s.refusal(op, key, err, &a, now)
 }
 
 // refusal translates a write's error. now is the time the condition was
