@@ -1,0 +1,321 @@
+package idemlambda_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/idem/idemlambda"
+	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+func TestMain(m *testing.M) {
+	// The SQS wrapper logs every failed record; the tests provoke many.
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}
+
+func TestWrappers(t *testing.T) {
+	runSuite(t, func(t *testing.T) idem.Store { return memstore.New() })
+}
+
+func TestWrapNoKey(t *testing.T) {
+	var runs atomic.Int64
+	fn := func(ctx context.Context, o order) (receipt, error) { runs.Add(1); return receipt{}, nil }
+	h, _ := idemlambda.Wrap(memstore.New(), orderKey, fn)
+	if _, err := h(context.Background(), order{}); !errors.Is(err, idemlambda.ErrNoKey) {
+		t.Errorf("no key: got %v, want ErrNoKey", err)
+	}
+	h, _ = idemlambda.Wrap(memstore.New(), orderKey, fn, idemlambda.WithRequired(false))
+	h(context.Background(), order{})
+	h(context.Background(), order{})
+	if runs.Load() != 2 {
+		t.Errorf("optional key: %d runs, want 2 (unprotected)", runs.Load())
+	}
+	keyErr := errors.New("bad event")
+	h, _ = idemlambda.Wrap(memstore.New(), func(order) (string, error) { return "", keyErr }, fn)
+	if _, err := h(context.Background(), order{}); !errors.Is(err, keyErr) {
+		t.Errorf("key function error: got %v", err)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	s := memstore.New()
+	fn := func(ctx context.Context, o order) (receipt, error) { return receipt{}, nil }
+	for name, opt := range map[string]idemlambda.Option{
+		"ttl":             idemlambda.WithTTL(0),
+		"lease":           idemlambda.WithLease(-1),
+		"wait":            idemlambda.WithWait(-1),
+		"logger":          idemlambda.WithLogger(nil),
+		"validation type": idemlambda.WithValidation(func(m events.SQSMessage) (any, error) { return m.Body, nil }),
+		"nil validation":  idemlambda.WithValidation[order](nil),
+	} {
+		if _, err := idemlambda.Wrap(s, orderKey, fn, opt); err == nil {
+			t.Errorf("%s: Wrap accepted an invalid option", name)
+		}
+	}
+	if _, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error { return nil }, idemlambda.WithMessageKey(nil)); err == nil {
+		t.Error("SQS accepted WithMessageKey(nil)")
+	}
+	if _, err := idemlambda.APIGateway(s, nil); err == nil {
+		t.Error("APIGateway accepted a nil handler")
+	}
+}
+
+// storedLease reads the lease deadline of the record under key.
+func storedLease(t *testing.T, s idem.Store, key string) time.Time {
+	t.Helper()
+	it, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := idem.DecodeRecord(key, it.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.LeaseUntil
+}
+
+// TestLeaseFromDeadline: the claim's lease is the invocation's deadline and
+// is not extended.
+func TestLeaseFromDeadline(t *testing.T) {
+	s := idemtest.NewCounting(memstore.New())
+	var lease time.Time
+	h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+		lease = storedLease(t, s, "p/"+o.ID)
+		time.Sleep(300 * time.Millisecond)
+		return receipt{}, nil
+	}, idemlambda.WithKeyPrefix("p/"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	dl, _ := ctx.Deadline()
+	if _, err := h(ctx, order{ID: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := lease.Sub(dl).Abs(); d > 50*time.Millisecond {
+		t.Errorf("lease until %v, deadline %v: %v apart, want the deadline", lease, dl, d)
+	}
+	if c := s.Counts(); c.CompareAndSwap != 1 {
+		t.Errorf("CompareAndSwap calls %d, want 1 (the completion; no extension)", c.CompareAndSwap)
+	}
+
+	// WithLease: fixed, and extended while the handler runs.
+	s.Reset()
+	h, _ = idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+		lease = storedLease(t, s, "p/"+o.ID)
+		time.Sleep(400 * time.Millisecond)
+		return receipt{}, nil
+	}, idemlambda.WithKeyPrefix("p/"), idemlambda.WithLease(300*time.Millisecond))
+	start := time.Now()
+	if _, err := h(context.Background(), order{ID: "o2"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := lease.Sub(start); d < 250*time.Millisecond || d > 400*time.Millisecond {
+		t.Errorf("WithLease(300ms): lease %v after the start", d)
+	}
+	if c := s.Counts(); c.CompareAndSwap < 3 {
+		t.Errorf("CompareAndSwap calls %d, want extensions and the completion", c.CompareAndSwap)
+	}
+}
+
+// TestTimedOutInvocationTakenOver: an invocation dies (a timeout, a crash)
+// holding its key. Its retry takes the key over as soon as the dead
+// invocation's deadline has passed.
+func TestTimedOutInvocationTakenOver(t *testing.T) {
+	s := memstore.New()
+	var runs, takeovers atomic.Int64
+	h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+		if l, ok := idem.LeaseFrom(ctx); ok && l.Takeover() {
+			takeovers.Add(1)
+		}
+		if runs.Add(1) == 1 {
+			runtime.Goexit() // the runtime kills the invocation
+		}
+		return receipt{OrderID: o.ID}, nil
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		h(ctx, order{ID: "o"})
+	}()
+	<-done
+	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("retry before the dead invocation's deadline: got %v, want ErrInProgress", err)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); err != nil {
+		t.Fatalf("retry after the deadline: %v", err)
+	}
+	if runs.Load() != 2 || takeovers.Load() != 1 {
+		t.Errorf("runs %d, takeovers %d: want 2 and 1", runs.Load(), takeovers.Load())
+	}
+}
+
+func TestSQSMessageKey(t *testing.T) {
+	c := &consumer{}
+	type payload struct {
+		EventID string `json:"event_id"`
+	}
+	h, _ := idemlambda.SQS(memstore.New(), c.handle, idemlambda.WithMessageKey(func(m events.SQSMessage) (string, error) {
+		var p payload
+		if err := json.Unmarshal([]byte(m.Body), &p); err != nil {
+			return "", err
+		}
+		return p.EventID, nil
+	}))
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m1", Body: `{"event_id":"e1"}`},
+		{MessageId: "m2", Body: `{"event_id":"e1"}`}, // sent twice by the producer
+		{MessageId: "m3", Body: `not json`},
+		{MessageId: "m4", Body: `{}`}, // no key
+	}}
+	r, _ := h(context.Background(), ev)
+	if got := failures(r); got != "[m3 m4]" {
+		t.Errorf("failures %s, want [m3 m4] (no key can be read)", got)
+	}
+	if got := len(c.got()); got != 1 {
+		t.Errorf("handled %d messages, want 1", got)
+	}
+	if _, err := idemlambda.DeduplicationID(events.SQSMessage{Attributes: map[string]string{"MessageDeduplicationId": "d"}}); err != nil {
+		t.Error(err)
+	}
+	if _, err := idemlambda.DeduplicationID(events.SQSMessage{}); err == nil {
+		t.Error("DeduplicationID of a standard-queue message: no error")
+	}
+}
+
+func TestSQSValidation(t *testing.T) {
+	c := &consumer{}
+	h, _ := idemlambda.SQS(memstore.New(), c.handle,
+		idemlambda.WithMessageKey(func(m events.SQSMessage) (string, error) { return m.MessageAttributes["id"].DataType, nil }),
+		idemlambda.WithValidation(func(m events.SQSMessage) (any, error) { return m.Body, nil }))
+	msg := func(id, body string) events.SQSMessage {
+		return events.SQSMessage{MessageId: id + body, Body: body, MessageAttributes: map[string]events.SQSMessageAttribute{"id": {DataType: id}}}
+	}
+	r, _ := h(context.Background(), events.SQSEvent{Records: []events.SQSMessage{msg("k", "a"), msg("k", "a"), msg("k", "b")}})
+	if got := failures(r); got != "[kb]" {
+		t.Errorf("failures %s, want [kb] (same key, other body)", got)
+	}
+}
+
+func TestAPIGatewayPassThroughAndKeys(t *testing.T) {
+	a := &api{}
+	s := idemtest.NewCounting(memstore.New())
+	h, _ := idemlambda.APIGateway(s, a.handle)
+	ctx := context.Background()
+	for _, r := range []events.APIGatewayProxyRequest{
+		apiRequest("GET", "k", ""),
+		apiRequest("POST", "", ""),
+		apiRequest("POST", "", ""),
+	} {
+		if resp, _ := h(ctx, r); resp.StatusCode != http.StatusCreated {
+			t.Errorf("%s without protection: %d", r.HTTPMethod, resp.StatusCode)
+		}
+	}
+	if a.runs.Load() != 3 || s.Counts().Total() != 0 {
+		t.Errorf("pass-through: %d runs, %+v store calls; want 3 runs, no calls", a.runs.Load(), s.Counts())
+	}
+	for _, key := range []string{" ", `"unterminated`, "a,b", string(make([]byte, 300))} {
+		resp, _ := h(ctx, apiRequest("POST", key, ""))
+		if resp.StatusCode != http.StatusBadRequest || resp.Headers["Content-Type"] != "application/problem+json" {
+			t.Errorf("key %q: %d %v, want a 400 problem", key, resp.StatusCode, resp.Headers)
+		}
+	}
+	two := apiRequest("POST", "", "")
+	two.MultiValueHeaders = map[string][]string{"idempotency-key": {"a", "b"}}
+	if resp, _ := h(ctx, two); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("two keys: %d, want 400", resp.StatusCode)
+	}
+	lower := apiRequest("POST", "", "x")
+	lower.Headers["idempotency-key"] = "lower"
+	h(ctx, lower)
+	if resp, _ := h(ctx, lower); resp.Headers["Idempotent-Replayed"] != "true" {
+		t.Errorf("lower-case header name: %+v, want a replay", resp)
+	}
+
+	hr, _ := idemlambda.APIGateway(memstore.New(), a.handle, idemlambda.WithRequired(true))
+	resp, _ := hr(ctx, apiRequest("POST", "", ""))
+	var p idemhttp.Problem
+	json.Unmarshal([]byte(resp.Body), &p)
+	if resp.StatusCode != http.StatusBadRequest || p.Code != idemhttp.CodeKeyMissing {
+		t.Errorf("required key missing: %d %+v", resp.StatusCode, p)
+	}
+}
+
+func TestAPIGatewayReleases(t *testing.T) {
+	a := &api{status: http.StatusServiceUnavailable}
+	h, _ := idemlambda.APIGateway(memstore.New(), a.handle)
+	ctx := context.Background()
+	if r, _ := h(ctx, apiRequest("POST", "k", "")); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("first: %d", r.StatusCode)
+	}
+	a.status = http.StatusCreated
+	if r, _ := h(ctx, apiRequest("POST", "k", "")); r.StatusCode != http.StatusCreated || a.runs.Load() != 2 {
+		t.Errorf("retry after a 503: %d after %d runs, want 201 from a second run", r.StatusCode, a.runs.Load())
+	}
+	failing := errors.New("handler failed")
+	hErr, _ := idemlambda.APIGateway(memstore.New(), func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+		return events.APIGatewayProxyResponse{}, failing
+	})
+	if _, err := hErr(ctx, apiRequest("POST", "k", "")); !errors.Is(err, failing) {
+		t.Errorf("handler error: got %v", err)
+	}
+}
+
+type downStore struct{ idem.Store }
+
+func (downStore) PutIfAbsent(context.Context, string, []byte, time.Duration) (idem.Item, error) {
+	return idem.Item{}, errors.New("connection refused")
+}
+
+func TestAPIGatewayStoreDown(t *testing.T) {
+	a := &api{}
+	h, _ := idemlambda.APIGateway(downStore{memstore.New()}, a.handle)
+	r, err := h(context.Background(), apiRequest("POST", "k", ""))
+	if err != nil || r.StatusCode != http.StatusServiceUnavailable || r.Headers["Retry-After"] == "" || a.runs.Load() != 0 {
+		t.Errorf("store down: %d %v (err %v, runs %d), want 503 with Retry-After and no run", r.StatusCode, r.Headers, err, a.runs.Load())
+	}
+}
+
+func TestErrorResponse(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&idem.InProgressError{Key: "k", LeaseUntil: time.Now().Add(time.Minute)}, 409, idemhttp.CodeInProgress},
+		{&idem.MismatchError{Key: "k"}, 422, idemhttp.CodeMismatch},
+		{&idemhttp.KeyError{Reason: "empty"}, 400, idemhttp.CodeKeyInvalid},
+		{idemlambda.ErrNoKey, 400, idemhttp.CodeKeyMissing},
+	}
+	for _, tc := range tests {
+		r, ok := idemlambda.ErrorResponse(tc.err)
+		var p idemhttp.Problem
+		json.Unmarshal([]byte(r.Body), &p)
+		if !ok || r.StatusCode != tc.status || p.Code != tc.code || p.Status != tc.status {
+			t.Errorf("ErrorResponse(%v) = %d %+v %v, want %d %s", tc.err, r.StatusCode, p, ok, tc.status, tc.code)
+		}
+	}
+	if r, _ := idemlambda.ErrorResponse(&idem.InProgressError{}); r.Headers["Retry-After"] != "1" {
+		t.Errorf("409 Retry-After: %q", r.Headers["Retry-After"])
+	}
+	for _, err := range []error{nil, errors.New("other")} {
+		if _, ok := idemlambda.ErrorResponse(err); ok {
+			t.Errorf("ErrorResponse(%v) mapped", err)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package idemlambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// SQS returns a handler for an SQS event source mapping that processes each
+// record at most once, with partial batch responses. Enable them on the
+// mapping (FunctionResponseTypes: ReportBatchItemFailures), or SQS ignores
+// the response and redelivers the whole batch on any error.
+//
+// Records are handled in order, each under its own key (the message ID,
+// or WithMessageKey), with idem.Once:
+//
+//   - A record handled before, in this batch or an earlier one, is skipped
+//     (WithOnReplay reports it) and counts as a success.
+//   - fn returning nil: success, remembered for the TTL.
+//   - fn returning an error: the key is released and the record is listed
+//     in BatchItemFailures, so SQS redelivers it after its visibility
+//     timeout (and to the dead-letter queue after maxReceiveCount).
+//   - fn returning a permanent error (idem.Permanent): stored and logged;
+//     the record counts as handled and is not redelivered, since a retry
+//     would fail the same way.
+//   - A record whose key another invocation is handling right now is
+//     listed as a failure: by its redelivery, the other one has finished.
+//   - When the invocation's context ends, the records not yet started are
+//     listed as failures.
+//   - On a FIFO queue (the source ARN ends in ".fifo"), processing stops at
+//     the first failure and every later record is listed too, so that
+//     messages of a group are never handled out of order.
+//
+// The returned error is always nil: every failure is a batch item failure.
+// Options: WithTTL, WithLease, WithWait, WithKeyPrefix, WithMessageKey,
+// WithRequired, WithValidation (of an events.SQSMessage), WithOnReplay,
+// WithLogger. SQS rejects invalid options with an error.
+func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error, opts ...Option) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+	if s == nil || fn == nil {
+		return nil, errors.New("idemlambda: SQS needs a store and a handler")
+	}
+	cfg, err := newConfig(opts, reflect.TypeFor[events.SQSMessage]())
+	if err != nil {
+		return nil, err
+	}
+	keyOf := cfg.messageKey
+	if keyOf == nil {
+		keyOf = func(m events.SQSMessage) (string, error) { return m.MessageId, nil }
+	}
+	required := cfg.isRequired(true)
+
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		var resp events.SQSEventResponse
+		fail := func(m events.SQSMessage) {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+		}
+		for i, m := range ev.Records {
+			if ctx.Err() != nil {
+				for _, rest := range ev.Records[i:] {
+					fail(rest)
+				}
+				break
+			}
+			err := handleRecord(ctx, s, cfg, keyOf, required, fn, m)
+			if err == nil {
+				continue
+			}
+			cfg.logger.WarnContext(ctx, "idemlambda: SQS record failed; it will be redelivered",
+				"messageId", m.MessageId, "err", err)
+			fail(m)
+			if strings.HasSuffix(m.EventSourceARN, ".fifo") {
+				for _, rest := range ev.Records[i+1:] {
+					fail(rest)
+				}
+				break
+			}
+		}
+		return resp, nil
+	}, nil
+}
+
+// handleRecord handles one record; an error means "redeliver it".
+func handleRecord(ctx context.Context, s idem.Store, cfg *config, keyOf func(events.SQSMessage) (string, error), required bool, fn func(context.Context, events.SQSMessage) error, m events.SQSMessage) error {
+	k, err := keyOf(m)
+	if err != nil {
+		return fmt.Errorf("idemlambda: reading the key of message %s: %w", m.MessageId, err)
+	}
+	if k == "" {
+		if required {
+			return fmt.Errorf("message %s: %w", m.MessageId, ErrNoKey)
+		}
+		return fn(ctx, m)
+	}
+	fp, err := cfg.fingerprint(m)
+	if err != nil {
+		return err
+	}
+	ran, err := idem.Once(ctx, s, k, func(ctx context.Context) error { return fn(ctx, m) }, cfg.idemOptions(ctx, fp, nil)...)
+	var perm *idem.PermanentError
+	isPerm := errors.As(err, &perm)
+	if (err == nil && !ran) || (isPerm && perm.Replayed) {
+		cfg.replayed(ctx, k)
+	}
+	if isPerm {
+		cfg.logger.ErrorContext(ctx, "idemlambda: SQS record failed permanently; it will not be redelivered",
+			"messageId", m.MessageId, "key", cfg.prefix+k, "err", err, "replayed", perm.Replayed)
+		return nil
+	}
+	return err
+}
+
+// DeduplicationID is a key function for WithMessageKey: the message's
+// MessageDeduplicationId, set on every message of a FIFO queue. Two
+// messages sent with the same deduplication ID more than five minutes
+// apart are both delivered by SQS; this key handles only the first.
+func DeduplicationID(m events.SQSMessage) (string, error) {
+	id := m.Attributes["MessageDeduplicationId"]
+	if id == "" {
+		return "", fmt.Errorf("idemlambda: message %s has no MessageDeduplicationId (not from a FIFO queue?)", m.MessageId)
+	}
+	return id, nil
+}
