@@ -132,7 +132,9 @@ func respond(err error) (events.APIGatewayProxyResponse, error) {
 }
 
 // released carries a response that releases the key through idem.Do.
-type released struct{ resp events.APIGatewayProxyResponse }
+type released struct {
+	resp events.APIGatewayProxyResponse
+}
 
 func (released) Error() string { return "idemlambda: response releases the key" }
 
