@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // The benchmarks put idemkit beside the same work hand-written with the raw
@@ -120,7 +121,7 @@ func rawDo(ctx context.Context, c *dynamodb.Client, table, key string) (benchRes
 }
 
 func BenchmarkDoFirst(b *testing.B) {
-	for _, srv := range dynamoDBServers(b) {
+	for _, srv := range testenv.DynamoDBServers(b) {
 		c, name := table(b, srv)
 		s := mustStore(b, c, name)
 		ctx := context.Background()
@@ -142,7 +143,7 @@ func BenchmarkDoFirst(b *testing.B) {
 }
 
 func BenchmarkDoReplay(b *testing.B) {
-	for _, srv := range dynamoDBServers(b) {
+	for _, srv := range testenv.DynamoDBServers(b) {
 		c, name := table(b, srv)
 		s := mustStore(b, c, name)
 		ctx := context.Background()
@@ -171,7 +172,7 @@ func BenchmarkDoReplay(b *testing.B) {
 
 func BenchmarkCompareAndSwap(b *testing.B) {
 	value := []byte(`{"balance":1250,"currency":"EUR"}`)
-	for _, srv := range dynamoDBServers(b) {
+	for _, srv := range testenv.DynamoDBServers(b) {
 		c, name := table(b, srv)
 		s := mustStore(b, c, name)
 		ctx := context.Background()

@@ -6,6 +6,7 @@ import (
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // TestConformance runs idem's conformance suite (the kernel and every
@@ -26,7 +27,7 @@ func TestConformance(t *testing.T) {
 			dynamo.WithTokenAttribute("write_token"),
 		}},
 	}
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, l := range layouts {

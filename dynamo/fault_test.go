@@ -12,6 +12,7 @@ import (
 
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // The tests in this file lose responses on the wire: the request reaches
@@ -20,7 +21,7 @@ import (
 // attempt, and the Store must recognise its own write.
 
 func TestLostResponse(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			raw, name := table(t, srv)
@@ -207,7 +208,7 @@ func TestLostResponse(t *testing.T) {
 // TestLostResponseDo loses the responses of Do's claim and of its
 // completion: fn still runs exactly once and the result is stored.
 func TestLostResponseDo(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			raw, name := table(t, srv)
@@ -254,7 +255,7 @@ func TestLostResponseDo(t *testing.T) {
 // TestUnknownOutcome: when every attempt's response is lost, the write may
 // have been applied; the Store says so instead of guessing.
 func TestUnknownOutcome(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			raw, name := table(t, srv)
@@ -283,7 +284,7 @@ func TestUnknownOutcome(t *testing.T) {
 // TestThrottled: a refused request (a 4xx) is a definite failure: it matches
 // dynamo.ErrThrottled, keeps the SDK error, and is not an unknown outcome.
 func TestThrottled(t *testing.T) {
-	srv := dynamoDBServers(t)[0]
+	srv := testenv.DynamoDBServers(t)[0]
 	raw, name := table(t, srv)
 	c, w := wired(raw, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 	s := mustStore(t, c, name)

@@ -13,20 +13,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/idemkit/idemkit/dynamo"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // table creates a fresh table on srv with opts and deletes it when the test
 // ends.
-func table(t testing.TB, srv dynamoDBServer, opts ...dynamo.Option) (*dynamodb.Client, string) {
+func table(t testing.TB, srv testenv.DynamoDBServer, opts ...dynamo.Option) (*dynamodb.Client, string) {
 	t.Helper()
 	c := srv.Client(t)
-	name := uniqueName(t, "idem")
+	name := testenv.UniqueName(t, "idem")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := dynamo.CreateTable(ctx, c, name, opts...); err != nil {
 		t.Fatalf("%s: CreateTable: %v", srv.Name, err)
 	}
-	deleteTableOnCleanup(t, c, name)
+	testenv.DeleteTableOnCleanup(t, c, name)
 	return c, name
 }
 

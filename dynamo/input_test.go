@@ -11,6 +11,7 @@ import (
 
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // TestLimits checks DynamoDB's limits at their edges: the largest key and
@@ -35,7 +36,7 @@ func TestLimits(t *testing.T) {
 				return len("pk") + len("p") + len("sk") + len(key) + len("ver") + 21 + len("exp") + 21 + len("tok") + 16 + len("val")
 			}},
 	}
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		for _, l := range layouts {
 			t.Run(srv.Name+"/"+l.name, func(t *testing.T) {
 				t.Parallel()
@@ -55,7 +56,7 @@ func TestLimits(t *testing.T) {
 				key := "big"
 				biggest := bytes.Repeat([]byte{0xa5}, dynamo.MaxItemBytes-l.overhead(key))
 				first := biggest
-				if reason, lacks := srv.lacks(capFullItemSize); lacks {
+				if reason, lacks := srv.Lacks(testenv.CapFullItemSize); lacks {
 					t.Logf("%s: not checking that the server accepts a %d-byte value: %s", srv.Name, len(biggest), reason)
 					first = biggest[:300_000]
 				}
@@ -117,7 +118,7 @@ func TestLimits(t *testing.T) {
 // TestBadInput: input idem rejects for every backend never reaches the
 // wire, and nothing is written.
 func TestBadInput(t *testing.T) {
-	srv := dynamoDBServers(t)[0]
+	srv := testenv.DynamoDBServers(t)[0]
 	raw, name := table(t, srv)
 	c, w := wired(raw)
 	s := mustStore(t, c, name)
@@ -147,7 +148,7 @@ func TestBadInput(t *testing.T) {
 
 // TestErrors checks the sentinels for DynamoDB's own refusals.
 func TestErrors(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := ctxT(t)

@@ -11,17 +11,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/idemkit/idemkit/dynamo"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 func TestCreateTable(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			c := srv.Client(t)
 			ctx := ctxT(t)
 			opts := []dynamo.Option{dynamo.WithKeyAttribute("PK"), dynamo.WithSortKey("SK", "idem"), dynamo.WithExpiryAttribute("ttl")}
-			name := uniqueName(t, "idem")
-			deleteTableOnCleanup(t, c, name)
+			name := testenv.UniqueName(t, "idem")
+			testenv.DeleteTableOnCleanup(t, c, name)
 			if err := dynamo.CreateTable(ctx, c, name, opts...); err != nil {
 				t.Fatalf("CreateTable: %v", err)
 			}
@@ -77,11 +78,11 @@ func TestCreateTable(t *testing.T) {
 // TestCreateTableEnablesTTL: an existing table with the right key but time
 // to live off gets it turned on.
 func TestCreateTableEnablesTTL(t *testing.T) {
-	srv := dynamoDBServers(t)[0]
+	srv := testenv.DynamoDBServers(t)[0]
 	c := srv.Client(t)
 	ctx := ctxT(t)
-	name := uniqueName(t, "idem")
-	deleteTableOnCleanup(t, c, name)
+	name := testenv.UniqueName(t, "idem")
+	testenv.DeleteTableOnCleanup(t, c, name)
 	_, err := c.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,

@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // TestRoundTrips counts HTTP requests at the wire: every kernel operation is
 // one request, a conflict carries the current item in that same request (no
 // GetItem), a first Do is 2 writes and a duplicate Do is 1.
 func TestRoundTrips(t *testing.T) {
-	for _, srv := range dynamoDBServers(t) {
+	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			raw, name := table(t, srv)
