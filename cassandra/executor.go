@@ -20,7 +20,7 @@ type executor interface {
 	// the driver. When the condition is false, cur holds the row the server
 	// returned (cur.found is false when the row is absent).
 	cas(ctx context.Context, stmt string, args ...any) (applied bool, cur record, err error)
-	// read runs a single-row SELECT of value, version and expires_at at
+	// read runs a single-row SELECT of value, version, expires_at and write_id at
 	// consistency cl. A missing row is a record with found == false.
 	read(ctx context.Context, cl gocql.Consistency, stmt string, args ...any) (record, error)
 	// schema runs a schema statement and waits for schema agreement.
@@ -36,7 +36,8 @@ type record struct {
 	found     bool // a row with a non-null version exists (it may have expired)
 	value     []byte
 	version   int64
-	expiresAt int64 // Unix milliseconds; never is math.MaxInt64
+	expiresAt int64  // Unix milliseconds; never is math.MaxInt64
+	writeID   []byte // the write_id of the write that stored the row
 }
 
 // gocqlExecutor is the executor over github.com/apache/cassandra-gocql-driver/v2.
@@ -86,7 +87,7 @@ func (g *gocqlExecutor) schema(ctx context.Context, stmt string) error {
 func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 	cols := iter.Columns()
 	var (
-		value              []byte
+		value, writeID     []byte
 		version, expiresAt *int64
 	)
 	dest := make([]any, len(cols))
@@ -100,6 +101,8 @@ func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 			dest[i] = &version
 		case "expires_at":
 			dest[i] = &expiresAt
+		case "write_id":
+			dest[i] = &writeID
 		default:
 			dest[i] = reflect.New(reflect.TypeOf(c.TypeInfo.Zero())).Interface()
 		}
@@ -108,7 +111,7 @@ func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 		return false, record{}, false
 	}
 	if version != nil {
-		cur = record{found: true, value: value, version: *version, expiresAt: math.MaxInt64}
+		cur = record{found: true, value: value, version: *version, expiresAt: math.MaxInt64, writeID: writeID}
 		if expiresAt != nil {
 			cur.expiresAt = *expiresAt
 		}

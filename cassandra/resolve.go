@@ -14,7 +14,7 @@ import (
 // completes any proposal of w that a replica accepted, or makes sure it can
 // never complete. What it sees then decides:
 //
-//   - w's own write (value bytes and version): success.
+//   - w's own write (its write_id, random per call): success.
 //   - a competitor's write in w's slot: w lost; a conflict (for Upsert,
 //     applied == false) carrying that item.
 //   - the row exactly as w's condition requires, without w's write: w did

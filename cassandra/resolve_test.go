@@ -20,11 +20,16 @@ import (
 // statement, what to make of each answer) without a server; the same paths
 // run against a real Cassandra in fault_test.go.
 type scripted struct {
-	t     *testing.T
-	mu    sync.Mutex
-	steps []answer
-	calls []call
+	t      *testing.T
+	mu     sync.Mutex
+	steps  []answer
+	calls  []call
+	lastID []byte // the write_id of the last conditional write
 }
+
+// ownID in a scripted row stands for the write_id of the last conditional
+// write: the row is the op's own write.
+var ownID = []byte("own write")
 
 // answer is one scripted answer: to a cas call (read == false) or a read.
 type answer struct {
@@ -51,6 +56,12 @@ func (s *scripted) next(c call) answer {
 	}
 	st := s.steps[0]
 	s.steps = s.steps[1:]
+	if !c.read && strings.HasPrefix(c.stmt, "UPDATE") {
+		s.lastID = c.args[4].([]byte)
+	}
+	if string(st.cur.writeID) == string(ownID) {
+		st.cur.writeID = s.lastID
+	}
 	if st.read != c.read {
 		s.t.Fatalf("call %d: got read=%v (%s), script wants read=%v", len(s.calls), c.read, c.stmt, st.read)
 	}
@@ -80,6 +91,10 @@ func readFails(err error) answer   { return answer{read: true, err: err} }
 func row(value string, v int64) record {
 	return record{found: true, value: []byte(value), version: v, expiresAt: math.MaxInt64}
 }
+
+// own marks r as the op's own write (see ownID).
+func own(r record) record { r.writeID = ownID; return r }
+
 func expiredRow(value string, v int64) record {
 	return record{found: true, value: []byte(value), version: v, expiresAt: 1000}
 }
@@ -151,7 +166,7 @@ var ops = []op{
 			it, err := s.PutIfAbsent(ctx, key, []byte("new"), 0)
 			return it, err == nil, err
 		},
-		mine: row("new", 1), notApplied: absent, lost: row("other", 1), unsettled: row("other", 2),
+		mine: own(row("new", 1)), notApplied: absent, lost: row("other", 1), unsettled: row("other", 2),
 	},
 	{
 		name: "CompareAndSwap",
@@ -159,7 +174,7 @@ var ops = []op{
 			it, err := s.CompareAndSwap(ctx, key, 4, []byte("new"), 0)
 			return it, err == nil, err
 		},
-		mine: row("new", 5), notApplied: row("old", 4), lost: row("other", 5), unsettled: row("other", 6),
+		mine: own(row("new", 5)), notApplied: row("old", 4), lost: row("other", 5), unsettled: row("other", 6),
 	},
 	{
 		name: "CompareAndDelete",
@@ -174,7 +189,7 @@ var ops = []op{
 		call: func(ctx context.Context, s *Store) (idem.Item, bool, error) {
 			return s.Upsert(ctx, key, []byte("new"), 9, 0)
 		},
-		mine: row("new", 9), notApplied: row("old", 4), lost: row("other", 12),
+		mine: own(row("new", 9)), notApplied: row("old", 4), lost: row("other", 12),
 	},
 }
 
@@ -346,7 +361,7 @@ func TestResolveReadFails(t *testing.T) {
 
 // TestResolveReadRecovers: a SERIAL read that times out once is tried again.
 func TestResolveReadRecovers(t *testing.T) {
-	s, _ := scriptedStore(t, casFails(gocql.ErrConnectionClosed), readFails(&gocql.RequestErrReadTimeout{}), readsRow(row("new", 1)))
+	s, _ := scriptedStore(t, casFails(gocql.ErrConnectionClosed), readFails(&gocql.RequestErrReadTimeout{}), readsRow(own(row("new", 1))))
 	if _, err := s.PutIfAbsent(context.Background(), key, []byte("new"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -439,10 +454,10 @@ func TestStatements(t *testing.T) {
 		o    op
 		want string
 	}{
-		{ops[0], "IF version = null AND value = null AND expires_at = null"},
-		{ops[1], "IF version = ? AND expires_at > ? AND value != null"},
-		{ops[2], "DELETE FROM ks.tbl WHERE key = ? IF version = ? AND expires_at > ? AND value != null"},
-		{ops[3], "IF version < ? AND expires_at > ? AND value != null"},
+		{ops[0], "IF version = null AND value = null AND expires_at = null AND write_id = null"},
+		{ops[1], "IF version = ? AND expires_at > ? AND value != null AND write_id != 0x"},
+		{ops[2], "DELETE FROM ks.tbl WHERE key = ? IF version = ? AND expires_at > ? AND value != null AND write_id != 0x"},
+		{ops[3], "IF version < ? AND expires_at > ? AND value != null AND write_id != 0x"},
 	} {
 		s, ex := scriptedStore(t, casApplied())
 		if _, _, err := tc.o.call(context.Background(), s); err != nil {

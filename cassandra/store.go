@@ -3,6 +3,7 @@ package cassandra
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -66,7 +67,8 @@ func New(session *gocql.Session, table string, opts ...Option) (*Store, error) {
 //		key        text PRIMARY KEY,
 //		value      blob,
 //		version    bigint,
-//		expires_at bigint
+//		expires_at bigint, -- Unix ms; 9223372036854775807: never
+//		write_id   blob    -- 16 random bytes per write: own-write recognition
 //	)
 func CreateTable(ctx context.Context, session *gocql.Session, table string, opts ...Option) error {
 	cfg := defaultConfig()
@@ -95,7 +97,8 @@ func createTableCQL(table string) string {
 	key        text PRIMARY KEY,
 	value      blob,
 	version    bigint,
-	expires_at bigint
+	expires_at bigint,
+	write_id   blob
 ) WITH comment = 'idemkit idem.Store: write only with lightweight transactions; expires_at is Unix ms, 9223372036854775807 = never'`
 }
 
@@ -115,14 +118,19 @@ type statements struct {
 }
 
 func newStatements(table string) statements {
-	const set = "UPDATE %s USING TTL ? SET value = ?, version = ?, expires_at = ? WHERE key = ? IF "
+	const (
+		set = "UPDATE %s USING TTL ? SET value = ?, version = ?, expires_at = ?, write_id = ? WHERE key = ? IF "
+		// rest holds for every row we wrote; it makes a refusal return the
+		// whole row. (write_id != 0x also holds where write_id is NULL.)
+		rest = " AND value != null AND write_id != 0x"
+	)
 	return statements{
-		get:     fmt.Sprintf("SELECT value, version, expires_at FROM %s WHERE key = ?", table),
-		create:  fmt.Sprintf(set+"version = null AND value = null AND expires_at = null", table),
-		replace: fmt.Sprintf(set+"expires_at <= ? AND version != null AND value != null", table),
-		swap:    fmt.Sprintf(set+"version = ? AND expires_at > ? AND value != null", table),
-		raise:   fmt.Sprintf(set+"version < ? AND expires_at > ? AND value != null", table),
-		delete:  fmt.Sprintf("DELETE FROM %s WHERE key = ? IF version = ? AND expires_at > ? AND value != null", table),
+		get:     fmt.Sprintf("SELECT value, version, expires_at, write_id FROM %s WHERE key = ?", table),
+		create:  fmt.Sprintf(set+"version = null AND value = null AND expires_at = null AND write_id = null", table),
+		replace: fmt.Sprintf(set+"expires_at <= ? AND version != null"+rest, table),
+		swap:    fmt.Sprintf(set+"version = ? AND expires_at > ?"+rest, table),
+		raise:   fmt.Sprintf(set+"version < ? AND expires_at > ?"+rest, table),
+		delete:  fmt.Sprintf("DELETE FROM %s WHERE key = ? IF version = ? AND expires_at > ?"+rest, table),
 	}
 }
 
@@ -239,6 +247,7 @@ type write struct {
 	value   []byte // stored value (a private copy, never nil); nil for CompareAndDelete
 	expect  int64  // CompareAndSwap, CompareAndDelete: the caller's version
 	version int64  // the version written: 1, expect+1, or the caller's for Upsert
+	id      []byte // write_id: random, the same for the retry; own-write recognition
 	ttl     int    // USING TTL, in seconds; 0: none
 	expires int64  // expires_at, Unix ms; math.MaxInt64: never
 }
@@ -255,6 +264,7 @@ func (s *Store) newWrite(k kind, key string, value []byte, expect, version int64
 	w := &write{kind: k, key: key, expect: expect, version: version}
 	if k != compareAndDelete {
 		w.value = append(make([]byte, 0, len(value)), value...)
+		w.id = newWriteID()
 		w.ttl, w.expires = expiry(s.cfg.now(), ttl)
 	}
 	return w
@@ -273,7 +283,7 @@ func (w *write) written() idem.Item {
 	if w.kind == compareAndDelete {
 		return idem.Item{}
 	}
-	return itemOf(w.key, record{found: true, value: w.value, version: w.version, expiresAt: w.expires})
+	return itemOf(w.key, record{found: true, value: w.value, version: w.version, expiresAt: w.expires, writeID: w.id})
 }
 
 // run performs w: one logical attempt, and when its outcome is unknown,
@@ -363,13 +373,13 @@ func (s *Store) statement(st step) string {
 func (s *Store) args(w *write, st step, nowMs int64) []any {
 	switch st {
 	case stepCreate:
-		return []any{w.ttl, w.value, w.version, w.expires, w.key}
+		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key}
 	case stepReplace:
-		return []any{w.ttl, w.value, w.version, w.expires, w.key, nowMs}
+		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, nowMs}
 	case stepSwap:
-		return []any{w.ttl, w.value, w.version, w.expires, w.key, w.expect, nowMs}
+		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, w.expect, nowMs}
 	case stepRaise:
-		return []any{w.ttl, w.value, w.version, w.expires, w.key, w.version, nowMs}
+		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, w.version, nowMs}
 	default:
 		return []any{w.key, w.expect, nowMs}
 	}
@@ -450,6 +460,17 @@ func expiry(now time.Time, ttl time.Duration) (ttlSeconds int, expiresAt int64) 
 	return min(secs, int(MaxTTL/time.Second)), at.UnixMilli()
 }
 
+// writeIDSize is the length of a write_id: 128 random bits.
+const writeIDSize = 16
+
+func newWriteID() []byte {
+	b := make([]byte, writeIDSize)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("cassandra: reading random bytes: %v", err)) // crypto/rand does not fail on supported platforms
+	}
+	return b
+}
+
 func checkKey(key string) error {
 	if err := idem.ValidateKey(key); err != nil {
 		return err
@@ -499,7 +520,8 @@ const (
 	// write is not there: w did not apply (and after a linearizable read,
 	// a proposal the server gave up on can no longer complete).
 	notApplied verdict = iota
-	// mine: the row holds w's own write (value bytes and version).
+	// mine: the row holds w's own write: its write_id, which only w and
+	// its retry write (so it also has w's value and version).
 	mine
 	// lost: another write won the slot w was competing for; w did not
 	// apply. PutIfAbsent: another version 1; CompareAndSwap: another
@@ -511,7 +533,7 @@ const (
 
 func judge(w *write, cur record, now time.Time) verdict {
 	live := cur.live(now)
-	ours := live && cur.version == w.version && bytes.Equal(cur.value, w.value)
+	ours := live && len(w.id) > 0 && bytes.Equal(cur.writeID, w.id)
 	switch w.kind {
 	case putIfAbsent:
 		switch {

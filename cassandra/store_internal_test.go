@@ -206,23 +206,31 @@ func TestLimits(t *testing.T) {
 // resolve_test.go does not reach.
 func TestJudge(t *testing.T) {
 	now := time.Now()
+	id := []byte("0123456789abcdef")
 	w := func(k kind, expect, version int64) *write {
-		return &write{kind: k, key: key, value: []byte("new"), expect: expect, version: version}
+		return &write{kind: k, key: key, value: []byte("new"), expect: expect, version: version, id: id}
 	}
+	withID := func(r record, id string) record { r.writeID = []byte(id); return r }
 	for _, tc := range []struct {
 		name string
 		w    *write
 		cur  record
 		want verdict
 	}{
-		{"put over expired", w(putIfAbsent, 0, 1), expiredRow("old", 1), notApplied},
-		{"put own value expired", w(putIfAbsent, 0, 1), expiredRow("new", 1), notApplied},
+		{"put: own write", w(putIfAbsent, 0, 1), withID(row("new", 1), string(id)), mine},
+		{"put: same value, another write", w(putIfAbsent, 0, 1), withID(row("new", 1), "another write id"), lost},
+		{"put: over expired", w(putIfAbsent, 0, 1), expiredRow("old", 1), notApplied},
+		{"put: own write expired", w(putIfAbsent, 0, 1), withID(expiredRow("new", 1), string(id)), notApplied},
 		{"swap: row expired", w(compareAndSwap, 4, 5), expiredRow("old", 4), unsettled},
 		{"swap: version went back", w(compareAndSwap, 4, 5), row("old", 2), unsettled},
 		{"swap: same version, other value", w(compareAndSwap, 4, 5), row("x", 5), lost},
 		{"delete: expired", w(compareAndDelete, 4, 0), expiredRow("old", 4), mine},
 		{"delete: recreated", w(compareAndDelete, 4, 0), row("x", 1), unsettled},
 		{"upsert: equal version other value", w(upsert, 0, 9), row("x", 9), lost},
+		{"upsert: a duplicate delivery's identical write", w(upsert, 0, 9), withID(row("new", 9), "another write id"), lost},
+		{"upsert: own write", w(upsert, 0, 9), withID(row("new", 9), string(id)), mine},
+		{"swap: own write", w(compareAndSwap, 4, 5), withID(row("new", 5), string(id)), mine},
+		{"swap: identical write by another", w(compareAndSwap, 4, 5), withID(row("new", 5), "x"), lost},
 		{"upsert: expired higher", w(upsert, 0, 9), expiredRow("x", 20), notApplied},
 		{"upsert: version 0 over absent", w(upsert, 0, 0), absent, notApplied},
 	} {

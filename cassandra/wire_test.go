@@ -42,7 +42,7 @@ func (o *observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 		if c, ok := q.Query.GetSerialConsistency(); !ok || c != o.serial {
 			o.t.Errorf("LWT serial consistency: got %v, want %v", c, o.serial)
 		}
-	case strings.HasPrefix(q.Statement, "SELECT") && strings.Contains(q.Statement, " value, version, expires_at "):
+	case strings.HasPrefix(q.Statement, "SELECT") && strings.Contains(q.Statement, " value, version, expires_at, write_id "):
 		o.reads++
 		if c := q.Query.GetConsistency(); c != o.serial {
 			o.t.Errorf("read consistency: got %v, want %v", c, o.serial)
