@@ -10,12 +10,13 @@ import (
 	"github.com/idemkit/idemkit/cassandra"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // newTable creates a table in the test keyspace and returns its name.
 func newTable(t testing.TB, s *gocql.Session, ks string, opts ...cassandra.Option) string {
 	t.Helper()
-	table := ks + "." + envUniqueName(t, "idem")
+	table := ks + "." + testenv.UniqueName(t, "idem")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := cassandra.CreateTable(ctx, s, table, opts...); err != nil {
@@ -34,7 +35,7 @@ func newStore(t testing.TB, s *gocql.Session, table string, opts ...cassandra.Op
 }
 
 func TestConformance(t *testing.T) {
-	session, ks := envCassandra(t)
+	session, ks := testenv.Cassandra(t)
 	for _, tc := range []struct {
 		name string
 		opts []cassandra.Option

@@ -12,6 +12,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // faulty wraps the real gocql executor and fails chosen conditional writes
@@ -71,7 +72,7 @@ func (f *faulty) read(ctx context.Context, cl gocql.Consistency, stmt string, ar
 // and a plain store on the same table to set up and check state.
 func realStores(t *testing.T) (faultyStore *Store, f *faulty, plain *Store) {
 	t.Helper()
-	session, ks := envCassandra(t)
+	session, ks := testenv.Cassandra(t)
 	table := ks + ".faults"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -9,6 +9,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // rawRow reads key's row as Cassandra holds it, bypassing the Store's
@@ -34,7 +35,7 @@ func rawRow(t *testing.T, session *gocql.Session, table, key string) (exists boo
 
 func realTable(t *testing.T) (*gocql.Session, string) {
 	t.Helper()
-	session, ks := envCassandra(t)
+	session, ks := testenv.Cassandra(t)
 	table := ks + ".ttl"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

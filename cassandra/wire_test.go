@@ -14,6 +14,7 @@ import (
 
 	"github.com/idemkit/idemkit/cassandra"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/testenv"
 )
 
 // observer counts what the driver sends, by kind, and checks how each
@@ -61,7 +62,7 @@ func (o *observer) take() (lwts, reads int) {
 
 func observedSession(t testing.TB, o *observer, config func(*gocql.ClusterConfig)) *gocql.Session {
 	t.Helper()
-	cluster := gocql.NewCluster(envCassandraHosts(t)...)
+	cluster := gocql.NewCluster(testenv.CassandraHosts(t)...)
 	cluster.QueryObserver = o
 	cluster.Timeout = 10 * time.Second
 	if config != nil {
@@ -79,7 +80,7 @@ func observedSession(t testing.TB, o *observer, config func(*gocql.ClusterConfig
 // as the driver sees them: the floor the design promises (a first Do is 2
 // writes, a duplicate 1) and one LWT per kernel write.
 func TestRoundTrips(t *testing.T) {
-	admin, ks := envCassandra(t)
+	admin, ks := testenv.Cassandra(t)
 	for _, tc := range []struct {
 		name           string
 		opts           []cassandra.Option
@@ -180,10 +181,10 @@ func proxiedSession(t testing.TB, p *proxy, timeout time.Duration) *gocql.Sessio
 // settle each case with a SERIAL read and report the truth: applied exactly
 // once.
 func TestLostOnTheWire(t *testing.T) {
-	admin, ks := envCassandra(t)
+	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
-	p := newProxy(t, envCassandraHosts(t)[0])
+	p := newProxy(t, testenv.CassandraHosts(t)[0])
 	const clientTimeout = 1500 * time.Millisecond
 	s := newStore(t, proxiedSession(t, p, clientTimeout), table)
 
@@ -272,10 +273,10 @@ func TestLostOnTheWire(t *testing.T) {
 // outcome is unknown (the request might still be in flight), and nothing
 // is stored.
 func TestLostRequestCallerGone(t *testing.T) {
-	admin, ks := envCassandra(t)
+	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
-	p := newProxy(t, envCassandraHosts(t)[0])
+	p := newProxy(t, testenv.CassandraHosts(t)[0])
 	s := newStore(t, proxiedSession(t, p, 10*time.Second), table)
 	ctx, key := context.Background(), "gone"
 	if _, err := s.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) {
