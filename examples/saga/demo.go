@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// Config shapes a demo run.
+type Config struct {
+	// Lease is how long a crashed run blocks its trip (default 1s); the
+	// crash scenarios wait for it to pass.
+	Lease time.Duration
+	// Duplicates is how many copies of one trip run at once in the last
+	// scenario (default 8).
+	Duplicates int
+}
+
+// Report is what a run did and whether it kept every promise.
+type Report struct {
+	Scenarios []Scenario
+	// Calls is how many supplier calls were made, Absorbed how many of them
+	// found their work already done (the one re-run of a step or an undo cut
+	// short by a crash).
+	Calls, Absorbed int
+	// Stock is who holds each resource at the end.
+	Stock map[string][]string
+}
+
+// Scenario is one named situation and what came of it.
+type Scenario struct {
+	Name     string
+	Outcome  string
+	Failures []string
+}
+
+// OK reports whether every scenario kept its promises.
+func (r *Report) OK() bool {
+	for _, s := range r.Scenarios {
+		if len(s.Failures) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Print writes the report.
+func (r *Report) Print(w io.Writer) {
+	for _, s := range r.Scenarios {
+		mark := "ok  "
+		if len(s.Failures) > 0 {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %-40s %s\n", mark, s.Name, s.Outcome)
+		for _, f := range s.Failures {
+			fmt.Fprintf(w, "       - %s\n", f)
+		}
+	}
+	fmt.Fprintf(w, "\nsupplier calls            %4d\n", r.Calls)
+	fmt.Fprintf(w, "  absorbed by the supplier %3d  (a step or an undo re-run after a crash cut it short)\n", r.Absorbed)
+	fmt.Fprintln(w, "stock at the end:")
+	names := make([]string, 0, len(r.Stock))
+	for k := range r.Stock {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(w, "  %-16s held by %v\n", k, r.Stock[k])
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "\nevery trip was booked or undone exactly once")
+	} else {
+		fmt.Fprintln(w, "\nFAILED: see the scenarios marked FAIL above")
+	}
+}
+
+// Run plays every scenario against store.
+func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Second
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = 8
+	}
+	runID := idem.NewKeyV7()[:13] // keys of two runs on one server never meet
+	sup := newSuppliers(store, runID+"/stock/")
+	ag := &Agency{Store: store, Suppliers: sup, Prefix: runID + "/trips/", Lease: cfg.Lease}
+	for res, capacity := range map[string]int{
+		"flight/FL1": 10, "hotel/H1": 10, "car/C1": 1, "car/C2": 10,
+	} {
+		if err := sup.stock(ctx, res, capacity); err != nil {
+			return nil, fmt.Errorf("stocking %s: %w", res, err)
+		}
+	}
+	rep := &Report{Stock: map[string][]string{}}
+	trips := map[string]Trip{}
+	trip := func(id, car string) Trip {
+		t := Trip{ID: id, Flight: "FL1", Hotel: "H1", Car: car}
+		trips[id] = t
+		return t
+	}
+	add := func(name, outcome string, failures ...string) {
+		rep.Scenarios = append(rep.Scenarios, Scenario{Name: name, Outcome: outcome, Failures: failures})
+	}
+	// book runs a trip's saga on a goroutine of its own, which a supplier
+	// fault may end like a killed process (runtime.Goexit).
+	book := func(t Trip) (err error, crashed bool) {
+		done := make(chan struct{})
+		crashed = true
+		go func() {
+			defer close(done)
+			err = ag.Book(ctx, t)
+			crashed = false
+		}()
+		<-done
+		return err, crashed
+	}
+	calls := func(op, res, holder string) int {
+		sup.mu.Lock()
+		defer sup.mu.Unlock()
+		return sup.calls[op+" "+res+" "+holder]
+	}
+	afterLease := func() { time.Sleep(cfg.Lease + 200*time.Millisecond) }
+	want := func(failures *[]string, cond bool, format string, args ...any) {
+		if !cond {
+			*failures = append(*failures, fmt.Sprintf(format, args...))
+		}
+	}
+
+	// 1. Everything goes well.
+	{
+		var f []string
+		err, _ := book(trip("t1", "C1"))
+		want(&f, err == nil, "booking failed: %v", err)
+		add("booked", "t1: flight, hotel and car C1 reserved", f...)
+	}
+
+	// 2. The only car is gone: the flight and hotel are released, in
+	// reverse order, once.
+	{
+		var f []string
+		err, _ := book(trip("t2", "C1"))
+		want(&f, errors.Is(err, idem.ErrAborted), "got %v, want the saga aborted", err)
+		want(&f, calls("release", "hotel/H1", "t2") == 1 && calls("release", "flight/FL1", "t2") == 1,
+			"releases: hotel %d, flight %d; want 1 each", calls("release", "hotel/H1", "t2"), calls("release", "flight/FL1", "t2"))
+		add("car sold out: compensated", fmt.Sprintf("t2: %v", err), f...)
+	}
+
+	// 3. The process dies right after the hotel reserved the room, before
+	// the step was recorded. The next run takes over after the lease,
+	// skips the flight, repeats the hotel call (the hotel absorbs it) and
+	// books the car.
+	{
+		var f []string
+		t := trip("t3", "C2")
+		sup.inject("reserve", "hotel/H1", "t3", crashAfter)
+		_, crashed := book(t)
+		want(&f, crashed, "the run did not crash")
+		err, _ := book(t)
+		want(&f, errors.Is(err, idem.ErrInProgress), "a re-run under the dead run's lease: got %v, want ErrInProgress", err)
+		afterLease()
+		err, crashed = book(t)
+		want(&f, err == nil && !crashed, "re-run after the lease: %v (crashed %v)", err, crashed)
+		want(&f, calls("reserve", "flight/FL1", "t3") == 1, "flight reserved %d times, want 1", calls("reserve", "flight/FL1", "t3"))
+		want(&f, calls("reserve", "hotel/H1", "t3") == 2, "hotel called %d times, want 2 (one cut short)", calls("reserve", "hotel/H1", "t3"))
+		add("crash mid-saga, re-run", "t3: re-run resumed at the hotel; booked", f...)
+	}
+
+	// 4. The car-rental API times out: nothing is undone; the retry
+	// resumes at the car.
+	{
+		var f []string
+		t := trip("t4", "C2")
+		sup.inject("reserve", "car/C2", "t4", timeout)
+		err, _ := book(t)
+		want(&f, errors.Is(err, errTimeout) && !errors.Is(err, idem.ErrAborted), "got %v, want the timeout, not an abort", err)
+		err, _ = book(t)
+		want(&f, err == nil, "retry: %v", err)
+		want(&f, calls("reserve", "flight/FL1", "t4") == 1 && calls("reserve", "hotel/H1", "t4") == 1,
+			"flight %d, hotel %d calls; want 1 each", calls("reserve", "flight/FL1", "t4"), calls("reserve", "hotel/H1", "t4"))
+		add("transient failure, retried", "t4: resumed at the car; booked", f...)
+	}
+
+	// 5. The car is sold out and the process dies while releasing the
+	// hotel. The next run reserves nothing, releases the hotel (again: it
+	// was cut short) and the flight.
+	{
+		var f []string
+		t := trip("t5", "C1")
+		sup.inject("release", "hotel/H1", "t5", crashBefore)
+		_, crashed := book(t)
+		want(&f, crashed, "the run did not crash")
+		afterLease()
+		err, _ := book(t)
+		want(&f, errors.Is(err, idem.ErrAborted), "re-run: got %v, want the saga aborted", err)
+		want(&f, calls("reserve", "car/C1", "t5") == 1 && calls("reserve", "hotel/H1", "t5") == 1,
+			"re-run reserved again: car %d, hotel %d calls", calls("reserve", "car/C1", "t5"), calls("reserve", "hotel/H1", "t5"))
+		want(&f, calls("release", "hotel/H1", "t5") == 2 && calls("release", "flight/FL1", "t5") == 1,
+			"releases: hotel %d (want 2, one cut short), flight %d (want 1)", calls("release", "hotel/H1", "t5"), calls("release", "flight/FL1", "t5"))
+		add("crash mid-compensation, re-run", "t5: compensation finished by the re-run", f...)
+	}
+
+	// 6. Every saga is run again (a redelivered message, a retried job):
+	// the same outcomes, and not one supplier call.
+	{
+		var f []string
+		before := rep.calls(sup)
+		for _, id := range []string{"t1", "t2", "t3", "t4", "t5"} {
+			err, _ := book(trips[id])
+			aborted := id == "t2" || id == "t5"
+			want(&f, (err == nil) != aborted && (!aborted || errors.Is(err, idem.ErrAborted)), "%s: got %v", id, err)
+		}
+		want(&f, rep.calls(sup) == before, "re-runs made %d supplier calls, want 0", rep.calls(sup)-before)
+		add("every saga run again", "same outcomes, no supplier call", f...)
+	}
+
+	// 7. The same trip is started by many workers at once: one runs it,
+	// the others wait for its outcome.
+	{
+		var f []string
+		dup := *ag
+		dup.Wait = 30 * time.Second
+		t := trip("t6", "C2")
+		errs := make([]error, cfg.Duplicates)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = dup.Book(ctx, t) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			want(&f, err == nil, "worker %d: %v", i, err)
+		}
+		want(&f, calls("reserve", "car/C2", "t6") == 1, "car reserved %d times, want 1", calls("reserve", "car/C2", "t6"))
+		add(fmt.Sprintf("%d concurrent duplicates", cfg.Duplicates), "t6: booked once", f...)
+	}
+
+	// The invariants, read back from the stock: booked trips hold exactly
+	// their three resources, aborted trips hold nothing, nothing oversold.
+	var f []string
+	booked := map[string]bool{"t1": true, "t3": true, "t4": true, "t6": true}
+	for _, res := range []string{"flight/FL1", "hotel/H1", "car/C1", "car/C2"} {
+		st, err := sup.holders(ctx, res)
+		if err != nil {
+			return nil, err
+		}
+		holders := slices.Sorted(slices.Values(st.Holders))
+		rep.Stock[res] = holders
+		var wantHolders []string
+		for id, t := range trips {
+			if booked[id] && (res == "flight/"+t.Flight || res == "hotel/"+t.Hotel || res == "car/"+t.Car) {
+				wantHolders = append(wantHolders, id)
+			}
+		}
+		slices.Sort(wantHolders)
+		want(&f, slices.Equal(holders, wantHolders), "%s held by %v, want %v", res, holders, wantHolders)
+		want(&f, len(st.Holders) <= st.Capacity, "%s oversold: %d holders, capacity %d", res, len(st.Holders), st.Capacity)
+		want(&f, len(slices.Compact(slices.Clone(holders))) == len(holders), "%s holds a trip twice: %v", res, holders)
+	}
+	add("stock matches the outcomes", "booked trips hold their resources; aborted ones nothing", f...)
+	rep.Calls = rep.calls(sup)
+	sup.mu.Lock()
+	rep.Absorbed = sup.absorbed
+	sup.mu.Unlock()
+	return rep, nil
+}
+
+func (r *Report) calls(s *Suppliers) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		n += c
+	}
+	return n
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+)
+
+// TestDemo plays every scenario on the embedded store and on each real
+// server, and requires every promise kept.
+func TestDemo(t *testing.T) {
+	eachStore(t, func(t *testing.T, s idem.Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		rep, err := Run(ctx, s, Config{Lease: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		rep.Print(&out)
+		if !rep.OK() {
+			t.Fatalf("\n%s", out.String())
+		}
+		if len(rep.Scenarios) != 8 || rep.Absorbed != 1 {
+			t.Errorf("scenarios %d, absorbed %d: the faults did not happen as planned\n%s", len(rep.Scenarios), rep.Absorbed, out.String())
+		}
+		t.Logf("\n%s", out.String())
+	})
+}

@@ -1,0 +1,47 @@
+// Command saga books trips (a flight, a hotel, a car) as sagas with
+// idem.RunSaga: a supplier that says "sold out" makes the saga release what
+// it reserved, in reverse order; a process that dies mid-saga or
+// mid-compensation is replaced by a re-run that neither repeats a completed
+// step nor undoes anything twice. It prints what happened, checks the
+// suppliers' stock against the outcomes, and exits 1 if a promise was
+// broken.
+//
+//	go run ./examples/saga                  # on the embedded store
+//	go run ./examples/saga -store=dynamodb  # or cassandra; see examples/internal/backend
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/idemkit/idemkit/examples/internal/backend"
+)
+
+func main() {
+	kind := backend.Flag()
+	lease := flag.Duration("lease", time.Second, "how long a crashed run blocks its trip")
+	flag.Parse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	store, closeStore, err := backend.Open(ctx, *kind)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "saga:", err)
+		os.Exit(2)
+	}
+	defer closeStore()
+
+	fmt.Printf("idemkit saga demo on the %s store\n\n", *kind)
+	report, err := Run(ctx, store, Config{Lease: *lease})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "saga:", err)
+		os.Exit(1)
+	}
+	report.Print(os.Stdout)
+	if !report.OK() {
+		os.Exit(1)
+	}
+}
