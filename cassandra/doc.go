@@ -1,0 +1,165 @@
+// Package cassandra is an idem.Store over Apache Cassandra lightweight
+// transactions (LWT), with github.com/apache/cassandra-gocql-driver/v2. It
+// passes idemtest.Run against Cassandra 5.0, so Do, Claim, Update, Once and
+// Add work on it unchanged.
+//
+//	session, _ := cluster.CreateSession()
+//	_ = cassandra.CreateTable(ctx, session, "payments.idem")
+//	store, _ := cassandra.New(session, "payments.idem")
+//	charge, err := idem.Do(ctx, store, key, chargeCard)
+//
+// # Schema
+//
+// One row per key, created by CreateTable (the keyspace is the operator's):
+//
+//	CREATE TABLE IF NOT EXISTS keyspace.table (
+//		key        text PRIMARY KEY,  -- at most 65535 bytes of UTF-8
+//		value      blob,              -- the caller's bytes (1 MiB by default)
+//		version    bigint,            -- idem.Item.Version
+//		expires_at bigint,            -- Unix ms; 9223372036854775807: never
+//		write_id   blob               -- 16 random bytes per write
+//	)
+//
+// # One kernel operation, one lightweight transaction
+//
+// Every write is a conditional statement that sets every column, with its
+// own USING TTL:
+//
+//	PutIfAbsent       UPDATE ... IF version = null AND value = null AND ...
+//	CompareAndSwap    UPDATE ... IF version = ? AND expires_at > now AND ...
+//	CompareAndDelete  DELETE ... IF version = ? AND expires_at > now AND ...
+//	Upsert            UPDATE ... IF version < ? AND expires_at > now AND ...
+//	                  (then the PutIfAbsent statement if the key is absent)
+//
+// A refused statement returns the current row (Cassandra returns the columns
+// its condition names, so every condition names them all), and that row is
+// the *idem.ConflictError's Current: a conflict costs one round trip. A key
+// whose row is absent comes back with no columns, Exists == false. Get is
+// one read at SERIAL. The first idem.Do on a key is two LWTs (claim,
+// complete), a duplicate is one; an Upsert of an absent key is two.
+//
+// Writes use UPDATE, never INSERT: an INSERT also writes a row marker whose
+// TTL is fixed at insert time and which no later conditional UPDATE can
+// change. An item stored without TTL and later swapped to a short one would
+// leave an empty row behind when its cells expire, and INSERT ... IF NOT
+// EXISTS would be refused on that key forever. With UPDATE, all of a row's
+// cells are written together with one TTL and expire together, so no remains
+// are left behind.
+//
+// # Expiry
+//
+// ExpiresAt is now+ttl rounded up to a whole second. The Cassandra TTL is a
+// second longer, so the server, counting from the whole second in which it
+// executes the write, never deletes the row before ExpiresAt. Until it does,
+// expires_at hides the row: every read and every condition compares it with
+// the client's clock (the conditions carry the client's "now"), so an
+// expired item is absent for every operation whatever the server has
+// purged. Keep client clocks in sync (NTP): a client whose clock runs ahead
+// sees items expire early, and one that runs behind sees them until the
+// server deletes them. ttl <= 0 means no expiry: USING TTL 0, which also
+// overrides a table's default_time_to_live. Cassandra caps TTLs at 20 years
+// (MaxTTL). Each write sets a fresh TTL, so there is never a remaining TTL to
+// carry over. A CompareAndDelete leaves a tombstone for gc_grace_seconds.
+//
+// # Unknown outcomes
+//
+// A lightweight transaction can fail after it reached a coordinator:
+// WriteTimeout of any write type (on protocol v5 a commit-phase timeout
+// arrives as SIMPLE, not CAS), WriteFailure, CAS_WRITE_UNKNOWN, Unavailable
+// or a read timeout between Paxos rounds, a client timeout, a closed
+// connection, a context that expired while the driver waited. The Store
+// never lets the driver resend such a statement (each one is marked
+// Idempotent(false), whatever ClusterConfig.DefaultIdempotence says) and
+// settles the outcome itself, with a read of the row at the serial
+// consistency, which finishes or forecloses any Paxos round still open on it:
+//
+//   - The row carries the write's own write_id: the write applied and the
+//     call succeeds.
+//   - Another write took the slot (another version 1 for PutIfAbsent,
+//     another expect+1 for CompareAndSwap, a version at least as high for
+//     Upsert): the call lost; a conflict (Upsert: applied == false).
+//   - The row is exactly as the write's condition requires: the write did
+//     not apply, and it is sent once more, only while the caller's context
+//     is live. That retry also settles a request still in flight after a
+//     client-side timeout: of the two, whichever applies first makes the
+//     other's condition false, and a retry that finds the first attempt's
+//     write_id counts as success.
+//   - Anything else, a settling read that fails three times, or a second
+//     unknown outcome: an *idem.UnknownOutcomeError naming the key and
+//     wrapping the driver's error. Every idem helper can be retried on it.
+//
+// The settling reads run even if the caller's context is done, detached from
+// its cancellation and bounded by WithResolveTimeout (10s). Errors that prove
+// nothing was executed (no connection, syntax, invalid, unauthorized,
+// overloaded, bootstrapping, a value the driver cannot marshal, a context
+// already done) are returned as they are. Settling relies on linearizable
+// SERIAL reads: do not run the Paxos variants "*_without_linearizable_reads*"
+// or set cassandra.unsafe.disable-serial-reads-linearizability.
+//
+// A request held up in the network for longer than the settling read and the
+// retry can, in principle, still reach a coordinator later. Its condition is
+// false by then, unless the row went back to exactly the state it required
+// in the meantime (for a PutIfAbsent: the key deleted again).
+//
+// # Consistency and datacenters
+//
+// The defaults, SERIAL for Paxos and QUORUM for the commit, are linearizable
+// across datacenters, and each transaction pays cross-datacenter round trips.
+// For a datacenter-local setup use WithSerialConsistency(gocql.LocalSerial)
+// with WithCommitConsistency(gocql.LocalQuorum), and only if every writer of
+// a key is in the same datacenter (pin each key's traffic to a home
+// datacenter): LOCAL_SERIAL in two datacenters runs two independent Paxos
+// instances on one row. Never mix SERIAL and LOCAL_SERIAL on the same data;
+// that is why one option sets the level of the writes and of the settling
+// reads, and why New rejects a serial read consistency that differs from it.
+// Get reads at the serial level by default; WithReadConsistency can make it a
+// cheaper QUORUM or LOCAL_QUORUM read, which may miss a write still in its
+// Paxos round. On Cassandra 4.1 and 5.0 prefer paxos_variant: v2, about half
+// the round trips of v1 per transaction. Replicate with
+// NetworkTopologyStrategy and at least three replicas per datacenter.
+//
+// Build the session with a token-aware policy that does not shuffle
+// replicas, so transactions on one key go to the same coordinator first and
+// compete less:
+//
+//	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(
+//		gocql.RoundRobinHostPolicy(), gocql.DoNotShuffleReplicas())
+//
+// # Never mix lightweight transactions and plain writes
+//
+// Write the table only through the Store. A transaction's cells are
+// timestamped by its Paxos ballot; a plain INSERT, UPDATE or DELETE is
+// timestamped by the client or the coordinator's clock. With any clock skew
+// a plain write can silently overwrite a later transaction, or be
+// overwritten by an earlier one, and a plain write does not see or finish a
+// Paxos round in flight, which a later transaction may then commit over it.
+// Claims, fencing and own-write recognition all assume that every change of
+// a row is a transaction. To remove a key use CompareAndDelete; to empty the
+// table, TRUNCATE or DROP it while nothing runs. Plain reads of the table
+// (cqlsh, analytics) are harmless but are hints: only SERIAL reads see
+// transactions still in their Paxos round.
+//
+// # ScyllaDB
+//
+// ScyllaDB speaks CQL and implements lightweight transactions with its own
+// Paxos. The Store reads result rows by column name and ignores the columns
+// it does not use, because ScyllaDB returns the old row even when a
+// transaction applied (and NULLs for an absent one), where Cassandra returns
+// only [applied]. It has not been tested against ScyllaDB here: run
+// idemtest.Run against your cluster before relying on it. ScyllaDB's own
+// driver, github.com/scylladb/gocql, keeps the v1 API under the import path
+// github.com/gocql/gocql and cannot replace the v2 driver this package is
+// built on; the driver sits behind a small internal interface, so an adapter
+// for it is possible. Its default retry policy resends failed statements,
+// including LWTs (scylladb/gocql#1075): with that driver, use a retry policy
+// that does not.
+//
+// # Limits
+//
+// Keys are non-empty UTF-8 of at most 65535 bytes (a partition key's limit);
+// values are at most 1 MiB unless WithMaxValueSize says otherwise (up to
+// 15 MiB: a mutation must fit in half a commit log segment, and every Paxos
+// round reads and writes the whole row, so keep values small). Larger input,
+// a negative version and a ttl over 20 years are rejected with an error
+// matching idem.ErrInvalid before anything is sent.
+package cassandra
