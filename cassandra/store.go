@@ -323,7 +323,7 @@ const (
 // returns whether w applied and, when it did not, the row as the last
 // statement saw it. A nil error means the outcome is known.
 func (s *Store) attempt(ctx context.Context, w *write) (applied bool, cur record, err error) {
-	next := map[kind]step{putIfAbsent: stepCreate, compareAndSwap: stepSwap, compareAndDelete: stepDelete, upsert: stepRaise}[w.kind]
+	next := [...]step{putIfAbsent: stepCreate, compareAndSwap: stepSwap, compareAndDelete: stepDelete, upsert: stepRaise}[w.kind]
 	for i := range maxStatements {
 		if i > 0 {
 			if err := ctx.Err(); err != nil {
