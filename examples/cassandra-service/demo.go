@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemhttp"
+)
+
+// Report is what a run did and whether it kept every promise.
+type Report struct {
+	Scenarios []Scenario
+	Requests  int // HTTP requests the clients sent
+	Replays   int // responses marked Idempotent-Replayed
+	Created   int // orders the service wrote
+	Orders    int // orders the clients were told about
+	Logs      []string
+}
+
+// Scenario is one named situation and what came of it.
+type Scenario struct {
+	Name     string
+	Outcome  string
+	Failures []string
+}
+
+// OK reports whether every scenario kept its promises.
+func (r *Report) OK() bool {
+	for _, s := range r.Scenarios {
+		if len(s.Failures) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Print writes the report.
+func (r *Report) Print(w io.Writer) {
+	for _, s := range r.Scenarios {
+		mark := "ok  "
+		if len(s.Failures) > 0 {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %-42s %s\n", mark, s.Name, s.Outcome)
+		for _, f := range s.Failures {
+			fmt.Fprintf(w, "       - %s\n", f)
+		}
+	}
+	fmt.Fprintf(w, "\nHTTP requests sent       %4d\n", r.Requests)
+	fmt.Fprintf(w, "  replayed responses     %4d\n", r.Replays)
+	fmt.Fprintf(w, "orders clients were told %4d\n", r.Orders)
+	fmt.Fprintf(w, "orders written           %4d\n", r.Created)
+	if len(r.Logs) > 0 {
+		fmt.Fprintln(w, "what the middleware logged:")
+		for _, l := range r.Logs {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "\nevery order was created exactly once")
+	} else {
+		fmt.Fprintln(w, "\nFAILED: see the scenarios marked FAIL above")
+	}
+}
+
+// client is an HTTP client of the service for one customer.
+type client struct {
+	base  string
+	http  *http.Client
+	token string
+
+	mu       sync.Mutex
+	requests int
+	replays  int
+}
+
+type reply struct {
+	status   int
+	body     string
+	replayed bool
+	problem  idemhttp.Problem
+	err      error // the connection dropped
+}
+
+func (c *client) do(ctx context.Context, method, path, key, body string) reply {
+	req, _ := http.NewRequestWithContext(ctx, method, c.base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	c.mu.Lock()
+	c.requests++
+	c.mu.Unlock()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return reply{err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, body: string(b), replayed: resp.Header.Get(idemhttp.ReplayedHeader) == "true"}
+	if r.replayed {
+		c.mu.Lock()
+		c.replays++
+		c.mu.Unlock()
+	}
+	if resp.Header.Get("Content-Type") == "application/problem+json" {
+		json.Unmarshal(b, &r.problem)
+	}
+	return r
+}
+
+func orderOf(r reply) Order {
+	var o Order
+	json.Unmarshal([]byte(r.body), &o)
+	return o
+}
+
+// Run plays every scenario against a service on store, over real HTTP on
+// loopback.
+func Run(ctx context.Context, store idem.Store) (*Report, error) {
+	runID := idem.NewKeyV7()[:13] // keys of two runs on one server never meet
+	var logBuf lockedBuffer
+	svc := &Service{
+		Store: store, Prefix: runID + "/",
+		Tokens: map[string]string{"tok-alice": "alice", "tok-bob": "bob"},
+		Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{ReplaceAttr: dropTime})),
+		faults: map[string]bool{},
+	}
+	srv := httptest.NewServer(svc.Handler())
+	defer srv.Close()
+	alice := &client{base: srv.URL, http: srv.Client(), token: "tok-alice"}
+	bob := &client{base: srv.URL, http: srv.Client(), token: "tok-bob"}
+	clients := []*client{alice, bob}
+
+	rep := &Report{}
+	told := map[string]bool{} // order IDs the clients were given
+	add := func(name, outcome string, failures []string) {
+		rep.Scenarios = append(rep.Scenarios, Scenario{Name: name, Outcome: outcome, Failures: failures})
+	}
+	want := func(failures *[]string, cond bool, format string, args ...any) {
+		if !cond {
+			*failures = append(*failures, fmt.Sprintf(format, args...))
+		}
+	}
+	book := `{"items":[{"sku":"book","qty":2,"price":1500}]}`
+	lamp := `{"items":[{"sku":"lamp","qty":1,"price":4900}]}`
+	created := func() int {
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		return svc.created
+	}
+
+	// 1. The response is lost; the client retries with the same key.
+	{
+		var f []string
+		k := idem.NewKey()
+		lost := alice.do(ctx, "POST", "/orders", k, book) // the client never sees this one
+		retry := alice.do(ctx, "POST", "/orders", k, book)
+		want(&f, lost.status == http.StatusCreated && retry.status == http.StatusCreated, "statuses %d, %d", lost.status, retry.status)
+		want(&f, retry.replayed && retry.body == lost.body, "retry: replayed=%v body %q, want the first body replayed", retry.replayed, retry.body)
+		told[orderOf(retry).ID] = true
+		add("response lost, client retries", "201, then the same 201 replayed: "+orderOf(retry).ID, f)
+
+		// The same order, re-encoded by another client library.
+		var g []string
+		reencoded := alice.do(ctx, "POST", "/orders", k, "{\n  \"items\": [ {\"price\": 1500, \"qty\": 2, \"sku\": \"book\"} ]\n}")
+		want(&g, reencoded.replayed && reencoded.body == lost.body, "re-encoded body: %d replayed=%v, want the replay", reencoded.status, reencoded.replayed)
+		other := alice.do(ctx, "POST", "/orders", k, lamp)
+		want(&g, other.status == http.StatusUnprocessableEntity && other.problem.Code == idemhttp.CodeMismatch, "same key, other items: %d %q, want 422", other.status, other.problem.Code)
+		add("same key: re-encoded body, other body", "replayed (JSON fingerprint), 422", g)
+	}
+
+	// 2. Key missing or malformed.
+	{
+		var f []string
+		none := alice.do(ctx, "POST", "/orders", "", book)
+		bad := alice.do(ctx, "POST", "/orders", "two words", book)
+		want(&f, none.status == http.StatusBadRequest && none.problem.Code == idemhttp.CodeKeyMissing, "no key: %d %q", none.status, none.problem.Code)
+		want(&f, bad.status == http.StatusBadRequest && bad.problem.Code == idemhttp.CodeKeyInvalid, "bad key: %d %q", bad.status, bad.problem.Code)
+		add("key missing, key malformed", "400 problem+json, twice", f)
+	}
+
+	// 3. Ten copies of one request at once: one order; every copy gets it.
+	{
+		var f []string
+		k := idem.NewKey()
+		replies := make([]reply, 10)
+		var wg sync.WaitGroup
+		for i := range replies {
+			wg.Go(func() { replies[i] = alice.do(ctx, "POST", "/orders", k, lamp) })
+		}
+		wg.Wait()
+		ids := map[string]bool{}
+		for i, r := range replies {
+			want(&f, r.status == http.StatusCreated, "copy %d: %d %s", i, r.status, r.body)
+			ids[orderOf(r).ID] = true
+		}
+		want(&f, len(ids) == 1, "%d different orders, want 1", len(ids))
+		for id := range ids {
+			told[id] = true
+		}
+		add("10 concurrent copies of one request", "one order, ten identical 201s", f)
+	}
+
+	// 4. Another customer happens to use the same key: another order.
+	{
+		var f []string
+		k := idem.NewKey()
+		a := alice.do(ctx, "POST", "/orders", k, book)
+		b := bob.do(ctx, "POST", "/orders", k, book)
+		want(&f, a.status == http.StatusCreated && b.status == http.StatusCreated && !b.replayed, "alice %d, bob %d (replayed %v)", a.status, b.status, b.replayed)
+		want(&f, orderOf(a).ID != orderOf(b).ID && orderOf(b).Customer == "bob", "bob got %s, alice's order is %s", b.body, orderOf(a).ID)
+		told[orderOf(a).ID], told[orderOf(b).ID] = true, true
+		add("two customers, one key", "two orders; bob never sees alice's", f)
+	}
+
+	// 5. The server dies after writing the order, before answering. The
+	// key is released; the retry runs the handler again, which finds the
+	// order it wrote (its ID comes from the key) instead of writing another.
+	{
+		var f []string
+		k := idem.NewKey()
+		svc.mu.Lock()
+		svc.faults["crash "+k] = true
+		svc.mu.Unlock()
+		before := created()
+		// A client without kept-alive connections: Go's transport resends
+		// a POST carrying an Idempotency-Key by itself when a reused
+		// connection drops, which would hide the crash from this demo.
+		fresh := &client{base: srv.URL, http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, token: "tok-alice"}
+		clients = append(clients, fresh)
+		crashed := fresh.do(ctx, "POST", "/orders", k, book)
+		want(&f, crashed.err != nil, "the crash answered %d", crashed.status)
+		retry := alice.do(ctx, "POST", "/orders", k, book)
+		want(&f, retry.status == http.StatusCreated && !retry.replayed, "retry: %d replayed=%v, want a fresh 201", retry.status, retry.replayed)
+		want(&f, created()-before == 1, "%d orders written, want 1", created()-before)
+		told[orderOf(retry).ID] = true
+		add("server crash before answering", "connection dropped; the retry answered the same order", f)
+	}
+
+	// 6. The inventory service is down: 503 releases the key.
+	{
+		var f []string
+		k := idem.NewKey()
+		svc.mu.Lock()
+		svc.faults["inventory-down "+k] = true
+		svc.mu.Unlock()
+		down := alice.do(ctx, "POST", "/orders", k, lamp)
+		up := alice.do(ctx, "POST", "/orders", k, lamp)
+		want(&f, down.status == http.StatusServiceUnavailable && up.status == http.StatusCreated && !up.replayed,
+			"statuses %d then %d (replayed %v), want 503 then a fresh 201", down.status, up.status, up.replayed)
+		told[orderOf(up).ID] = true
+		add("dependency down (503)", "key released; the retry created the order", f)
+	}
+
+	// 7. Cancel an order, retry the cancel; read it back.
+	{
+		var f []string
+		k := idem.NewKey()
+		o := orderOf(alice.do(ctx, "POST", "/orders", idem.NewKey(), book))
+		told[o.ID] = true
+		c1 := alice.do(ctx, "PATCH", "/orders/"+o.ID, k, `{"status":"cancelled"}`)
+		c2 := alice.do(ctx, "PATCH", "/orders/"+o.ID, k, `{"status":"cancelled"}`)
+		want(&f, c1.status == http.StatusOK && c2.replayed && c2.body == c1.body, "cancel: %d, retry replayed=%v", c1.status, c2.replayed)
+		got := alice.do(ctx, "GET", "/orders/"+o.ID, "", "")
+		want(&f, got.status == http.StatusOK && orderOf(got).Status == "cancelled", "GET: %d %s", got.status, got.body)
+		theirs := bob.do(ctx, "GET", "/orders/"+o.ID, "", "")
+		want(&f, theirs.status == http.StatusNotFound, "bob reading alice's order: %d, want 404", theirs.status)
+		add("cancel, retried; read back", "200, replayed; GET shows cancelled", f)
+	}
+
+	// Every order a client was told about exists, and no other was written.
+	var f []string
+	for id := range told {
+		it, err := store.Get(ctx, svc.Prefix+"orders/"+id)
+		want(&f, err == nil && bytes.Contains(it.Value, []byte(id)), "order %s: %v", id, err)
+	}
+	rep.Created, rep.Orders = created(), len(told)
+	want(&f, rep.Created == rep.Orders, "%d orders written, clients were told of %d", rep.Created, rep.Orders)
+	add("orders written = orders answered", fmt.Sprintf("%d orders", rep.Orders), f)
+	for _, c := range clients {
+		rep.Requests += c.requests
+		rep.Replays += c.replays
+	}
+	rep.Logs = logBuf.lines()
+	return rep, nil
+}
+
+// lockedBuffer collects log lines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := strings.TrimSpace(b.buf.String())
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
+}
