@@ -8,7 +8,7 @@
 #   testenv/dynamo.sh install        create the venv testenv/.cache/venv from python/*.txt
 #   testenv/dynamo.sh freeze         re-pin python/constraints.txt from the installed venv
 #
-# NAME is moto (moto_server, 127.0.0.1:${IDEM_MOTO_PORT:-5000}) or ministack
+# NAME is moto (moto_server with requests serialized, 127.0.0.1:${IDEM_MOTO_PORT:-5000}) or ministack
 # (127.0.0.1:${IDEM_MINISTACK_PORT:-4566}). Versions are pinned in testenv/python/.
 # IDEM_PYTHON picks the interpreter the venv is made from (default python3, 3.10 or newer).
 set -euo pipefail
@@ -53,8 +53,11 @@ server() {
 	case $1 in
 	moto)
 		PORT=$MOTO_PORT
-		MARKER=bin/moto_server
-		CMD=("$VENV/bin/moto_server" -H "$DYNAMO_ADDRESS" -p "$PORT")
+		MARKER=moto_serialized.py
+		# moto_server's own app behind one lock: plain moto_server loses updates under
+		# concurrent conditional writes (see the script's doc).
+		CMD=("$VENV/bin/python" "$TESTENV_DIR/../internal/testenv/moto_serialized.py"
+			-H "$DYNAMO_ADDRESS" -p "$PORT")
 		;;
 	ministack)
 		PORT=$MINISTACK_PORT

@@ -33,7 +33,7 @@ pid_of() {
 	local pidfile=$1 marker=$2 pid
 	[[ -s $pidfile ]] || return 1
 	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ $pid =~ ^[1-9][0-9]*$ ]] || return 1
 	[[ -r /proc/$pid/cmdline ]] || return 1
 	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
 	printf '%s\n' "$pid"
@@ -65,6 +65,11 @@ spawn() {
 stop_pid() {
 	local name=$1 pidfile=$2 marker=$3 grace=${4:-20} pid i
 	if ! pid=$(pid_of "$pidfile" "$marker"); then
+		if [[ -s $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null; then
+			# Alive but not what we started (a recycled pid, or a server from an older script).
+			say "$name: pid $(<"$pidfile") in $pidfile is not a $marker process; not touching it"
+			return 1
+		fi
 		rm -f "$pidfile"
 		say "$name: not running"
 		return 0

@@ -38,6 +38,8 @@ type containerSpec struct {
 	port    string // exposed port, "9042/tcp"
 	proto   string // endpoint scheme: "http", or "" for host:port
 	env     map[string]string
+	files   []testcontainers.ContainerFile
+	cmd     []string // replaces the image's entrypoint when set
 	wait    wait.Strategy
 	timeout time.Duration
 }
@@ -67,11 +69,18 @@ func sharedContainer(t testing.TB, spec containerSpec) (string, error) {
 	containers[spec.image] = r
 	ctx, cancel := context.WithTimeout(context.Background(), spec.timeout)
 	defer cancel()
-	ctr, err := testcontainers.Run(ctx, spec.image,
+	opts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithExposedPorts(spec.port),
 		testcontainers.WithEnv(spec.env),
 		testcontainers.WithWaitStrategyAndDeadline(spec.timeout, spec.wait),
-	)
+	}
+	if len(spec.files) > 0 {
+		opts = append(opts, testcontainers.WithFiles(spec.files...))
+	}
+	if len(spec.cmd) > 0 {
+		opts = append(opts, testcontainers.WithEntrypoint(spec.cmd...))
+	}
+	ctr, err := testcontainers.Run(ctx, spec.image, opts...)
 	if err != nil {
 		if ctr != nil {
 			_ = ctr.Terminate(context.Background())

@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/url"
@@ -17,14 +19,22 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // DefaultDynamoDBImage is the container image DynamoDBServers starts when no endpoint is
 // configured and Docker answers. It is moto, an open-source emulator, at the version testenv/
-// installs; IDEM_DYNAMODB_IMAGE overrides it (for example ministackorg/ministack).
+// installs, run like testenv/moto.sh with its requests serialized (CapAtomicConditionalWrites);
+// IDEM_DYNAMODB_IMAGE overrides it (for example ministackorg/ministack).
 // Amazon's DynamoDB Local is deliberately not the default: its licence is not open source.
 const DefaultDynamoDBImage = "motoserver/moto:5.2.5"
+
+// motoSerialized runs moto_server's application with requests serialized; testenv/dynamo.sh
+// runs the same file.
+//
+//go:embed moto_serialized.py
+var motoSerialized []byte
 
 // DynamoDBServer is one DynamoDB-compatible endpoint to test against.
 type DynamoDBServer struct {
@@ -71,13 +81,23 @@ func DynamoDBServers(t testing.TB) []DynamoDBServer {
 		port = "4566/tcp"
 	}
 	port = cmp.Or(os.Getenv("IDEM_DYNAMODB_IMAGE_PORT"), port)
-	ep, err := sharedContainer(t, containerSpec{
+	spec := containerSpec{
 		image:   img,
 		port:    port,
 		proto:   "http",
 		wait:    wait.ForListeningPort(port),
 		timeout: 3 * time.Minute,
-	})
+	}
+	if kindOf(img) == "moto" && os.Getenv("IDEM_DYNAMODB_IMAGE_PORT") == "" {
+		// Serialize moto's requests, as testenv/moto.sh does (see CapAtomicConditionalWrites).
+		spec.files = []testcontainers.ContainerFile{{
+			Reader:            bytes.NewReader(motoSerialized),
+			ContainerFilePath: "/idemkit/moto_serialized.py",
+			FileMode:          0o644,
+		}}
+		spec.cmd = []string{"python3", "/idemkit/moto_serialized.py", "-H", "0.0.0.0", "-p", "5000"}
+	}
+	ep, err := sharedContainer(t, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +212,12 @@ const (
 	// ReturnValuesOnConditionCheckFailure=ALL_OLD is set (PutItem, UpdateItem, DeleteItem and
 	// in transactions). dynalite ignores it.
 	CapReturnValuesOnConditionCheckFailure Capability = "return-values-on-condition-check-failure"
+	// CapAtomicConditionalWrites: concurrent conditional writes on one item are atomic, as
+	// in DynamoDB: of two compare-and-swaps from the same version, at most one succeeds.
+	// moto_server checks conditions and writes without a lock, so under concurrency both can
+	// succeed and an update is lost; testenv's moto (testenv/moto.sh and the moto container)
+	// runs moto with requests serialized and has it.
+	CapAtomicConditionalWrites Capability = "atomic-conditional-writes"
 	// CapTransactions: TransactWriteItems and TransactGetItems. dynalite has neither.
 	CapTransactions Capability = "transactions"
 )
