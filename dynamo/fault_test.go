@@ -281,6 +281,31 @@ func TestUnknownOutcome(t *testing.T) {
 	}
 }
 
+// TestDeadlineInFlight: a context that ends while a write is in flight
+// leaves its outcome unknown; the error says so and keeps the context's.
+func TestDeadlineInFlight(t *testing.T) {
+	srv := testenv.DynamoDBServers(t)[0]
+	raw, name := table(t, srv)
+	c, w := wired(raw)
+	s := mustStore(t, c, name)
+	w.inject("PutItem", fault{stall: true})
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := s.PutIfAbsent(ctx, "k", []byte("v"), 0)
+	if !errors.Is(err, idem.ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want an error matching idem.ErrUnknownOutcome and context.DeadlineExceeded", err)
+	}
+	// A context already done sends nothing, so nothing is unknown.
+	w.take()
+	_, err = s.PutIfAbsent(ctx, "k2", []byte("v"), 0)
+	if errors.Is(err, idem.ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with a done context: got %v, want context.DeadlineExceeded only", err)
+	}
+	if got := w.take(); len(got) != 0 {
+		t.Errorf("with a done context: requests %v, want none", got)
+	}
+}
+
 // TestThrottled: a refused request (a 4xx) is a definite failure: it matches
 // dynamo.ErrThrottled, keeps the SDK error, and is not an unknown outcome.
 func TestThrottled(t *testing.T) {

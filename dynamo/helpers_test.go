@@ -50,6 +50,9 @@ type fault struct {
 	// after runs once the dropped request has been delivered, before the
 	// SDK sees the failure: another writer acting in the gap.
 	after func()
+	// stall: deliver the request, then hold the response until the
+	// request's context is done.
+	stall bool
 }
 
 // wire is an http.RoundTripper that counts DynamoDB requests by operation
@@ -97,6 +100,11 @@ func (w *wire) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		w.lost(op, err)
 		return resp, err
+	}
+	if f.stall {
+		resp.Body.Close()
+		<-req.Context().Done()
+		return nil, req.Context().Err()
 	}
 	if !f.drop {
 		resp.Body = &watchedBody{ReadCloser: resp.Body, w: w, op: op}

@@ -16,9 +16,11 @@ import (
 )
 
 // Client is the part of the DynamoDB API the Store uses. *dynamodb.Client
-// satisfies it, and so can a DAX client or a test double. Own-write
-// recognition needs the SDK's middleware stack (see Store); a client that
-// ignores optFns behaves as if no request were ever resent.
+// satisfies it, and so can a DAX client or a test double. The Store passes
+// an optFn that adds a middleware to watch the SDK's retries; a client that
+// ignores it still gets its own writes recognised (by their write token),
+// but a refusal that follows a lost attempt is then reported as a plain
+// conflict rather than as an unknown outcome.
 type Client interface {
 	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
