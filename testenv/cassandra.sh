@@ -57,10 +57,11 @@ install() {
 	rm -rf "$LIB_DIR"
 	mkdir -p "$LIB_DIR"
 	# The Maven repository lives in the cache too, so a fresh clone needs no ~/.m2.
+	# (sed drops the colour resets Maven 3.8 prints even in batch mode.)
 	mvn -B -q -Dstyle.color=never -f "$CONF_DIR/pom.xml" \
 		-Dmaven.repo.local="$CACHE_DIR/m2" \
 		dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$LIB_DIR" ||
+		-DincludeScope=runtime -DoutputDirectory="$LIB_DIR" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 ||
 		die "cassandra: Maven could not fetch the jars (see above)"
 	[[ -f $LIB_DIR/cassandra-all-$CASSANDRA_VERSION.jar ]] ||
 		die "cassandra: cassandra-all-$CASSANDRA_VERSION.jar missing after Maven; is testenv/cassandra/pom.xml's version $CASSANDRA_VERSION?"
@@ -104,7 +105,8 @@ start_locked() {
 	local -a opts
 	mapfile -t opts < <(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$CONF_DIR/jvm17-server.options")
 	local t0=$EPOCHREALTIME
-	printf '\n===== start %s (paxos %s) =====\n' "$(date -Is)" "$PAXOS_VARIANT" >>"$OUT_LOG"
+	rotate "$OUT_LOG" "$SYS_LOG"
+	printf '===== start %s (paxos %s) =====\n' "$(date -Is)" "$PAXOS_VARIANT" >"$OUT_LOG"
 	spawn "$PID_FILE" "$OUT_LOG" "$JAVA" \
 		-Xms256M -Xmx"$CASSANDRA_HEAP" \
 		"${opts[@]}" \
@@ -141,7 +143,8 @@ wait_ready() {
 		if ((SECONDS >= deadline)); then
 			tail_log "cassandra stdout" "$OUT_LOG" 30
 			tail_log cassandra "$SYS_LOG" 60
-			die "cassandra: no CQL answer on $CASSANDRA_ADDRESS:$CASSANDRA_PORT within ${START_TIMEOUT}s (pid $pid still running; 'testenv/cassandra.sh stop' ends it); logs above"
+			stop_pid cassandra "$PID_FILE" "$MARKER" 30 || true
+			die "cassandra: no CQL answer on $CASSANDRA_ADDRESS:$CASSANDRA_PORT within ${START_TIMEOUT}s (IDEM_CASSANDRA_START_TIMEOUT); stopped it; logs above"
 		fi
 		sleep 0.5
 	done

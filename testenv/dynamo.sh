@@ -97,7 +97,8 @@ start_locked() {
 	with_lock "$CACHE_DIR/venv.lock" install
 	mkdir -p "$NODE_DIR"
 	local t0=$EPOCHREALTIME
-	printf '\n===== start %s =====\n' "$(date -Is)" >>"$LOG"
+	rotate "$LOG"
+	printf '===== start %s =====\n' "$(date -Is)" >"$LOG"
 	spawn "$PID_FILE" "$LOG" "${CMD[@]}"
 	pid=$(<"$PID_FILE")
 	wait_ready "$pid" "$t0"
@@ -114,7 +115,8 @@ wait_ready() {
 		fi
 		if ((SECONDS >= deadline)); then
 			tail_log "$NAME" "$LOG" 40
-			die "$NAME: no DynamoDB answer on $URL within ${START_TIMEOUT}s (pid $pid still running); log above"
+			stop_pid "$NAME" "$PID_FILE" "$MARKER" 10 || true
+			die "$NAME: no DynamoDB answer on $URL within ${START_TIMEOUT}s (IDEM_DYNAMO_START_TIMEOUT); stopped it; log above"
 		fi
 		sleep 0.2
 	done

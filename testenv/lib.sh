@@ -100,6 +100,16 @@ with_lock() {
 	) 9>"$lock"
 }
 
+# rotate FILE...: keeps the previous run's log as FILE.1, so each run's log starts empty and a
+# failure shows only what this run wrote.
+rotate() {
+	local f
+	for f; do
+		[[ -e $f ]] && mv -f "$f" "$f.1"
+	done
+	return 0
+}
+
 # tail_log NAME FILE [LINES]: prints the last lines of a log, framed, to stderr.
 tail_log() {
 	local name=$1 file=$2 n=${3:-40}
