@@ -84,6 +84,10 @@
 //     client-side timeout: of the two, whichever applies first makes the
 //     other's condition false, and a retry that finds the first attempt's
 //     write_id counts as success.
+//   - A CompareAndDelete whose row is gone: a deletion leaves nothing to
+//     recognise (it may be ours, a competitor's at the same version, or an
+//     expiry), so it is an unknown outcome, as below. Lease.Release in idem
+//     settles that case itself.
 //   - Anything else, a settling read that fails three times, or a second
 //     unknown outcome: an *idem.UnknownOutcomeError naming the key and
 //     wrapping the driver's error. Every idem helper can be retried on it.

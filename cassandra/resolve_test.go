@@ -182,7 +182,7 @@ var ops = []op{
 			err := s.CompareAndDelete(ctx, key, 4)
 			return idem.Item{}, err == nil, err
 		},
-		mine: absent, notApplied: row("old", 4), unsettled: row("other", 5),
+		notApplied: row("old", 4), unsettled: absent, // a deletion leaves nothing to recognise
 	},
 	{
 		name: "Upsert",
@@ -226,6 +226,9 @@ func wantUnknown(t *testing.T, err error, cause error) {
 // did apply: one SERIAL read recognises it and the call succeeds.
 func TestResolveOwnWrite(t *testing.T) {
 	for _, o := range ops {
+		if !o.mine.found {
+			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
+		}
 		for _, e := range uncertainErrors {
 			t.Run(o.name+"/"+e.name, func(t *testing.T) {
 				s, ex := scriptedStore(t, casFails(e.err), readsRow(o.mine))
@@ -267,6 +270,9 @@ func TestResolveRetriesOnce(t *testing.T) {
 // finds the write in its way: success, not a conflict.
 func TestResolveRetryFindsOwnWrite(t *testing.T) {
 	for _, o := range ops {
+		if !o.mine.found {
+			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
+		}
 		t.Run(o.name, func(t *testing.T) {
 			s, _ := scriptedStore(t, casFails(gocql.ErrTimeoutNoResponse), readsRow(o.notApplied), casRefused(o.mine))
 			_, applied, err := o.call(context.Background(), s)
@@ -296,6 +302,9 @@ func TestResolveTwiceUnknown(t *testing.T) {
 // read after it shows the write: success.
 func TestResolveRetryThenOwnWrite(t *testing.T) {
 	for _, o := range ops {
+		if !o.mine.found {
+			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
+		}
 		t.Run(o.name, func(t *testing.T) {
 			s, _ := scriptedStore(t,
 				casFails(&gocql.RequestErrCASWriteUnknown{}), readsRow(o.notApplied),
@@ -425,6 +434,12 @@ func TestCancelledAfterSend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !o.mine.found {
+				// A deletion leaves nothing to recognise: unknown, not re-sent.
+				_, _, err := o.call(ctx, s)
+				wantUnknown(t, err, context.Canceled)
+				return
+			}
 			if _, applied, err := o.call(ctx, s); err != nil || !applied {
 				t.Fatalf("got applied %v, err %v; want the own write recognised", applied, err)
 			}
@@ -553,4 +568,15 @@ func checkSteps(t *testing.T, s *Store, ex *scripted, want []string) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got statements %v, want %v", got, want)
 	}
+}
+
+// TestResolveDeleteFindsAbsent: after an unknown outcome, a CompareAndDelete
+// whose settling read finds the key absent cannot tell its own delete from
+// a competitor's at the same version (or an expiry): it reports
+// ErrUnknownOutcome rather than letting two callers both win one version.
+func TestResolveDeleteFindsAbsent(t *testing.T) {
+	cause := &gocql.RequestErrWriteTimeout{WriteType: "CAS"}
+	s, _ := scriptedStore(t, casFails(cause), readsRow(absent))
+	err := s.CompareAndDelete(context.Background(), key, 4)
+	wantUnknown(t, err, cause)
 }

@@ -565,10 +565,11 @@ func judge(w *write, cur record, now time.Time) verdict {
 			return lost
 		}
 	case compareAndDelete:
+		// A deletion leaves nothing to recognise: an absent row may be our
+		// delete, a competitor's at the same version, or an expiry. Only
+		// "still there at our version" proves anything.
 		switch {
-		case !live:
-			return mine
-		case cur.version == w.expect:
+		case cur.version == w.expect && live:
 			return notApplied
 		}
 	}

@@ -244,13 +244,27 @@ func (l *Lease) Release(ctx context.Context) error {
 	for range 2 {
 		err := l.store.CompareAndDelete(ctx, l.key, l.version)
 		var ce *ConflictError
-		if !errors.As(err, &ce) {
-			return err
-		}
-		if !ce.Exists {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if !l.adopt(ce.Current) {
+		case errors.Is(err, ErrUnknownOutcome):
+			// A deletion leaves nothing to recognise, so the store cannot
+			// settle it; the owner token can. Absent: released.
+			cur, gerr := l.store.Get(ctx, l.key)
+			if errors.Is(gerr, ErrNotFound) {
+				return nil
+			}
+			if gerr != nil {
+				return err
+			}
+			if !l.adopt(cur) {
+				return l.lost("release")
+			}
+		case !errors.As(err, &ce):
+			return err
+		case !ce.Exists:
+			return nil
+		case !l.adopt(ce.Current):
 			return l.lost("release")
 		}
 	}

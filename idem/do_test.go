@@ -439,3 +439,19 @@ func TestLeaseFrom(t *testing.T) {
 		t.Fatalf("got %q, %v; want \"p/k 1 false\"", got, err)
 	}
 }
+
+// TestReleaseUnknownOutcome: the store cannot settle a lost response to the
+// release (a deletion leaves nothing to recognise); the lease settles it by
+// its owner token.
+func TestReleaseUnknownOutcome(t *testing.T) {
+	s := newFaulty(memstore.New())
+	s.arm("CompareAndDelete", "lost")
+	boom := errors.New("boom")
+	_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 0, boom })
+	if !errors.Is(err, boom) || errors.Is(err, idem.ErrUnknownOutcome) {
+		t.Fatalf("got %v, want fn's error alone", err)
+	}
+	if got, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 1, nil }); err != nil || got != 1 {
+		t.Fatalf("retry after the release: got %d, %v", got, err)
+	}
+}

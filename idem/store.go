@@ -45,9 +45,11 @@ func (it Item) Expired(now time.Time) bool {
 //     applied == false and a nil error.
 //   - Own writes are recognised: when a write's response is lost and the
 //     retry finds its condition false because of the first attempt, the call
-//     succeeds. Recognition compares the stored value with the value written,
-//     so values that must be told apart must differ (claim records carry a
-//     unique token).
+//     succeeds. Backends recognise a write by an identifier unique to the
+//     call, stored with the item (never by comparing values: two callers may
+//     write identical bytes). A deletion leaves nothing to recognise, so a
+//     CompareAndDelete whose retry finds the key gone reports
+//     ErrUnknownOutcome rather than letting two callers win one version.
 //   - When a store cannot tell whether a write was applied, it returns an
 //     error matching ErrUnknownOutcome rather than guessing.
 //   - Bad input (an empty key, a negative version, a key or value beyond the
