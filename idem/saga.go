@@ -23,7 +23,7 @@ const codeAborted = "saga-aborted"
 // AbortedError reports a saga that was aborted: its body or one of its
 // steps failed permanently, and every completed step has been compensated.
 type AbortedError struct {
-	ID string
+	ID string // the saga's ID
 	// Cause is the permanent error that aborted the saga: the original error
 	// on the run that aborted it, an error with its message on later runs.
 	Cause error
@@ -32,6 +32,7 @@ type AbortedError struct {
 	Replayed bool
 }
 
+// Error implements error.
 func (e *AbortedError) Error() string {
 	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
 }
@@ -142,6 +143,7 @@ func RunSaga(ctx context.Context, s Store, id string, body func(ctx context.Cont
 // inside it (which it would store as the saga's outcome).
 type hidden struct{ err error }
 
+// Error implements error.
 func (h hidden) Error() string { return h.err.Error() }
 
 // CompensationError reports a compensation that failed. The saga stays
@@ -149,11 +151,12 @@ func (h hidden) Error() string { return h.err.Error() }
 // permanent (see Permanent), every re-run gets it back: the step cannot be
 // undone automatically.
 type CompensationError struct {
-	ID   string
-	Step string
-	Err  error
+	ID   string // the saga's ID
+	Step string // the step whose compensation failed
+	Err  error  // the compensation's error
 }
 
+// Error implements error.
 func (e *CompensationError) Error() string {
 	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
 }

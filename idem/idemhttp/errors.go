@@ -12,9 +12,10 @@ var ErrInvalidKey = errors.New("idemhttp: invalid idempotency key")
 
 // KeyError reports why an Idempotency-Key value was rejected.
 type KeyError struct {
-	Reason string
+	Reason string // what is wrong, for a person: "the key is empty"
 }
 
+// Error implements error.
 func (e *KeyError) Error() string { return "idemhttp: invalid idempotency key: " + e.Reason }
 
 // Is makes errors.Is(err, ErrInvalidKey) true.

@@ -55,6 +55,7 @@ type handler struct {
 	next  http.Handler
 }
 
+// ServeHTTP implements http.Handler.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := h.cfg
 	if !cfg.methods[r.Method] {

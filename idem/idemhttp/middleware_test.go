@@ -262,15 +262,16 @@ func TestLeaseLost(t *testing.T) {
 // duplicates meanwhile get 409, never a second run.
 func TestLeaseExtended(t *testing.T) {
 	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
-	h := idemhttp.Middleware(memstore.New(), idemhttp.WithLease(90*time.Millisecond))(o)
-	done := make(chan *httptest.ResponseRecorder)
+	h := idemhttp.Middleware(memstore.New(), idemhttp.WithLease(300*time.Millisecond))(o)
+	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() { done <- send(t, h, req{key: "k"}) }()
 	<-o.started
-	for range 5 {
-		time.Sleep(60 * time.Millisecond)
+	defer close(o.gate)
+	for range 4 {
+		time.Sleep(200 * time.Millisecond) // two leases pass: only extensions keep the key
 		wantProblem(t, send(t, h, req{key: "k"}), http.StatusConflict, idemhttp.CodeInProgress)
 	}
-	close(o.gate)
+	o.gate <- struct{}{}
 	wantStatus(t, <-done, http.StatusCreated)
 	wantRuns(t, o, 1)
 }

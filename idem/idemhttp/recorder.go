@@ -25,8 +25,11 @@ type recorder struct {
 	passthrough bool
 }
 
+// Header implements http.ResponseWriter: the headers being recorded.
 func (r *recorder) Header() http.Header { return r.header }
 
+// WriteHeader implements http.ResponseWriter. Informational (1xx) codes
+// are dropped; the first final code is recorded.
 func (r *recorder) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("idemhttp: invalid WriteHeader code %v", code))
@@ -37,6 +40,8 @@ func (r *recorder) WriteHeader(code int) {
 	r.status = code
 }
 
+// Write implements http.ResponseWriter: it buffers p, or streams it once
+// the body is over the limit.
 func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)

@@ -74,11 +74,11 @@ func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGateway
 		who, err := scope(req)
 		if err != nil {
 			return problem(http.StatusUnauthorized, idemhttp.CodeUnscoped, "Caller not identified",
-				"Idempotency keys are kept per caller, and this request's caller could not be identified.", nil), nil
+				"Idempotency keys are kept per caller, and this request's caller could not be identified."), nil
 		}
 		fp, err := cfg.fingerprint(req)
 		if err != nil {
-			return problem(http.StatusBadRequest, idemhttp.CodeFingerprint, "Request cannot be fingerprinted", err.Error(), nil), nil
+			return problem(http.StatusBadRequest, idemhttp.CodeFingerprint, "Request cannot be fingerprinted", err.Error()), nil
 		}
 		if fp == nil {
 			fp = fingerprintRequest(req)
@@ -118,7 +118,7 @@ func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGateway
 		}
 		if ctx.Err() == nil {
 			r := problem(http.StatusServiceUnavailable, idemhttp.CodeStore, "Idempotency store unavailable",
-				"The idempotency key could not be checked; the request was not processed. Retry with the same key.", nil)
+				"The idempotency key could not be checked; the request was not processed. Retry with the same key.")
 			r.Headers["Retry-After"] = "1"
 			return r, nil
 		}
@@ -136,6 +136,7 @@ type released struct {
 	resp events.APIGatewayProxyResponse
 }
 
+// Error implements error.
 func (released) Error() string { return "idemlambda: response releases the key" }
 
 // ErrorResponse maps an error of this package or of idem to the response
@@ -158,12 +159,12 @@ func ErrorResponse(err error) (events.APIGatewayProxyResponse, bool) {
 		wait := min(idemhttp.DefaultRetryAfter, ip.RetryAfter(time.Now()))
 		secs := max(int64(math.Ceil(wait.Seconds())), 1)
 		r := problem(http.StatusConflict, idemhttp.CodeInProgress, "Request in progress",
-			fmt.Sprintf("A request with idempotency key %q is still being processed; retry after %d s.", ip.Key, secs), nil)
+			fmt.Sprintf("A request with idempotency key %q is still being processed; retry after %d s.", ip.Key, secs))
 		r.Headers["Retry-After"] = strconv.FormatInt(secs, 10)
 		return r, true
 	case errors.Is(err, idem.ErrMismatch):
 		return problem(http.StatusUnprocessableEntity, idemhttp.CodeMismatch, "Idempotency key reused",
-			"The idempotency key was used with a different request; use a new key for a new request.", nil), true
+			"The idempotency key was used with a different request; use a new key for a new request."), true
 	case errors.Is(err, idemhttp.ErrInvalidKey):
 		var ke *idemhttp.KeyError
 		reason := err.Error()
@@ -171,15 +172,15 @@ func ErrorResponse(err error) (events.APIGatewayProxyResponse, bool) {
 			reason = ke.Reason
 		}
 		return problem(http.StatusBadRequest, idemhttp.CodeKeyInvalid, "Invalid idempotency key",
-			fmt.Sprintf("The Idempotency-Key header is invalid: %s.", reason), nil), true
+			fmt.Sprintf("The Idempotency-Key header is invalid: %s.", reason)), true
 	case errors.Is(err, ErrNoKey):
 		return problem(http.StatusBadRequest, idemhttp.CodeKeyMissing, "Idempotency key missing",
-			"This request requires an Idempotency-Key header.", nil), true
+			"This request requires an Idempotency-Key header."), true
 	}
 	return events.APIGatewayProxyResponse{}, false
 }
 
-func problem(status int, code, title, detail string, _ error) events.APIGatewayProxyResponse {
+func problem(status int, code, title, detail string) events.APIGatewayProxyResponse {
 	body, _ := json.Marshal(idemhttp.Problem{Type: idemhttp.ProblemTypeBase + code, Title: title, Status: status, Detail: detail, Code: code})
 	return events.APIGatewayProxyResponse{
 		StatusCode: status,
