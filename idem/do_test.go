@@ -455,3 +455,22 @@ func TestReleaseUnknownOutcome(t *testing.T) {
 		t.Fatalf("retry after the release: got %d, %v", got, err)
 	}
 }
+
+// TestAddLostResponse: Add's write is applied but reported as of unknown
+// outcome (PutIfAbsent for a new counter, CompareAndSwap after). Add retries,
+// recognises its own operation by its nonce, and counts it once, as applied.
+func TestAddLostResponse(t *testing.T) {
+	s := newFaulty(memstore.New())
+	ctx := context.Background()
+	for i, op := range []string{"PutIfAbsent", "CompareAndSwap"} {
+		s.arm(op, "lost")
+		total, applied, err := idem.Add(ctx, s, "c", fmt.Sprint("op-", i), 10)
+		if err != nil || !applied || total != int64(10*(i+1)) {
+			t.Fatalf("%s lost: got total %d, applied %v, %v; want %d, true", op, total, applied, err, 10*(i+1))
+		}
+	}
+	// A duplicate delivery of op-1 is still a duplicate.
+	if total, applied, err := idem.Add(ctx, s, "c", "op-1", 10); err != nil || applied || total != 20 {
+		t.Fatalf("duplicate: got total %d, applied %v, %v; want 20, false", total, applied, err)
+	}
+}

@@ -73,15 +73,26 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 
 // counter is the stored form of an exactly-once counter.
 type counter struct {
-	Total int64    `json:"total"`
-	Ops   []string `json:"ops"` // most recent last
+	Total int64       `json:"total"`
+	Ops   []appliedOp `json:"ops"` // most recent last
+}
+
+// appliedOp is one operation remembered by a counter: its ID and a nonce of
+// the Add call that applied it, so that call recognises its own write after
+// a lost response.
+type appliedOp struct {
+	ID string `json:"id"`
+	By string `json:"by"`
 }
 
 // Add adds delta to the counter at key exactly once per operation ID: a
 // replayed or redelivered opID changes nothing and reports applied false.
 // The counter remembers the last WithWindow operation IDs inside the item
-// itself, so the check and the addition are one CompareAndSwap. Options:
-// WithWindow, WithAttempts, WithTTL (default: no expiry), WithKeyPrefix.
+// itself, so the check and the addition are one CompareAndSwap. A write
+// whose outcome the store cannot tell is retried: the remembered IDs make
+// that safe, and a nonce per call tells its own earlier attempt from a
+// duplicate delivery. Options: WithWindow, WithAttempts, WithTTL (default:
+// no expiry), WithKeyPrefix.
 func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Option) (total int64, applied bool, err error) {
 	if opID == "" {
 		return 0, false, &InputError{Key: key, Reason: "operation ID is empty"}
@@ -90,32 +101,39 @@ func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Op
 	if err != nil {
 		return 0, false, err
 	}
+	nonce := newToken()[:16]
 	var c counter
-	_, err = Update(ctx, s, key, func(value []byte, exists bool) ([]byte, error) {
-		c, applied = counter{}, false
-		if exists {
-			if err := json.Unmarshal(value, &c); err != nil {
-				return nil, &CorruptError{Key: key, Err: err}
+	for attempt := 1; ; attempt++ {
+		_, err = Update(ctx, s, key, func(value []byte, exists bool) ([]byte, error) {
+			c, applied = counter{}, false
+			if exists {
+				if err := json.Unmarshal(value, &c); err != nil {
+					return nil, &CorruptError{Key: key, Err: err}
+				}
 			}
+			if i := slices.IndexFunc(c.Ops, func(op appliedOp) bool { return op.ID == opID }); i >= 0 {
+				applied = c.Ops[i].By == nonce // our own attempt, whose response was lost
+				return nil, SkipUpdate
+			}
+			if (delta > 0 && c.Total > math.MaxInt64-delta) || (delta < 0 && c.Total < math.MinInt64-delta) {
+				return nil, &InputError{Key: key, Reason: fmt.Sprintf("adding %d to %d overflows", delta, c.Total)}
+			}
+			c.Total += delta
+			c.Ops = append(c.Ops, appliedOp{ID: opID, By: nonce})
+			if n := len(c.Ops) - cfg.window; n > 0 {
+				c.Ops = slices.Delete(c.Ops, 0, n)
+			}
+			applied = true
+			return json.Marshal(c)
+		}, opts...)
+		if errors.Is(err, ErrUnknownOutcome) && attempt < cfg.attempts {
+			continue
 		}
-		if slices.Contains(c.Ops, opID) {
-			return nil, SkipUpdate
+		if err != nil {
+			return 0, false, err
 		}
-		if (delta > 0 && c.Total > math.MaxInt64-delta) || (delta < 0 && c.Total < math.MinInt64-delta) {
-			return nil, &InputError{Key: key, Reason: fmt.Sprintf("adding %d to %d overflows", delta, c.Total)}
-		}
-		c.Total += delta
-		c.Ops = append(c.Ops, opID)
-		if n := len(c.Ops) - cfg.window; n > 0 {
-			c.Ops = slices.Delete(c.Ops, 0, n)
-		}
-		applied = true
-		return json.Marshal(c)
-	}, opts...)
-	if err != nil {
-		return 0, false, err
+		return c.Total, applied, nil
 	}
-	return c.Total, applied, nil
 }
 
 // CounterValue returns the total of the counter at key; an absent counter

@@ -303,6 +303,7 @@ func testUpdate(t *testing.T, h *harness) {
 	c, key := ctx(t), h.key(t, "k")
 	const workers, per = 4, 5
 	var wg sync.WaitGroup
+	var applied, unknown atomic.Int64
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -315,7 +316,12 @@ func testUpdate(t *testing.T, h *harness) {
 					}
 					return []byte(fmt.Sprint(n + 1)), nil
 				}, idem.WithAttempts(100))
-				if err != nil {
+				switch {
+				case err == nil:
+					applied.Add(1)
+				case errors.Is(err, idem.ErrUnknownOutcome):
+					unknown.Add(1) // may or may not count; see below
+				default:
 					t.Errorf("Update: %v", err)
 				}
 			}
@@ -326,8 +332,10 @@ func testUpdate(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(it.Value) != fmt.Sprint(workers*per) {
-		t.Fatalf("after %d concurrent updates: got %q", workers*per, it.Value)
+	var total int64
+	fmt.Sscan(string(it.Value), &total)
+	if total < applied.Load() || total > applied.Load()+unknown.Load() {
+		t.Fatalf("after %d applied and %d unknown concurrent updates: got %q", applied.Load(), unknown.Load(), it.Value)
 	}
 	skipped, err := idem.Update(c, h.store, key, func([]byte, bool) ([]byte, error) { return nil, idem.SkipUpdate })
 	if err != nil || skipped.Version != it.Version {
