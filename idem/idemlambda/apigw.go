@@ -126,6 +126,17 @@ func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGateway
 	}, nil
 }
 
+// ErrorResponseV2 is ErrorResponse for API Gateway HTTP APIs (payload
+// format 2.0), for handlers of events.APIGatewayV2HTTPRequest wrapped with
+// Wrap.
+func ErrorResponseV2(err error) (events.APIGatewayV2HTTPResponse, bool) {
+	r, ok := ErrorResponse(err)
+	if !ok {
+		return events.APIGatewayV2HTTPResponse{}, false
+	}
+	return events.APIGatewayV2HTTPResponse{StatusCode: r.StatusCode, Headers: r.Headers, Body: r.Body}, true
+}
+
 func respond(err error) (events.APIGatewayProxyResponse, error) {
 	r, _ := ErrorResponse(err)
 	return r, nil

@@ -310,6 +310,12 @@ func TestErrorResponse(t *testing.T) {
 			t.Errorf("ErrorResponse(%v) = %d %+v %v, want %d %s", tc.err, r.StatusCode, p, ok, tc.status, tc.code)
 		}
 	}
+	if r, ok := idemlambda.ErrorResponseV2(&idem.MismatchError{Key: "k"}); !ok || r.StatusCode != 422 || r.Headers["Content-Type"] != "application/problem+json" {
+		t.Errorf("ErrorResponseV2: %+v %v", r, ok)
+	}
+	if _, ok := idemlambda.ErrorResponseV2(errors.New("other")); ok {
+		t.Error("ErrorResponseV2 mapped an unrelated error")
+	}
 	if r, _ := idemlambda.ErrorResponse(&idem.InProgressError{}); r.Headers["Retry-After"] != "1" {
 		t.Errorf("409 Retry-After: %q", r.Headers["Retry-After"])
 	}
