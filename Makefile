@@ -37,3 +37,13 @@ bench: ## Run the benchmarks (no tests)
 
 demo: ## Run the payments demo on the embedded store
 	$(GO) run ./examples/payments
+
+.PHONY: localstack-up localstack-down
+
+localstack-up: ## Start LocalStack (DynamoDB) and Cassandra 5.0 in Docker, with idemkit's table and keyspace (localstack/)
+	docker compose -f localstack/docker-compose.yml up -d --wait localstack cassandra
+	docker compose -f localstack/docker-compose.yml run --rm cassandra-init
+	@echo 'export IDEM_DYNAMODB_ENDPOINT=http://127.0.0.1:4566 IDEM_CASSANDRA_HOSTS=127.0.0.1:9042 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test'
+
+localstack-down: ## Stop the Docker servers of localstack-up and delete their data
+	docker compose -f localstack/docker-compose.yml down -v
