@@ -1,13 +1,36 @@
 // Package backend opens the idem.Store an example runs on, chosen by a
 // -store flag: the embedded in-memory store by default, or a real DynamoDB
-// or Cassandra given by the same environment variables the tests use.
+// or Cassandra found through the same environment variables the tests use.
+//
+//	-store=memory     memstore.New(); nothing to set up
+//	-store=dynamodb   IDEM_DYNAMODB_ENDPOINT (a URL), else the first entry of
+//	                  IDEM_DYNAMODB_ENDPOINTS (name=url,...), else the AWS
+//	                  default endpoint; credentials and region from the AWS
+//	                  default chain. Table IDEM_TABLE (default
+//	                  idemkit_examples), created if missing.
+//	-store=cassandra  IDEM_CASSANDRA_HOSTS (host:port,..., default
+//	                  127.0.0.1:9042); table IDEM_KEYSPACE.IDEM_TABLE
+//	                  (default idemkit_examples.idem). A missing keyspace is
+//	                  created with SimpleStrategy and one replica, which
+//	                  suits a single local node only.
 package backend
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"strings"
+	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/idemkit/idemkit/cassandra"
+	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
@@ -15,7 +38,7 @@ import (
 // Flag registers the -store flag on the default FlagSet and returns its
 // value.
 func Flag() *string {
-	return flag.String("store", "memory", "where keys live: memory, dynamodb or cassandra")
+	return flag.String("store", "memory", "where keys live: memory, dynamodb or cassandra (see examples/internal/backend)")
 }
 
 // Open returns the store named kind and a function that releases it.
@@ -23,6 +46,64 @@ func Open(ctx context.Context, kind string) (idem.Store, func(), error) {
 	switch kind {
 	case "memory", "":
 		return memstore.New(), func() {}, nil
+	case "dynamodb":
+		return openDynamoDB(ctx)
+	case "cassandra":
+		return openCassandra(ctx)
 	}
 	return nil, nil, fmt.Errorf("unknown store %q (want memory, dynamodb or cassandra)", kind)
+}
+
+func openDynamoDB(ctx context.Context) (idem.Store, func(), error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dynamodb: loading AWS config: %w", err)
+	}
+	endpoint := os.Getenv("IDEM_DYNAMODB_ENDPOINT")
+	if endpoint == "" {
+		if first, _, _ := strings.Cut(os.Getenv("IDEM_DYNAMODB_ENDPOINTS"), ","); first != "" {
+			_, endpoint, _ = strings.Cut(first, "=")
+		}
+	}
+	client := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+	table := cmp.Or(os.Getenv("IDEM_TABLE"), "idemkit_examples")
+	if err := dynamo.CreateTable(ctx, client, table); err != nil {
+		return nil, nil, fmt.Errorf("dynamodb: table %s at %s: %w", table, cmp.Or(endpoint, "AWS"), err)
+	}
+	store, err := dynamo.New(client, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, func() {}, nil
+}
+
+func openCassandra(ctx context.Context) (idem.Store, func(), error) {
+	hosts := strings.Split(cmp.Or(os.Getenv("IDEM_CASSANDRA_HOSTS"), "127.0.0.1:9042"), ",")
+	cluster := gocql.NewCluster(hosts...) // host:port entries are accepted
+	cluster.Timeout = 12 * time.Second
+	cluster.ConnectTimeout = 10 * time.Second
+	session, err := cluster.CreateSession()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cassandra: connecting to %v: %w", hosts, err)
+	}
+	keyspace := cmp.Or(os.Getenv("IDEM_KEYSPACE"), "idemkit_examples")
+	table := keyspace + "." + cmp.Or(os.Getenv("IDEM_TABLE"), "idem")
+	err = session.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s
+		WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, keyspace)).WithContext(ctx).Exec()
+	if err == nil {
+		err = cassandra.CreateTable(ctx, session, table)
+	}
+	var store *cassandra.Store
+	if err == nil {
+		store, err = cassandra.New(session, table)
+	}
+	if err != nil {
+		session.Close()
+		return nil, nil, fmt.Errorf("cassandra: table %s: %w", table, err)
+	}
+	return store, session.Close, nil
 }
