@@ -30,7 +30,7 @@ var (
 // Config shapes a demo run.
 type Config struct {
 	// Timeout is the function timeout of the invocation that dies in the
-	// timeout scenario (default 500ms); its retry waits for it to pass.
+	// timeout scenario (default 1s); its retry waits for it to pass.
 	Timeout time.Duration
 }
 
@@ -124,7 +124,7 @@ func invoke[In, Out any](ctx context.Context, timeout time.Duration, h func(cont
 // Run plays every scenario against store.
 func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 500 * time.Millisecond
+		cfg.Timeout = time.Second
 	}
 	runID := idem.NewKeyV7()[:13] // keys of two runs on one server never meet
 	app := &App{Store: store, Provider: newProvider(), Prefix: runID + "/", ledgerFail: map[string]int{}}

@@ -15,7 +15,7 @@ func TestDemo(t *testing.T) {
 	eachStore(t, func(t *testing.T, s idem.Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		rep, err := Run(ctx, s, Config{Timeout: 300 * time.Millisecond})
+		rep, err := Run(ctx, s, Config{Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -148,7 +148,7 @@ func TestTimedOutInvocationTakenOver(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		h(ctx, order{ID: "o"})
 	}()
@@ -156,7 +156,7 @@ func TestTimedOutInvocationTakenOver(t *testing.T) {
 	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); !errors.Is(err, idem.ErrInProgress) {
 		t.Fatalf("retry before the dead invocation's deadline: got %v, want ErrInProgress", err)
 	}
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); err != nil {
 		t.Fatalf("retry after the deadline: %v", err)
 	}
