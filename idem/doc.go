@@ -51,8 +51,10 @@
 //
 // Claim and Lease are the low-level claim API for adapters that store more
 // than a Go value. Update is optimistic read-modify-CompareAndSwap. Once
-// de-duplicates events by ID. Add is an exactly-once counter. Fingerprint,
-// Key, NewKey and NewKeyV7 build fingerprints and keys.
+// de-duplicates events by ID. Add is an exactly-once counter. RunSaga and
+// Step give each saga step and each compensation a key of its own, so a
+// re-run saga skips completed steps and compensations run at most once.
+// Fingerprint, Key, NewKey and NewKeyV7 build fingerprints and keys.
 //
 // The package uses the standard library and github.com/google/uuid only.
 package idem

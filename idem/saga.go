@@ -8,10 +8,6 @@ import (
 	"sync"
 )
 
-// ErrAborted: a saga was aborted and its completed steps compensated. See
-// AbortedError.
-var ErrAborted = errors.New("idem: saga aborted")
-
 // errStopped is what Step returns, while a saga is being compensated, for
 // the first step that never completed: the body must stop there.
 var errStopped = errors.New("idem: saga aborted: no further steps run")
@@ -19,29 +15,6 @@ var errStopped = errors.New("idem: saga aborted: no further steps run")
 // codeAborted is the stored code of an aborted saga's outcome and of the
 // steps fenced off by the abort.
 const codeAborted = "saga-aborted"
-
-// AbortedError reports a saga that was aborted: its body or one of its
-// steps failed permanently, and every completed step has been compensated.
-type AbortedError struct {
-	ID string // the saga's ID
-	// Cause is the permanent error that aborted the saga: the original error
-	// on the run that aborted it, an error with its message on later runs.
-	Cause error
-	// Replayed is true when the outcome was read from the store: the saga
-	// had been aborted by an earlier run.
-	Replayed bool
-}
-
-// Error implements error.
-func (e *AbortedError) Error() string {
-	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
-}
-
-// Is makes errors.Is(err, ErrAborted) true.
-func (e *AbortedError) Is(target error) bool { return target == ErrAborted }
-
-// Unwrap returns the cause.
-func (e *AbortedError) Unwrap() error { return e.Cause }
 
 // Saga is one run of a saga body, handed to it by RunSaga. Its steps are
 // taken with Step. A Saga is safe for concurrent use, so independent steps
@@ -145,24 +118,6 @@ type hidden struct{ err error }
 
 // Error implements error.
 func (h hidden) Error() string { return h.err.Error() }
-
-// CompensationError reports a compensation that failed. The saga stays
-// aborted but not yet compensated; run it again to resume. If Err is
-// permanent (see Permanent), every re-run gets it back: the step cannot be
-// undone automatically.
-type CompensationError struct {
-	ID   string // the saga's ID
-	Step string // the step whose compensation failed
-	Err  error  // the compensation's error
-}
-
-// Error implements error.
-func (e *CompensationError) Error() string {
-	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
-}
-
-// Unwrap returns the compensation's error.
-func (e *CompensationError) Unwrap() error { return e.Err }
 
 func runSaga(ctx context.Context, s Store, id string, cfg *config, opts []Option, body func(context.Context, *Saga) error) error {
 	sg := &Saga{store: s, id: id, cfg: cfg, opts: opts, names: map[string]bool{}}
