@@ -41,6 +41,7 @@ type ConflictError struct {
 	Exists  bool   // false: the key was absent (or expired)
 }
 
+// Error implements error.
 func (e *ConflictError) Error() string {
 	if !e.Exists {
 		return fmt.Sprintf("idem: %s %q: version conflict: key is absent", e.Op, e.Key)
@@ -57,6 +58,7 @@ type InputError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *InputError) Error() string {
 	return fmt.Sprintf("idem: invalid input for key %q: %s", e.Key, e.Reason)
 }
@@ -73,6 +75,7 @@ type UnknownOutcomeError struct {
 	Err error // the driver error that made the outcome unknown
 }
 
+// Error implements error.
 func (e *UnknownOutcomeError) Error() string {
 	return fmt.Sprintf("idem: %s %q: outcome unknown: %v", e.Op, e.Key, e.Err)
 }
@@ -89,6 +92,7 @@ type InProgressError struct {
 	LeaseUntil time.Time // when the holder's lease passes unless it is extended
 }
 
+// Error implements error.
 func (e *InProgressError) Error() string {
 	return fmt.Sprintf("idem: key %q: request in progress (lease until %s)", e.Key, e.LeaseUntil.UTC().Format(time.RFC3339Nano))
 }
@@ -107,6 +111,7 @@ type MismatchError struct {
 	Key string
 }
 
+// Error implements error.
 func (e *MismatchError) Error() string {
 	return fmt.Sprintf("idem: key %q: reused with a different request", e.Key)
 }
@@ -144,6 +149,7 @@ func PermanentCode(code string, err error) error {
 	return &PermanentError{Err: err, Code: code}
 }
 
+// Error implements error.
 func (e *PermanentError) Error() string {
 	if e.Code != "" {
 		return fmt.Sprintf("%s: %v", e.Code, e.Err)
@@ -160,6 +166,7 @@ type CorruptError struct {
 	Err error
 }
 
+// Error implements error.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("idem: key %q: corrupt record: %v", e.Key, e.Err)
 }
@@ -183,6 +190,7 @@ type AbortedError struct {
 }
 
 // Error implements error.
+// Error implements error.
 func (e *AbortedError) Error() string {
 	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
 }
@@ -203,6 +211,7 @@ type CompensationError struct {
 	Err  error  // the compensation's error
 }
 
+// Error implements error.
 // Error implements error.
 func (e *CompensationError) Error() string {
 	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
