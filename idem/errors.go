@@ -190,7 +190,6 @@ type AbortedError struct {
 }
 
 // Error implements error.
-// Error implements error.
 func (e *AbortedError) Error() string {
 	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
 }
@@ -211,7 +210,6 @@ type CompensationError struct {
 	Err  error  // the compensation's error
 }
 
-// Error implements error.
 // Error implements error.
 func (e *CompensationError) Error() string {
 	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
