@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/storetest"
 )
 
 // TestDemo plays every scenario on the embedded store and on each real
 // server, and requires every promise kept.
 func TestDemo(t *testing.T) {
-	eachStore(t, func(t *testing.T, s idem.Store) {
+	storetest.Each(t, func(t *testing.T, s idem.Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		rep, err := Run(ctx, s, Config{Lease: time.Second})

@@ -1,13 +1,10 @@
 package idemlambda_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
-	"github.com/idemkit/idemkit/cassandra"
-	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/storetest"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -17,21 +14,7 @@ func TestWrappersDynamoDB(t *testing.T) {
 	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
-			runSuite(t, func(t *testing.T) idem.Store {
-				c := srv.Client(t)
-				table := testenv.UniqueName(t, "idemlambda")
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if err := dynamo.CreateTable(ctx, c, table); err != nil {
-					t.Fatalf("%s: CreateTable: %v", srv.Name, err)
-				}
-				testenv.DeleteTableOnCleanup(t, c, table)
-				s, err := dynamo.New(c, table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			})
+			runSuite(t, func(t *testing.T) idem.Store { return storetest.DynamoDB(t, srv) })
 		})
 	}
 }
@@ -39,18 +22,5 @@ func TestWrappersDynamoDB(t *testing.T) {
 // TestWrappersCassandra runs the same tests as TestWrappers on a fresh table in
 // Cassandra 5.0.
 func TestWrappersCassandra(t *testing.T) {
-	session, ks := testenv.Cassandra(t)
-	runSuite(t, func(t *testing.T) idem.Store {
-		table := ks + ".idem"
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := cassandra.CreateTable(ctx, session, table); err != nil {
-			t.Fatal(err)
-		}
-		s, err := cassandra.New(session, table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	runSuite(t, func(t *testing.T) idem.Store { return storetest.Cassandra(t) })
 }

@@ -1,0 +1,69 @@
+// Package storetest gives tests the idem.Stores to run on: the embedded
+// store, and a fresh table on every real server internal/testenv finds
+// (the DynamoDB emulators and Cassandra 5.0). A missing server skips its
+// subtest, or fails it when IDEM_REQUIRE_SERVERS=1.
+//
+// The backends' own packages do not use it (their tests sit inside the
+// packages this one imports); everything built on idem.Store does.
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/cassandra"
+	"github.com/idemkit/idemkit/dynamo"
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/internal/testenv"
+)
+
+// Each runs fn as subtests: "memory" on memstore, "dynamodb/NAME" on a fresh
+// table of each DynamoDB server, and "cassandra" on a fresh table of
+// Cassandra.
+func Each(t *testing.T, fn func(t *testing.T, s idem.Store)) {
+	t.Run("memory", func(t *testing.T) { fn(t, memstore.New()) })
+	t.Run("dynamodb", func(t *testing.T) {
+		for _, srv := range testenv.DynamoDBServers(t) {
+			t.Run(srv.Name, func(t *testing.T) { fn(t, DynamoDB(t, srv)) })
+		}
+	})
+	t.Run("cassandra", func(t *testing.T) { fn(t, Cassandra(t)) })
+}
+
+// DynamoDB returns a Store on a fresh table of srv, deleted when t ends.
+func DynamoDB(t testing.TB, srv testenv.DynamoDBServer) idem.Store {
+	t.Helper()
+	c := srv.Client(t)
+	table := testenv.UniqueName(t, "idem")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := dynamo.CreateTable(ctx, c, table); err != nil {
+		t.Fatalf("%s: CreateTable %s: %v", srv.Name, table, err)
+	}
+	testenv.DeleteTableOnCleanup(t, c, table)
+	s, err := dynamo.New(c, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Cassandra returns a Store on a table in a fresh keyspace, dropped when t
+// ends.
+func Cassandra(t testing.TB) idem.Store {
+	t.Helper()
+	session, ks := testenv.Cassandra(t)
+	table := ks + ".idem"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cassandra.CreateTable(ctx, session, table); err != nil {
+		t.Fatalf("cassandra: CreateTable %s: %v", table, err)
+	}
+	s, err := cassandra.New(session, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
