@@ -12,13 +12,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemhttp"
 )
 
 // Report is what a run did and whether it kept every promise.
 type Report struct {
-	Scenarios []Scenario
+	Scenarios report.Scenarios
 	Requests  int // HTTP requests the clients sent
 	Replays   int // responses marked Idempotent-Replayed
 	Created   int // orders the service wrote
@@ -27,34 +28,14 @@ type Report struct {
 }
 
 // Scenario is one named situation and what came of it.
-type Scenario struct {
-	Name     string
-	Outcome  string
-	Failures []string
-}
+type Scenario = report.Scenario
 
 // OK reports whether every scenario kept its promises.
-func (r *Report) OK() bool {
-	for _, s := range r.Scenarios {
-		if len(s.Failures) > 0 {
-			return false
-		}
-	}
-	return true
-}
+func (r *Report) OK() bool { return r.Scenarios.OK() }
 
 // Print writes the report.
 func (r *Report) Print(w io.Writer) {
-	for _, s := range r.Scenarios {
-		mark := "ok  "
-		if len(s.Failures) > 0 {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "%s %-42s %s\n", mark, s.Name, s.Outcome)
-		for _, f := range s.Failures {
-			fmt.Fprintf(w, "       - %s\n", f)
-		}
-	}
+	r.Scenarios.Print(w)
 	fmt.Fprintf(w, "\nHTTP requests sent       %4d\n", r.Requests)
 	fmt.Fprintf(w, "  replayed responses     %4d\n", r.Replays)
 	fmt.Fprintf(w, "orders clients were told %4d\n", r.Orders)

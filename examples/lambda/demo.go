@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemlambda"
 )
@@ -36,7 +37,7 @@ type Config struct {
 
 // Report is what a run did and whether it kept every promise.
 type Report struct {
-	Scenarios []Scenario
+	Scenarios report.Scenarios
 	Charges   int // payments the provider made
 	Calls     int // calls the provider got
 	Deduped   int // calls it absorbed by idempotency key
@@ -59,34 +60,14 @@ func (l *logLines) Write(p []byte) (int, error) {
 }
 
 // Scenario is one named situation and what came of it.
-type Scenario struct {
-	Name     string
-	Outcome  string
-	Failures []string
-}
+type Scenario = report.Scenario
 
 // OK reports whether every scenario kept its promises.
-func (r *Report) OK() bool {
-	for _, s := range r.Scenarios {
-		if len(s.Failures) > 0 {
-			return false
-		}
-	}
-	return true
-}
+func (r *Report) OK() bool { return r.Scenarios.OK() }
 
 // Print writes the report.
 func (r *Report) Print(w io.Writer) {
-	for _, s := range r.Scenarios {
-		mark := "ok  "
-		if len(s.Failures) > 0 {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "%s %-44s %s\n", mark, s.Name, s.Outcome)
-		for _, f := range s.Failures {
-			fmt.Fprintf(w, "       - %s\n", f)
-		}
-	}
+	r.Scenarios.Print(w)
 	fmt.Fprintf(w, "\npayment provider calls   %4d\n", r.Calls)
 	fmt.Fprintf(w, "  charges made           %4d\n", r.Charges)
 	fmt.Fprintf(w, "  absorbed by its key    %4d  (the re-run after a timed-out invocation)\n", r.Deduped)

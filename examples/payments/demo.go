@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -110,18 +111,8 @@ func (c *client) deliver(ctx context.Context, req PayRequest) (r Receipt, replay
 
 // Report is what a run did and whether it kept every promise.
 type Report struct {
-	Scenarios []Scenario
-	Storm     Scenario
+	Scenarios report.Scenarios
 	Totals    Totals
-}
-
-// Scenario is one named situation and what came of it.
-type Scenario struct {
-	Name     string
-	Payments int
-	Charged  int // charges the card network really made
-	Detail   string
-	Failures []string
 }
 
 // Totals sums the client's view and the card network's.
@@ -132,27 +123,11 @@ type Totals struct {
 }
 
 // OK reports whether every scenario kept its promises.
-func (r *Report) OK() bool {
-	for _, s := range append(r.Scenarios, r.Storm) {
-		if len(s.Failures) > 0 {
-			return false
-		}
-	}
-	return true
-}
+func (r *Report) OK() bool { return r.Scenarios.OK() }
 
 // Print writes the report.
 func (r *Report) Print(w io.Writer) {
-	for _, s := range append(r.Scenarios, r.Storm) {
-		mark := "ok  "
-		if len(s.Failures) > 0 {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "%s %-34s payments %-4d charged %-4d %s\n", mark, s.Name, s.Payments, s.Charged, s.Detail)
-		for _, f := range s.Failures {
-			fmt.Fprintf(w, "       - %s\n", f)
-		}
-	}
+	r.Scenarios.Print(w)
 	t := r.Totals
 	fmt.Fprintf(w, "\nclient attempts           %6d\n", t.Attempts)
 	fmt.Fprintf(w, "  lost requests           %6d\n", t.LostRequests)
@@ -197,7 +172,11 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 		deduped += int64(net.deduped)
 		executed += int64(charged)
 		net.mu.Unlock()
-		rep.Scenarios = append(rep.Scenarios, Scenario{Name: name, Payments: n, Charged: charged, Detail: detail, Failures: failures})
+		rep.Scenarios = append(rep.Scenarios, report.Scenario{
+			Name:     name,
+			Outcome:  fmt.Sprintf("payments %-4d charged %-4d %s", n, charged, detail),
+			Failures: failures,
+		})
 	}
 	faultSeq := func(seq ...fault) func() fault {
 		var mu sync.Mutex
@@ -373,8 +352,6 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 		sort.Strings(f)
 		return len(jobs), fmt.Sprintf("16 clients, random faults, %d crashes armed", crashes), f
 	})
-	rep.Storm = rep.Scenarios[len(rep.Scenarios)-1]
-	rep.Scenarios = rep.Scenarios[:len(rep.Scenarios)-1]
 	rep.Totals = Totals{
 		Attempts: st.attempts.Load(), LostRequests: st.lostRequests.Load(), LostResponses: st.lostResponses.Load(),
 		Crashes: st.crashes.Load(), InProgress: st.inProgress.Load(), Replays: st.replays.Load(),

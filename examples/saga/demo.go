@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -25,7 +26,7 @@ type Config struct {
 
 // Report is what a run did and whether it kept every promise.
 type Report struct {
-	Scenarios []Scenario
+	Scenarios report.Scenarios
 	// Calls is how many supplier calls were made, Absorbed how many of them
 	// found their work already done (the one re-run of a step or an undo cut
 	// short by a crash).
@@ -35,34 +36,14 @@ type Report struct {
 }
 
 // Scenario is one named situation and what came of it.
-type Scenario struct {
-	Name     string
-	Outcome  string
-	Failures []string
-}
+type Scenario = report.Scenario
 
 // OK reports whether every scenario kept its promises.
-func (r *Report) OK() bool {
-	for _, s := range r.Scenarios {
-		if len(s.Failures) > 0 {
-			return false
-		}
-	}
-	return true
-}
+func (r *Report) OK() bool { return r.Scenarios.OK() }
 
 // Print writes the report.
 func (r *Report) Print(w io.Writer) {
-	for _, s := range r.Scenarios {
-		mark := "ok  "
-		if len(s.Failures) > 0 {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "%s %-40s %s\n", mark, s.Name, s.Outcome)
-		for _, f := range s.Failures {
-			fmt.Fprintf(w, "       - %s\n", f)
-		}
-	}
+	r.Scenarios.Print(w)
 	fmt.Fprintf(w, "\nsupplier calls            %4d\n", r.Calls)
 	fmt.Fprintf(w, "  absorbed by the supplier %3d  (a step or an undo re-run after a crash cut it short)\n", r.Absorbed)
 	fmt.Fprintln(w, "stock at the end:")
