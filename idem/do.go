@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -82,9 +83,10 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 // run calls fn with a context that is cancelled if the lease is lost, while
 // a heartbeat extends the lease. The heartbeat has stopped when run returns.
 func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error, panicked any) {
-	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, lease))
-	defer cancel(nil)
-	stop := heartbeat(fctx, cancel, lease, cfg)
+	fctx, stop := context.WithValue(ctx, leaseKey{}, lease), func() {}
+	if every := cfg.heartbeatEvery(); every > 0 {
+		fctx, stop = lease.KeepAlive(fctx, every)
+	}
 	defer stop()
 	defer func() {
 		if r := recover(); r != nil {
@@ -102,14 +104,19 @@ func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.
 	return v, err, nil
 }
 
-// heartbeat extends the lease every interval until stopped. If the lease is
-// lost, or cannot be extended before it passes, it cancels ctx with cause
-// ErrLeaseLost. The returned stop waits for the goroutine to end.
-func heartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *Lease, cfg *config) (stop func()) {
-	every := cfg.heartbeatEvery()
+// KeepAlive extends the lease by its claim's lease duration (WithLease)
+// every interval (a third of the lease if every <= 0) until stop is called,
+// and returns a context derived from ctx that is cancelled, with a cause
+// matching ErrLeaseLost, once the lease is lost: taken over, or not
+// extended before it passed. Do uses it while fn runs; adapters that hold a
+// Lease from Claim use it while their work runs. stop ends the heartbeat and
+// waits for it; it may be called more than once. The heartbeat's writes run
+// detached from ctx's cancellation, each bounded by the interval.
+func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.Context, stop func()) {
 	if every <= 0 {
-		return func() {}
+		every = l.cfg.lease / 3
 	}
+	kctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	quit := make(chan struct{})
 	go func() {
@@ -120,22 +127,26 @@ func heartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *Lease
 			select {
 			case <-quit:
 				return
-			case <-ctx.Done():
+			case <-kctx.Done():
 				return
 			case <-t.C:
 			}
-			ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-			err := lease.Extend(ectx, cfg.lease)
+			ectx, ecancel := context.WithTimeout(context.WithoutCancel(kctx), every)
+			err := l.Extend(ectx, l.cfg.lease)
 			ecancel()
-			if errors.Is(err, ErrLeaseLost) || (err != nil && !cfg.now().Before(lease.Until())) {
-				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", lease.key, ErrLeaseLost, err))
+			if errors.Is(err, ErrLeaseLost) || (err != nil && !l.cfg.now().Before(l.Until())) {
+				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err))
 				return
 			}
 		}
 	}()
-	return func() {
-		close(quit)
-		<-done
+	var once sync.Once
+	return kctx, func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+			cancel(nil)
+		})
 	}
 }
 

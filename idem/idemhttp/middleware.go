@@ -202,9 +202,8 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request, key string, rec
 
 // run runs the handler under lease, then stores or releases its response.
 func (h *handler) run(w http.ResponseWriter, r *http.Request, lease *idem.Lease, body []byte) {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	stop := keepAlive(ctx, cancel, lease, h.cfg.lease)
+	ctx, stop := lease.KeepAlive(r.Context(), 0)
+	defer stop()
 
 	r2 := r.WithContext(ctx)
 	r2.Body = io.NopCloser(bytes.NewReader(body))
@@ -270,42 +269,4 @@ func (h *handler) kept(hdr http.Header) http.Header {
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {
 	h.cfg.problem(w, r, p)
-}
-
-// keepAlive extends the lease every third of it until stopped. If the
-// lease is lost, or cannot be extended before it passes, it cancels ctx
-// with a cause matching idem.ErrLeaseLost. stop waits for it to end.
-func keepAlive(ctx context.Context, cancel context.CancelCauseFunc, lease *idem.Lease, d time.Duration) (stop func()) {
-	every := d / 3
-	done := make(chan struct{})
-	quit := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-			err := lease.Extend(ectx, d)
-			ecancel()
-			if errors.Is(err, idem.ErrLeaseLost) || (err != nil && !time.Now().Before(lease.Until())) {
-				cancel(fmt.Errorf("idemhttp: %q: %w (extend: %v)", lease.Key(), idem.ErrLeaseLost, err))
-				return
-			}
-		}
-	}()
-	var stopped bool
-	return func() {
-		if !stopped {
-			stopped = true
-			close(quit)
-			<-done
-		}
-	}
 }
