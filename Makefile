@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help test test-integration services-up services-down services-status vet fmt bench demo
+.PHONY: lint help test test-integration services-up services-down services-status vet fmt bench demo
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ services-status: ## Show which testenv servers run, where, and their memory
 
 vet: ## Run go vet
 	$(GO) vet ./...
+
+lint: vet ## Run go vet and staticcheck (fetched from the Go module proxy, pinned)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 fmt: ## Format all Go code with gofmt -s
 	gofmt -s -w $$(git ls-files '*.go')

@@ -48,7 +48,7 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 	if rec != nil {
 		return replay[T](key, cfg, rec)
 	}
-	v, ferr, panicked := run(ctx, lease, cfg, fn)
+	v, panicked, ferr := run(ctx, lease, cfg, fn)
 
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -82,7 +82,7 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 
 // run calls fn with a context that is cancelled if the lease is lost, while
 // a heartbeat extends the lease. The heartbeat has stopped when run returns.
-func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error, panicked any) {
+func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, panicked any, err error) {
 	fctx, stop := context.WithValue(ctx, leaseKey{}, lease), func() {}
 	if every := cfg.heartbeatEvery(); every > 0 {
 		fctx, stop = lease.KeepAlive(fctx, every)
@@ -101,7 +101,7 @@ func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.
 			err = fmt.Errorf("%w (%w)", err, cause)
 		}
 	}
-	return v, err, nil
+	return v, nil, err
 }
 
 // KeepAlive extends the lease by its claim's lease duration (WithLease)

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// SkipUpdate, returned by an Update function, leaves the item unchanged;
+// ErrSkipUpdate, returned by an Update function, leaves the item unchanged;
 // Update then returns the current item and a nil error.
-var SkipUpdate = errors.New("idem: skip update")
+var ErrSkipUpdate = errors.New("idem: skip update")
 
 // Update applies fn to the item at key with optimistic concurrency: it reads
 // the item, calls fn with its value (exists is false when the key is
@@ -42,7 +42,7 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 			in = cur.Value
 		}
 		next, err := fn(in, exists)
-		if errors.Is(err, SkipUpdate) {
+		if errors.Is(err, ErrSkipUpdate) {
 			if !exists {
 				return Item{}, ErrNotFound
 			}
@@ -113,7 +113,7 @@ func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Op
 			}
 			if i := slices.IndexFunc(c.Ops, func(op appliedOp) bool { return op.ID == opID }); i >= 0 {
 				applied = c.Ops[i].By == nonce // our own attempt, whose response was lost
-				return nil, SkipUpdate
+				return nil, ErrSkipUpdate
 			}
 			if (delta > 0 && c.Total > math.MaxInt64-delta) || (delta < 0 && c.Total < math.MinInt64-delta) {
 				return nil, &InputError{Key: key, Reason: fmt.Sprintf("adding %d to %d overflows", delta, c.Total)}

@@ -177,7 +177,7 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) {
 			return nil, idem.ErrNotFound
 		}
 		if o.Status == "cancelled" {
-			return nil, idem.SkipUpdate
+			return nil, idem.ErrSkipUpdate
 		}
 		o.Status = "cancelled"
 		return json.Marshal(o)

@@ -112,7 +112,7 @@ func (s *Suppliers) Reserve(ctx context.Context, resource, holder string) (Reser
 		}
 		absorbed = slices.Contains(st.Holders, holder)
 		if absorbed {
-			return nil, idem.SkipUpdate
+			return nil, idem.ErrSkipUpdate
 		}
 		if len(st.Holders) >= st.Capacity {
 			return nil, errSoldOut
@@ -147,7 +147,7 @@ func (s *Suppliers) Release(ctx context.Context, r Reservation) error {
 		}
 		i := slices.Index(st.Holders, r.Holder)
 		if absorbed = i < 0; absorbed {
-			return nil, idem.SkipUpdate
+			return nil, idem.ErrSkipUpdate
 		}
 		st.Holders = slices.Delete(st.Holders, i, i+1)
 		return json.Marshal(st)

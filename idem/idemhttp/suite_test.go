@@ -2,9 +2,7 @@ package idemhttp_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -430,12 +428,3 @@ func testLargeResponse(t *testing.T, s idem.Store) {
 		t.Errorf("handler runs: got %d, want 1", got)
 	}
 }
-
-// ctxT returns a context that ends with the test.
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-var _ = errors.Is

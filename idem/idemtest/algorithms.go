@@ -337,9 +337,9 @@ func testUpdate(t *testing.T, h *harness) {
 	if total < applied.Load() || total > applied.Load()+unknown.Load() {
 		t.Fatalf("after %d applied and %d unknown concurrent updates: got %q", applied.Load(), unknown.Load(), it.Value)
 	}
-	skipped, err := idem.Update(c, h.store, key, func([]byte, bool) ([]byte, error) { return nil, idem.SkipUpdate })
+	skipped, err := idem.Update(c, h.store, key, func([]byte, bool) ([]byte, error) { return nil, idem.ErrSkipUpdate })
 	if err != nil || skipped.Version != it.Version {
-		t.Fatalf("SkipUpdate: got version %d, %v; want %d unchanged", skipped.Version, err, it.Version)
+		t.Fatalf("ErrSkipUpdate: got version %d, %v; want %d unchanged", skipped.Version, err, it.Version)
 	}
 }
 

@@ -93,7 +93,7 @@ func openCassandra(ctx context.Context) (idem.Store, func(), error) {
 	keyspace := cmp.Or(os.Getenv("IDEM_KEYSPACE"), "idemkit_examples")
 	table := keyspace + "." + cmp.Or(os.Getenv("IDEM_TABLE"), "idem")
 	err = session.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s
-		WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, keyspace)).WithContext(ctx).Exec()
+		WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`, keyspace)).ExecContext(ctx)
 	if err == nil {
 		err = cassandra.CreateTable(ctx, session, table)
 	}
