@@ -21,9 +21,10 @@ import (
 type Store struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	items  map[string]idem.Item
-	writes int // writes since the last sweep
+	mu         sync.Mutex
+	items      map[string]idem.Item
+	writes     int // writes since the last sweep
+	afterSweep int // items left by the last sweep
 }
 
 // Option configures a Store.
@@ -58,6 +59,14 @@ func (s *Store) Len() int {
 		}
 	}
 	return n
+}
+
+// Held returns the number of items held in memory, expired ones not yet
+// swept included. Len is the number of live ones.
+func (s *Store) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
 }
 
 // Get implements idem.Store.
@@ -167,20 +176,22 @@ func (s *Store) put(key string, value []byte, version int64, ttl time.Duration) 
 	return clone(it)
 }
 
-// sweep drops expired items once the writes since the last sweep outnumber
-// the items held, so its cost is amortised O(1) per write. s.mu must be held.
+// sweep drops expired items once the writes since the last sweep reach the
+// number of items that sweep left (and at least 1024). A sweep costs at most
+// that number plus the writes since, so its cost is amortised O(1) per
+// write. s.mu must be held.
 func (s *Store) sweep() {
 	s.writes++
-	if s.writes < 1024 || s.writes < len(s.items) {
+	if s.writes < max(1024, s.afterSweep) {
 		return
 	}
-	s.writes = 0
 	now := s.now()
 	for k, it := range s.items {
 		if it.Expired(now) {
 			delete(s.items, k)
 		}
 	}
+	s.writes, s.afterSweep = 0, len(s.items)
 }
 
 func check(ctx context.Context, key string) error {
