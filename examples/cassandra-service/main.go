@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/examples/internal/backend"
+	"github.com/idemkit/idemkit/examples/internal/report"
 )
 
 func main() {
@@ -65,13 +66,6 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	fmt.Printf("idemkit orders service demo on the %s store\n\n", *kind)
-	report, err := Run(ctx, store)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cassandra-service:", err)
-		os.Exit(1)
-	}
-	report.Print(os.Stdout)
-	if !report.OK() {
-		os.Exit(1)
-	}
+	rep, err := Run(ctx, store)
+	report.Finish("cassandra-service", rep, err)
 }

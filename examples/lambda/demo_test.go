@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/internal/storetest"
 )
@@ -20,14 +20,13 @@ func TestDemo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out strings.Builder
-		rep.Print(&out)
+		out := report.Text(rep)
 		if !rep.OK() {
-			t.Fatalf("\n%s", out.String())
+			t.Fatalf("\n%s", out)
 		}
 		if rep.Deduped != 1 || len(rep.Scenarios) != 10 {
-			t.Errorf("deduped %d, scenarios %d: the faults did not happen as planned\n%s", rep.Deduped, len(rep.Scenarios), out.String())
+			t.Errorf("deduped %d, scenarios %d: the faults did not happen as planned\n%s", rep.Deduped, len(rep.Scenarios), out)
 		}
-		t.Logf("\n%s", out.String())
+		t.Logf("\n%s", out)
 	})
 }

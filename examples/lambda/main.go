@@ -35,6 +35,7 @@ import (
 
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/examples/internal/backend"
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -67,15 +68,8 @@ func main() {
 	}
 
 	fmt.Printf("idemkit Lambda demo on the %s store\n\n", *kind)
-	report, err := Run(ctx, store, Config{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lambda:", err)
-		os.Exit(1)
-	}
-	report.Print(os.Stdout)
-	if !report.OK() {
-		os.Exit(1)
-	}
+	rep, err := Run(ctx, store, Config{})
+	report.Finish("lambda", rep, err)
 }
 
 // invokeFile invokes one handler with the event in path, n times, and

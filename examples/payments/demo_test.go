@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -16,10 +16,8 @@ func TestDemo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out strings.Builder
-		rep.Print(&out)
 		if !rep.OK() {
-			t.Fatalf("seed %d:\n%s", seed, out.String())
+			t.Fatalf("seed %d:\n%s", seed, report.Text(rep))
 		}
 		if rep.Totals.Crashes == 0 || rep.Totals.Replays == 0 || rep.Totals.Rejected != 1 {
 			t.Errorf("seed %d: the faults did not happen (crashes %d, replays %d, rejected %d)",

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/examples/internal/backend"
+	"github.com/idemkit/idemkit/examples/internal/report"
 )
 
 func main() {
@@ -34,13 +35,6 @@ func main() {
 	defer closeStore()
 
 	fmt.Printf("idemkit payments demo on the %s store\n\n", *kind)
-	report, err := Run(ctx, store, Config{Payments: *payments, Seed: *seed})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "payments:", err)
-		os.Exit(1)
-	}
-	report.Print(os.Stdout)
-	if !report.OK() {
-		os.Exit(1)
-	}
+	rep, err := Run(ctx, store, Config{Payments: *payments, Seed: *seed})
+	report.Finish("payments", rep, err)
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/internal/storetest"
 )
@@ -20,14 +20,13 @@ func TestDemo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out strings.Builder
-		rep.Print(&out)
+		out := report.Text(rep)
 		if !rep.OK() {
-			t.Fatalf("\n%s", out.String())
+			t.Fatalf("\n%s", out)
 		}
 		if len(rep.Scenarios) != 8 || rep.Absorbed != 1 {
-			t.Errorf("scenarios %d, absorbed %d: the faults did not happen as planned\n%s", len(rep.Scenarios), rep.Absorbed, out.String())
+			t.Errorf("scenarios %d, absorbed %d: the faults did not happen as planned\n%s", len(rep.Scenarios), rep.Absorbed, out)
 		}
-		t.Logf("\n%s", out.String())
+		t.Logf("\n%s", out)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/examples/internal/backend"
+	"github.com/idemkit/idemkit/examples/internal/report"
 )
 
 func main() {
@@ -35,13 +36,6 @@ func main() {
 	defer closeStore()
 
 	fmt.Printf("idemkit saga demo on the %s store\n\n", *kind)
-	report, err := Run(ctx, store, Config{Lease: *lease})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "saga:", err)
-		os.Exit(1)
-	}
-	report.Print(os.Stdout)
-	if !report.OK() {
-		os.Exit(1)
-	}
+	rep, err := Run(ctx, store, Config{Lease: *lease})
+	report.Finish("saga", rep, err)
 }

@@ -5,6 +5,8 @@ package report
 import (
 	"fmt"
 	"io"
+	"os"
+	"strings"
 )
 
 // Scenario is one named situation an example plays, and what came of it.
@@ -43,5 +45,32 @@ func (ss Scenarios) Print(w io.Writer) {
 		for _, f := range s.Failures {
 			fmt.Fprintf(w, "       - %s\n", f)
 		}
+	}
+}
+
+// Report is what every example's report offers: its scenarios and totals
+// printed, and whether every promise held.
+type Report interface {
+	Print(w io.Writer)
+	OK() bool
+}
+
+// Text returns rep as Print writes it.
+func Text(rep Report) string {
+	var b strings.Builder
+	rep.Print(&b)
+	return b.String()
+}
+
+// Finish ends an example's main: it prints rep to standard output, or err
+// to standard error, and exits 1 if the run failed or broke a promise.
+func Finish(name string, rep Report, err error) {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	rep.Print(os.Stdout)
+	if !rep.OK() {
+		os.Exit(1)
 	}
 }
