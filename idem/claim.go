@@ -56,11 +56,14 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 	backoff := newBackoff(20*time.Millisecond, time.Second)
 
 	var (
-		cur       Item
-		have      bool // cur holds the key's current item
-		conflicts int
+		cur   Item
+		have  bool // cur holds the key's current item
+		races int  // writes lost to a race or of unknown outcome
 	)
 	for {
+		if races > maxConflicts {
+			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d lost races: %w", key, races, ErrConflict)
+		}
 		if !have {
 			it, err := s.PutIfAbsent(ctx, key, EncodeRecord(mine), cfg.ttl)
 			var ce *ConflictError
@@ -72,8 +75,10 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 			case errors.As(err, &ce):
 				// Absent yet refused: it expired between the check and the
 				// write. Try again.
+				races++
 			case errors.Is(err, ErrUnknownOutcome):
 				// The store could not tell; our token tells.
+				races++
 				it, gerr := s.Get(ctx, key)
 				if errors.Is(gerr, ErrNotFound) {
 					continue
@@ -86,9 +91,6 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 				return nil, nil, err
 			}
 			if !have {
-				if conflicts++; conflicts > maxConflicts {
-					return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d conflicts: %w", key, conflicts, err)
-				}
 				continue
 			}
 		}
@@ -123,12 +125,11 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 				return newLease(s, key, cfg, it.Version, next, true), nil, nil
 			case errors.As(err, &ce):
 				cur, have = ce.Current, ce.Exists
-				if conflicts++; conflicts > maxConflicts {
-					return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d conflicts: %w", key, conflicts, err)
-				}
+				races++
 				continue
 			case errors.Is(err, ErrUnknownOutcome):
 				have = false // PutIfAbsent will show whose record is there
+				races++
 				continue
 			default:
 				return nil, nil, err

@@ -508,3 +508,26 @@ func TestKeepAlive(t *testing.T) {
 	stop()
 	stop() // a second stop is harmless
 }
+
+// alwaysUnknown never writes and always says the outcome is unknown, as a
+// store cut off from its database mid-request would.
+type alwaysUnknown struct{ idem.Store }
+
+func (alwaysUnknown) PutIfAbsent(_ context.Context, key string, _ []byte, _ time.Duration) (idem.Item, error) {
+	return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: "PutIfAbsent", Err: errors.New("injected")}
+}
+
+// TestClaimGivesUp: a claim whose writes keep ending in unknown outcomes
+// (each settled by a read that finds nothing) gives up after a bounded
+// number of tries instead of looping, and fn never runs.
+func TestClaimGivesUp(t *testing.T) {
+	s := idemtest.NewCounting(alwaysUnknown{memstore.New()})
+	ran := false
+	_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { ran = true; return 1, nil })
+	if !errors.Is(err, idem.ErrConflict) || ran {
+		t.Fatalf("got %v, ran %v; want a bounded failure matching ErrConflict, fn not run", err, ran)
+	}
+	if n := s.Counts().PutIfAbsent; n < 2 || n > 64 {
+		t.Errorf("got %d claim attempts, want a few and a bound", n)
+	}
+}
