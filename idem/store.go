@@ -2,6 +2,7 @@ package idem
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,8 +14,10 @@ type Item struct {
 	// Value is the caller's payload. It may be empty; stores return an empty
 	// value as a zero-length slice (nil or not).
 	Value []byte
-	// Version is 1 after PutIfAbsent, goes up by one on each CompareAndSwap,
-	// and is the caller's value after an applied Upsert.
+	// Version is a fresh version after PutIfAbsent (see FreshVersion: above
+	// every version an earlier incarnation of the key held), goes up by one
+	// on each CompareAndSwap, and is the caller's value after an applied
+	// Upsert.
 	Version int64
 	// ExpiresAt is when the item stops existing. The zero time means never.
 	// Stores may round it up to their own precision (DynamoDB and Cassandra
@@ -50,8 +53,22 @@ func (it Item) Expired(now time.Time) bool {
 //     write identical bytes). A deletion leaves nothing to recognise, so a
 //     CompareAndDelete whose retry finds the key gone reports
 //     ErrUnknownOutcome rather than letting two callers win one version.
-//   - When a store cannot tell whether a write was applied, it returns an
-//     error matching ErrUnknownOutcome rather than guessing.
+//   - Versions never come back: PutIfAbsent starts a key at FreshVersion,
+//     above every version an earlier incarnation of the key (deleted or
+//     expired) can have held, and CompareAndSwap adds exactly one. A caller
+//     holding a version of one incarnation can therefore never act on a
+//     later one. The bound this rests on is FreshVersion's.
+//   - Settling is proof, not inference. A write that may have been applied
+//     (a lost response, a timeout, a cut connection) is reported as applied
+//     only when the store finds its own per-call identifier, as not
+//     applied only when the store proves it (a refusal the database
+//     answered), and otherwise with an error matching ErrUnknownOutcome.
+//     A store never settles by sending the write again after an attempt
+//     that may have been applied: between the two, the key can be deleted
+//     and re-created, and the resend would apply a second time or to an
+//     item it never targeted. The five operations are linearizable under
+//     lost responses, with an unknown outcome counted as "may or may not
+//     have happened".
 //   - Bad input (an empty key, a negative version, a key or value beyond the
 //     backend's limits) is rejected with an error matching ErrInvalid before
 //     anything is sent. No operation half-applies.
@@ -61,9 +78,9 @@ type Store interface {
 	// Get returns the item stored at key, or ErrNotFound.
 	Get(ctx context.Context, key string) (Item, error)
 
-	// PutIfAbsent stores value at key with version 1 if the key is absent
-	// (or expired). It returns the stored item, or a *ConflictError carrying
-	// the current item if the key exists.
+	// PutIfAbsent stores value at key with a fresh version (FreshVersion)
+	// if the key is absent (or expired). It returns the stored item, or a
+	// *ConflictError carrying the current item if the key exists.
 	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (Item, error)
 
 	// CompareAndSwap replaces the item at key with value and version+1 if
@@ -82,4 +99,33 @@ type Store interface {
 	// item and applied == true. Otherwise it changes nothing and returns the
 	// current item, applied == false and a nil error.
 	Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (item Item, applied bool, err error)
+}
+
+// lastFresh is the last version FreshVersion returned in this process.
+var lastFresh atomic.Int64
+
+// FreshVersion returns the version a backend gives an item created by
+// PutIfAbsent at now: now in microseconds since 1970, raised above every
+// version returned before in this process, so two calls never return the
+// same version.
+//
+// Fencing rests on it. An incarnation of a key starts at FreshVersion and
+// goes up by one per CompareAndSwap; the next incarnation, created after the
+// key was deleted or expired, starts above it as long as (a) the old one
+// made fewer CompareAndSwaps than the microseconds it lived (a round trip
+// takes far longer) and (b) the clock of the process that creates the new
+// incarnation is not behind the clock of the process that created the old
+// one by more than the time between the two creations. Claims never delete
+// their records (a released claim stays as a tombstone), so for Do, Claim
+// and Once that time is at least the shortest lifetime of a record, the
+// lease or the retention (WithTTL), whichever is shorter.
+func FreshVersion(now time.Time) int64 {
+	v := max(now.UnixMicro(), 1)
+	for {
+		last := lastFresh.Load()
+		next := max(v, last+1)
+		if lastFresh.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
