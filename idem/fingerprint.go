@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -16,25 +18,54 @@ import (
 // encoding/json, decoded, and encoded again with object keys sorted and
 // numbers kept as written, so two requests that differ only in field order
 // or whitespace get the same fingerprint. Pass it to WithFingerprint.
+//
+// Values that encode to the same JSON get the same fingerprint (fields
+// encoding/json leaves out are not compared). A string that is not valid
+// UTF-8 is an error: encoding/json would write its bad bytes as U+FFFD, so
+// different strings would look equal; give binary data as []byte. So is
+// JSON that spells out the escape \ufffd itself (a json.RawMessage or
+// json.Marshaler may), which cannot be told from such a string.
 func Fingerprint(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("idem: fingerprint: %w", err)
 	}
+	// encoding/json writes each invalid byte of a string as the escape
+	// \ufffd and a real U+FFFD as itself, so the escape marks the loss,
+	// also in a string encoded twice (the ",string" option).
+	if bytes.Contains(raw, []byte(`\ufffd`)) {
+		return nil, errors.New("idem: fingerprint: a string is not valid UTF-8 (give binary data as []byte)")
+	}
 	return FingerprintJSON(raw)
 }
 
 // FingerprintJSON is Fingerprint for a JSON document already encoded, such
-// as a request body. It fails if data is not a single valid JSON value.
+// as a request body: documents that denote the same JSON value (the same
+// members in any order, any spacing, any escaping of the same characters)
+// get the same fingerprint, and documents that do not get different ones.
+// It fails if data is not exactly one valid JSON value, or if it is one
+// whose meaning parsers disagree on: text that is not valid UTF-8, a
+// \u escape of half a surrogate pair, or an object with a repeated member
+// name. Fingerprint such data byte for byte (FingerprintParts).
 func FingerprintJSON(data []byte) ([]byte, error) {
+	switch {
+	case !json.Valid(data):
+		var v any
+		err := json.Unmarshal(data, &v) // says what is wrong, and where
+		if err == nil {
+			err = errors.New("not a single JSON value")
+		}
+		return nil, fmt.Errorf("idem: fingerprint: %w", err)
+	case !utf8.Valid(data):
+		return nil, errors.New("idem: fingerprint: the document is not valid UTF-8")
+	case loneSurrogate(data):
+		return nil, errors.New("idem: fingerprint: a \\u escape is half a surrogate pair")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
+	doc, err := canonicalValue(dec)
+	if err != nil {
 		return nil, fmt.Errorf("idem: fingerprint: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("idem: fingerprint: trailing data after the JSON value")
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -44,6 +75,95 @@ func FingerprintJSON(data []byte) ([]byte, error) {
 	}
 	sum := sha256.Sum256(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	return sum[:], nil
+}
+
+// canonicalValue reads the next JSON value from dec (numbers as
+// json.Number) and fails on an object that names a member twice.
+func canonicalValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		obj := map[string]any{}
+		for dec.More() {
+			name, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k := name.(string)
+			if _, dup := obj[k]; dup {
+				return nil, fmt.Errorf("member %q appears twice in an object", k)
+			}
+			if obj[k], err = canonicalValue(dec); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.Token() // '}'
+		return obj, err
+	case json.Delim('['):
+		arr := []any{}
+		for dec.More() {
+			v, err := canonicalValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		_, err := dec.Token() // ']'
+		return arr, err
+	}
+	return tok, nil
+}
+
+// loneSurrogate reports whether a string of the valid JSON document data
+// holds a \u escape of a UTF-16 surrogate that is not part of a pair.
+// encoding/json decodes each such escape to U+FFFD.
+func loneSurrogate(data []byte) bool {
+	inString := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			inString = !inString
+		case c != '\\' || !inString:
+		case data[i+1] != 'u':
+			i++ // a one-character escape
+		default:
+			r := hex4(data[i+2 : i+6])
+			i += 5
+			switch {
+			case r >= 0xdc00 && r < 0xe000:
+				return true // a low half with no high half before it
+			case r >= 0xd800 && r < 0xdc00:
+				if i+6 >= len(data) || data[i+1] != '\\' || data[i+2] != 'u' {
+					return true
+				}
+				if lo := hex4(data[i+3 : i+7]); lo < 0xdc00 || lo >= 0xe000 {
+					return true
+				}
+				i += 6
+			}
+		}
+	}
+	return false
+}
+
+// hex4 decodes four hex digits, which a valid JSON \u escape has.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // FingerprintParts returns the SHA-256 of parts, each prefixed with its
