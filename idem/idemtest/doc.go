@@ -8,9 +8,25 @@
 //	}
 //
 // passes. Run checks every rule of the idem.Store contract (expiry, conflicts
-// carrying the current item, monotonic Upsert, bad input, concurrency) and
-// then runs idemkit's algorithms (claims, Do, Update, Once, Add) on the store,
-// so a backend that passes gets the whole toolkit.
+// carrying the current item, monotonic Upsert, fresh versions that never
+// come back across delete and expiry, bad input, concurrency,
+// linearizability) and then runs idemkit's algorithms (claims, Do, Update,
+// Once, Add) on the store, so a backend that passes gets the whole toolkit.
+//
+// Linearizable is the history checker behind "Kernel/Linearizable": random
+// concurrent calls of the five operations, checked with porcupine against a
+// sequential model of the contract in which a write of unknown outcome may
+// or may not have happened. Run calls it without faults; call it yourself on
+// a Store whose connection loses responses or times out, to check that the
+// store settles uncertain writes by proof:
+//
+//	func TestLostResponses(t *testing.T) {
+//		idemtest.Linearizable(t, newStoreOverLossyWire(t), idemtest.LinearConfig{})
+//	}
+//
+// A violation is reported as the shortest offending part of one key's
+// history, one operation a line, with porcupine's HTML visualisation written
+// to a file whose path is logged.
 //
 // The suite uses only the Store interface, real clocks and keys unique to
 // each subtest, so it works against shared servers with coarse expiry (whole

@@ -29,6 +29,8 @@ func (h *harness) kernel(t *testing.T) {
 		{"ConcurrentPutIfAbsent", testConcurrentPutIfAbsent},
 		{"ConcurrentCompareAndSwap", testConcurrentCompareAndSwap},
 		{"ConcurrentUpsert", testConcurrentUpsert},
+		{"VersionsNeverRepeat", testVersionsNeverRepeat},
+		{"Linearizable", testLinearizable},
 	})
 }
 
@@ -45,7 +47,8 @@ func testPutIfAbsent(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatalf("PutIfAbsent: %v", err)
 	}
-	want := idem.Item{Key: key, Value: []byte("v1"), Version: 1}
+	checkFresh(t, "PutIfAbsent result", it, 0)
+	want := idem.Item{Key: key, Value: []byte("v1"), Version: it.Version}
 	checkItem(t, "PutIfAbsent result", it, want)
 	got, err := h.store.Get(c, key)
 	if err != nil {
@@ -56,10 +59,11 @@ func testPutIfAbsent(t *testing.T, h *harness) {
 
 func testPutIfAbsentConflict(t *testing.T, h *harness) {
 	c, key := ctx(t), h.key(t, "k")
-	if _, err := h.store.PutIfAbsent(c, key, []byte("first"), time.Hour); err != nil {
+	first, err := h.store.PutIfAbsent(c, key, []byte("first"), time.Hour)
+	if err != nil {
 		t.Fatalf("PutIfAbsent: %v", err)
 	}
-	_, err := h.store.PutIfAbsent(c, key, []byte("second"), time.Hour)
+	_, err = h.store.PutIfAbsent(c, key, []byte("second"), time.Hour)
 	ce := conflict(t, err, "second PutIfAbsent")
 	if !ce.Exists {
 		t.Fatalf("conflict: got Exists false, want true")
@@ -67,13 +71,13 @@ func testPutIfAbsentConflict(t *testing.T, h *harness) {
 	if ce.Key != key {
 		t.Errorf("conflict key: got %q, want %q", ce.Key, key)
 	}
-	checkItem(t, "conflict's current item", ce.Current, idem.Item{Key: key, Value: []byte("first"), Version: 1})
+	checkItem(t, "conflict's current item", ce.Current, idem.Item{Key: key, Value: []byte("first"), Version: first.Version})
 	checkExpiry(t, "conflict's current item", ce.Current, time.Hour)
 	got, err := h.store.Get(c, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkItem(t, "Get after refused PutIfAbsent", got, idem.Item{Key: key, Value: []byte("first"), Version: 1})
+	checkItem(t, "Get after refused PutIfAbsent", got, idem.Item{Key: key, Value: []byte("first"), Version: first.Version})
 }
 
 func testTTL(t *testing.T, h *harness) {
@@ -90,12 +94,12 @@ func testTTL(t *testing.T, h *harness) {
 	checkExpiry(t, "Get after PutIfAbsent with ttl 1h", got, time.Hour)
 
 	// CompareAndSwap sets a fresh expiry; ttl <= 0 removes it.
-	sw, err := h.store.CompareAndSwap(c, it.Key, 1, []byte("y"), 2*time.Hour)
+	sw, err := h.store.CompareAndSwap(c, it.Key, it.Version, []byte("y"), 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkExpiry(t, "CompareAndSwap with ttl 2h", sw, 2*time.Hour)
-	sw, err = h.store.CompareAndSwap(c, it.Key, 2, []byte("z"), 0)
+	sw, err = h.store.CompareAndSwap(c, it.Key, it.Version+1, []byte("z"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,25 +130,28 @@ func testTTL(t *testing.T, h *harness) {
 
 func testCompareAndSwap(t *testing.T, h *harness) {
 	c, key := ctx(t), h.key(t, "k")
-	if _, err := h.store.PutIfAbsent(c, key, []byte("v1"), 0); err != nil {
+	first, err := h.store.PutIfAbsent(c, key, []byte("v1"), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	it, err := h.store.CompareAndSwap(c, key, 1, []byte("v2"), 0)
+	v := first.Version
+	it, err := h.store.CompareAndSwap(c, key, v, []byte("v2"), 0)
 	if err != nil {
 		t.Fatalf("CompareAndSwap at the current version: %v", err)
 	}
-	checkItem(t, "CompareAndSwap result", it, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	swapped := idem.Item{Key: key, Value: []byte("v2"), Version: v + 1}
+	checkItem(t, "CompareAndSwap result", it, swapped)
 
-	_, err = h.store.CompareAndSwap(c, key, 1, []byte("stale"), 0)
+	_, err = h.store.CompareAndSwap(c, key, v, []byte("stale"), 0)
 	ce := conflict(t, err, "CompareAndSwap at a stale version")
 	if !ce.Exists {
 		t.Fatal("stale CompareAndSwap: got Exists false, want true")
 	}
-	checkItem(t, "stale CompareAndSwap's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	checkItem(t, "stale CompareAndSwap's current item", ce.Current, swapped)
 
-	_, err = h.store.CompareAndSwap(c, key, 3, []byte("future"), 0)
+	_, err = h.store.CompareAndSwap(c, key, v+2, []byte("future"), 0)
 	ce = conflict(t, err, "CompareAndSwap at a future version")
-	checkItem(t, "future CompareAndSwap's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	checkItem(t, "future CompareAndSwap's current item", ce.Current, swapped)
 
 	_, err = h.store.CompareAndSwap(c, h.key(t, "absent"), 1, []byte("x"), 0)
 	if ce := conflict(t, err, "CompareAndSwap on an absent key"); ce.Exists {
@@ -158,40 +165,44 @@ func testCompareAndSwap(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkItem(t, "Get after swaps", got, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	checkItem(t, "Get after swaps", got, swapped)
 }
 
 func testCompareAndDelete(t *testing.T, h *harness) {
 	c, key := ctx(t), h.key(t, "k")
-	if _, err := h.store.PutIfAbsent(c, key, []byte("v1"), time.Hour); err != nil {
+	first, err := h.store.PutIfAbsent(c, key, []byte("v1"), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.store.CompareAndSwap(c, key, 1, []byte("v2"), time.Hour); err != nil {
+	v := first.Version
+	if _, err := h.store.CompareAndSwap(c, key, v, []byte("v2"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	err := h.store.CompareAndDelete(c, key, 1)
+	err = h.store.CompareAndDelete(c, key, v)
 	ce := conflict(t, err, "CompareAndDelete at a stale version")
-	checkItem(t, "stale CompareAndDelete's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: 2})
+	checkItem(t, "stale CompareAndDelete's current item", ce.Current, idem.Item{Key: key, Value: []byte("v2"), Version: v + 1})
 	if _, err := h.store.Get(c, key); err != nil {
 		t.Fatalf("stale CompareAndDelete deleted the item: Get got %v", err)
 	}
 
-	if err := h.store.CompareAndDelete(c, key, 2); err != nil {
+	if err := h.store.CompareAndDelete(c, key, v+1); err != nil {
 		t.Fatalf("CompareAndDelete at the current version: %v", err)
 	}
 	if _, err := h.store.Get(c, key); !errors.Is(err, idem.ErrNotFound) {
 		t.Fatalf("Get after CompareAndDelete: got %v, want ErrNotFound", err)
 	}
-	err = h.store.CompareAndDelete(c, key, 2)
+	err = h.store.CompareAndDelete(c, key, v+1)
 	if ce := conflict(t, err, "CompareAndDelete of a deleted key"); ce.Exists {
 		t.Errorf("CompareAndDelete of a deleted key: got Exists true, want false")
 	}
-	// A deleted key can be claimed afresh, starting again at version 1.
+	// A deleted key can be created afresh, at a version above every one it
+	// held before.
 	it, err := h.store.PutIfAbsent(c, key, []byte("again"), 0)
 	if err != nil {
 		t.Fatalf("PutIfAbsent after delete: %v", err)
 	}
-	checkItem(t, "PutIfAbsent after delete", it, idem.Item{Key: key, Value: []byte("again"), Version: 1})
+	checkFresh(t, "PutIfAbsent after delete", it, v+1)
+	checkItem(t, "PutIfAbsent after delete", it, idem.Item{Key: key, Value: []byte("again"), Version: it.Version})
 }
 
 func testUpsert(t *testing.T, h *harness) {
@@ -348,9 +359,14 @@ func testExpiry(t *testing.T, h *harness) {
 		items = append(items, it)
 	}
 	// An item swapped to a 1s ttl, then expired.
-	if _, err := h.store.CompareAndSwap(c, keys["swapped"], 1, []byte("swapped"), time.Second); err != nil {
+	old := map[string]int64{} // each key's last version before expiry
+	for i, name := range []string{"get", "put", "cas", "cad", "upsert", "swapped", "kept"} {
+		old[name] = items[i].Version
+	}
+	if _, err := h.store.CompareAndSwap(c, keys["swapped"], old["swapped"], []byte("swapped"), time.Second); err != nil {
 		t.Fatal(err)
 	}
+	old["swapped"]++
 	if _, _, err := h.store.Upsert(c, keys["upsert"]+"/u", []byte("u9"), 9, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -370,17 +386,20 @@ func testExpiry(t *testing.T, h *harness) {
 	if err != nil {
 		t.Errorf("PutIfAbsent over an expired item: %v", err)
 	} else {
-		checkItem(t, "PutIfAbsent over an expired item", it, idem.Item{Key: keys["put"], Value: []byte("new"), Version: 1})
+		checkFresh(t, "PutIfAbsent over an expired item", it, old["put"])
+		checkItem(t, "PutIfAbsent over an expired item", it, idem.Item{Key: keys["put"], Value: []byte("new"), Version: it.Version})
 	}
-	_, err = h.store.CompareAndSwap(c, keys["cas"], 1, []byte("new"), 0)
+	// At the versions the items held before they expired: only expiry can
+	// make these fail.
+	_, err = h.store.CompareAndSwap(c, keys["cas"], old["cas"], []byte("new"), 0)
 	if ce := conflict(t, err, "CompareAndSwap of an expired item"); ce.Exists {
 		t.Errorf("CompareAndSwap of an expired item: got Exists true, want false")
 	}
-	_, err = h.store.CompareAndSwap(c, keys["swapped"], 2, []byte("new"), 0)
+	_, err = h.store.CompareAndSwap(c, keys["swapped"], old["swapped"], []byte("new"), 0)
 	if ce := conflict(t, err, "CompareAndSwap of an item expired after a swap"); ce.Exists {
 		t.Errorf("CompareAndSwap of an item expired after a swap: got Exists true, want false")
 	}
-	err = h.store.CompareAndDelete(c, keys["cad"], 1)
+	err = h.store.CompareAndDelete(c, keys["cad"], old["cad"])
 	if ce := conflict(t, err, "CompareAndDelete of an expired item"); ce.Exists {
 		t.Errorf("CompareAndDelete of an expired item: got Exists true, want false")
 	}
@@ -468,7 +487,8 @@ func testConcurrentPutIfAbsent(t *testing.T, h *harness) {
 // the unknown ones.
 func testConcurrentCompareAndSwap(t *testing.T, h *harness) {
 	c, key := ctx(t), h.key(t, "counter")
-	if _, err := h.store.PutIfAbsent(c, key, []byte("0"), time.Hour); err != nil {
+	first, err := h.store.PutIfAbsent(c, key, []byte("0"), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
 	workers, per := min(h.cfg.contenders, 8), 10
@@ -518,9 +538,9 @@ func testConcurrentCompareAndSwap(t *testing.T, h *harness) {
 	var total int64
 	fmt.Sscan(string(got.Value), &total)
 	lo, hi := applied.Load(), applied.Load()+unknown.Load()
-	if total < lo || total > hi || got.Version != total+1 {
-		t.Fatalf("after %d applied and %d unknown increments: got value %q version %d, want a value in [%d, %d] and version value+1",
-			lo, unknown.Load(), got.Value, got.Version, lo, hi)
+	if total < lo || total > hi || got.Version != first.Version+total {
+		t.Fatalf("after %d applied and %d unknown increments from version %d: got value %q version %d, want a value in [%d, %d] and version %d+value",
+			lo, unknown.Load(), first.Version, got.Value, got.Version, lo, hi, first.Version)
 	}
 	if unknown.Load() > 0 {
 		t.Logf("%d increments had an unknown outcome; the total (%d) is consistent with them", unknown.Load(), total)
@@ -582,6 +602,93 @@ func testConcurrentUpsert(t *testing.T, h *harness) {
 		return
 	}
 	checkItem(t, "after concurrent Upserts", got, idem.Item{Key: key, Value: []byte(fmt.Sprint(n)), Version: int64(n)})
+}
+
+// testVersionsNeverRepeat takes one key through three incarnations: created,
+// swapped, deleted; created again, swapped, expired; created a third time.
+// No version may come back, each incarnation must start above the last
+// version of the one before, and no version of an earlier incarnation may
+// act on the last one.
+func testVersionsNeverRepeat(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	var all []int64 // every version the key held, in order
+	create := func(what string, ttl time.Duration) idem.Item {
+		t.Helper()
+		it, err := h.store.PutIfAbsent(c, key, []byte(what), ttl)
+		if err != nil {
+			t.Fatalf("%s: PutIfAbsent: %v", what, err)
+		}
+		var last int64
+		if len(all) > 0 {
+			last = all[len(all)-1]
+		}
+		checkFresh(t, what, it, last)
+		all = append(all, it.Version)
+		return it
+	}
+	swap := func(what string, it idem.Item, ttl time.Duration) idem.Item {
+		t.Helper()
+		next, err := h.store.CompareAndSwap(c, key, it.Version, []byte(what), ttl)
+		if err != nil {
+			t.Fatalf("%s: CompareAndSwap at %d: %v", what, it.Version, err)
+		}
+		if next.Version != it.Version+1 {
+			t.Fatalf("%s: CompareAndSwap at %d: got version %d, want %d", what, it.Version, next.Version, it.Version+1)
+		}
+		all = append(all, next.Version)
+		return next
+	}
+
+	it := create("first", 0)
+	for i := range 3 {
+		it = swap(fmt.Sprintf("first, swap %d", i+1), it, 0)
+	}
+	if err := h.store.CompareAndDelete(c, key, it.Version); err != nil {
+		t.Fatalf("CompareAndDelete at %d: %v", it.Version, err)
+	}
+
+	it = create("second, after delete", 0)
+	it = swap("second, swap 1", it, 0)
+	it = swap("second, swap 2 with a 1s ttl", it, time.Second)
+	sleepUntilExpired(it)
+
+	it = create("third, after expiry", 0)
+	seen := map[int64]bool{}
+	for _, v := range all {
+		if seen[v] {
+			t.Errorf("version %d came back: the key's versions were %v", v, all)
+		}
+		seen[v] = true
+	}
+	// A caller holding any earlier version is fenced off the third incarnation.
+	for _, v := range all[:len(all)-1] {
+		if _, err := h.store.CompareAndSwap(c, key, v, []byte("stale"), 0); !errors.Is(err, idem.ErrConflict) {
+			t.Errorf("CompareAndSwap at the old version %d on a later incarnation: got %v, want a conflict", v, err)
+		}
+		if err := h.store.CompareAndDelete(c, key, v); !errors.Is(err, idem.ErrConflict) {
+			t.Errorf("CompareAndDelete at the old version %d on a later incarnation: got %v, want a conflict", v, err)
+		}
+	}
+	got, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkItem(t, "Get of the third incarnation", got, it)
+}
+
+// testLinearizable runs Linearizable without faults, sized to stay within a
+// few seconds on a real server.
+func testLinearizable(t *testing.T, h *harness) {
+	Linearizable(t, h.store, LinearConfig{Clients: 4, Keys: 2, Ops: 20, Rounds: 2})
+}
+
+// checkFresh checks that it has a version PutIfAbsent may give: at least 1
+// and above above, the last version the key held before (0: none).
+func checkFresh(t *testing.T, what string, it idem.Item, above int64) {
+	t.Helper()
+	if it.Version < 1 || it.Version <= above {
+		t.Errorf("%s: got version %d, want a fresh version: at least 1 and above %d, the key's last version before", what, it.Version, above)
+	}
 }
 
 func checkItem(t *testing.T, what string, got, want idem.Item) {
