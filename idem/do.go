@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 )
 
-// cleanupTimeout bounds the writes Do makes after fn returns (complete,
-// fail, release). They run detached from the caller's context, so a caller
-// that gives up does not leave a claim behind.
-const cleanupTimeout = 10 * time.Second
+// CodeResultNotStored is the code of the permanent error Do stores when
+// fn succeeded but its result could not be stored: it could not be encoded,
+// or it is too large for the store. Duplicates get that error back
+// (*PermanentError with this Code) instead of running fn again.
+const CodeResultNotStored = "idem.result-not-stored"
 
 // Do runs fn at most once per key and gives every caller the same answer.
 //
@@ -25,20 +24,30 @@ const cleanupTimeout = 10 * time.Second
 //   - If fn returns an error, the claim is released so a retry runs fn
 //     again, and Do returns that error. Wrap it with Permanent to store it
 //     instead: duplicates then get a *PermanentError with its message.
-//   - If fn panics, the claim is released and the panic continues.
-//   - While fn runs, a heartbeat extends the lease, so only an owner that
-//     died loses its key. If the lease is lost anyway (the store was
-//     unreachable for a whole lease and another caller took over), fn's
-//     context is cancelled with cause ErrLeaseLost and Do returns an error
-//     matching ErrLeaseLost.
+//   - If fn panics, the claim is released and the panic goes on, with fn's
+//     frames still on its stack. If fn calls runtime.Goexit, the claim
+//     stays in progress as after a crash, for a takeover once the lease
+//     passes.
+//   - While fn runs, a heartbeat extends the lease, for as long as fn runs,
+//     even after ctx is cancelled (fn's context is cancelled with it), so
+//     only an owner that died loses its key. If the lease is lost anyway
+//     (the store was unreachable for a whole lease and another caller took
+//     over), fn's context is cancelled with cause ErrLeaseLost and Do
+//     returns an error matching ErrLeaseLost.
 //
 // If fn succeeded but its result could not be stored, Do returns fn's
 // result together with the error, so the caller can tell "done but not
-// recorded" from "not done".
+// recorded" from "not done". When the result cannot be encoded or is too
+// large for the store (the store refuses it with ErrInvalid), Do stores a
+// permanent error with CodeResultNotStored instead, so fn never runs again
+// for the key; see the backend's documentation for its largest result.
 func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	var zero T
 	cfg, key, err := newConfig(key, opts)
 	if err != nil {
+		return zero, err
+	}
+	if err := checkStore(s, key); err != nil {
 		return zero, err
 	}
 	lease, rec, err := claim(ctx, s, key, cfg)
@@ -48,52 +57,55 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 	if rec != nil {
 		return replay[T](key, cfg, rec)
 	}
-	v, panicked, ferr := run(ctx, lease, cfg, fn)
-
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	v, ferr := execute(ctx, lease, cfg, fn)
+	cctx, cancel := detach(ctx)
 	defer cancel()
-	if panicked != nil {
-		_ = lease.Release(cctx) // best effort: the panic matters more
-		panic(panicked)
-	}
 	if ferr != nil {
-		var perm *PermanentError
-		if errors.As(ferr, &perm) {
-			if err := lease.Fail(cctx, perm.Code, perm.Err.Error()); err != nil {
-				return zero, errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
-			}
-			return zero, ferr
-		}
-		if err := lease.Release(cctx); err != nil {
-			return zero, errors.Join(ferr, fmt.Errorf("idem: releasing %q: %w", key, err))
-		}
-		return zero, ferr
+		return zero, settleError(cctx, lease, key, ferr)
 	}
 	data, err := cfg.codec.Marshal(v)
 	if err != nil {
-		_ = lease.Release(cctx)
-		return zero, fmt.Errorf("idem: encoding the result for %q: %w", key, err)
+		err = fmt.Errorf("idem: encoding the result for %q: %w", key, err)
+		return v, notStored(cctx, lease, key, err)
 	}
 	if err := lease.Complete(cctx, data); err != nil {
-		return v, fmt.Errorf("idem: storing the result for %q: %w", key, err)
+		err = fmt.Errorf("idem: storing the result for %q: %w", key, err)
+		if errors.Is(err, ErrInvalid) {
+			return v, notStored(cctx, lease, key, err)
+		}
+		return v, err
 	}
 	return v, nil
 }
 
-// run calls fn with a context that is cancelled if the lease is lost, while
-// a heartbeat extends the lease. The heartbeat has stopped when run returns.
-func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, panicked any, err error) {
+// execute runs fn with a context that carries the lease and is cancelled
+// if the lease is lost, while a heartbeat extends the lease. The heartbeat
+// has stopped when execute returns. If fn panics, execute releases the
+// claim and panics again from inside the deferred call, before anything
+// unwinds, so the panic keeps fn's frames on its stack. If fn ends its
+// goroutine (runtime.Goexit), the claim stays, as if the process had died,
+// for a takeover once the lease passes.
+func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error) {
 	fctx, stop := context.WithValue(ctx, leaseKey{}, lease), func() {}
 	if every := cfg.heartbeatEvery(); every > 0 {
 		fctx, stop = lease.KeepAlive(fctx, every)
 	}
 	defer stop()
+	returned := false
 	defer func() {
+		if returned {
+			return
+		}
 		if r := recover(); r != nil {
-			panicked = r
+			stop()
+			cctx, cancel := detach(ctx)
+			_ = lease.Release(cctx) // best effort: the panic matters more
+			cancel()
+			panic(r)
 		}
 	}()
 	v, err = fn(fctx)
+	returned = true
 	if cause := context.Cause(fctx); errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
 		if err == nil {
 			err = cause
@@ -101,64 +113,33 @@ func run[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.
 			err = fmt.Errorf("%w (%w)", err, cause)
 		}
 	}
-	return v, nil, err
+	return v, err
 }
 
-// KeepAlive extends the lease by its claim's lease duration (WithLease)
-// every interval (a third of the lease if every <= 0) until stop is called,
-// and returns a context derived from ctx that is cancelled, with a cause
-// matching ErrLeaseLost, once the lease is lost: taken over, or not
-// extended before it passed. Do uses it while fn runs; adapters that hold a
-// Lease from Claim use it while their work runs. stop ends the heartbeat and
-// waits for it; it may be called more than once. The heartbeat's writes run
-// detached from ctx's cancellation, each bounded by the interval.
-func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.Context, stop func()) {
-	if every <= 0 {
-		every = l.cfg.lease / 3
-	}
-	kctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	quit := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-kctx.Done():
-				return
-			case <-t.C:
-			}
-			ectx, ecancel := context.WithTimeout(context.WithoutCancel(kctx), every)
-			err := l.Extend(ectx, l.cfg.lease)
-			ecancel()
-			if errors.Is(err, ErrLeaseLost) || (err != nil && !l.cfg.now().Before(l.Until())) {
-				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err))
-				return
-			}
+// settleError finishes a claim whose fn failed: a permanent error is
+// stored, any other releases the key.
+func settleError(ctx context.Context, lease *Lease, key string, ferr error) error {
+	var perm *PermanentError
+	if errors.As(ferr, &perm) {
+		if err := lease.Fail(ctx, perm.Code, perm.Err.Error()); err != nil {
+			return errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
 		}
-	}()
-	var once sync.Once
-	return kctx, func() {
-		once.Do(func() {
-			close(quit)
-			<-done
-			cancel(nil)
-		})
+		return ferr
 	}
+	if err := lease.Release(ctx); err != nil {
+		return errors.Join(ferr, fmt.Errorf("idem: releasing %q: %w", key, err))
+	}
+	return ferr
 }
 
-type leaseKey struct{}
-
-// LeaseFrom returns the Lease that Do holds while it runs fn, from fn's
-// context. fn uses it to learn whether it is a takeover (Lease.Takeover: a
-// previous owner died mid-work and may have done part of it) and which
-// attempt it is.
-func LeaseFrom(ctx context.Context) (*Lease, bool) {
-	l, ok := ctx.Value(leaseKey{}).(*Lease)
-	return l, ok
+// notStored stores a permanent CodeResultNotStored error for a key whose
+// fn succeeded with a result that cannot be stored, and returns cause
+// with what became of the key.
+func notStored(ctx context.Context, lease *Lease, key string, cause error) error {
+	if err := lease.Fail(ctx, CodeResultNotStored, cause.Error()); err != nil {
+		return errors.Join(cause, fmt.Errorf("idem: storing that the result of %q could not be stored: %w", key, err))
+	}
+	return fmt.Errorf("%w (stored as a permanent error, code %s: fn will not run again for this key)", cause, CodeResultNotStored)
 }
 
 func replay[T any](key string, cfg *config, rec *Record) (T, error) {
@@ -170,4 +151,12 @@ func replay[T any](key string, cfg *config, rec *Record) (T, error) {
 		return v, &CorruptError{Key: key, Err: fmt.Errorf("decoding the stored result: %w", err)}
 	}
 	return v, nil
+}
+
+// checkStore rejects a nil Store before anything is attempted.
+func checkStore(s Store, key string) error {
+	if s == nil {
+		return &InputError{Key: key, Reason: "store is nil"}
+	}
+	return nil
 }

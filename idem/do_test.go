@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
@@ -47,14 +48,18 @@ func TestLostResponses(t *testing.T) {
 	}
 }
 
-// TestLostCompletionIsUnknown: a completion whose outcome the store cannot
-// settle is reported with fn's result and an error, never as success.
-func TestLostCompletionIsUnknown(t *testing.T) {
+// TestLostCompletionSettled: a completion that applied but whose outcome
+// the store could not tell is settled by the lease: its retry finds its own
+// record, so Do succeeds and a duplicate replays the result.
+func TestLostCompletionSettled(t *testing.T) {
 	s := newFaulty(memstore.New())
 	s.arm("CompareAndSwap", "lost")
-	got, err := idem.Do(context.Background(), s, "k", ok)
-	if !errors.Is(err, idem.ErrUnknownOutcome) || got != "ok" {
-		t.Fatalf("got %q, %v; want fn's result and ErrUnknownOutcome", got, err)
+	if got, err := idem.Do(context.Background(), s, "k", ok); err != nil || got != "ok" {
+		t.Fatalf("got %q, %v; want ok", got, err)
+	}
+	var replayed bool
+	if got, err := idem.Do(context.Background(), s, "k", ok, idem.WithReplayed(&replayed)); err != nil || got != "ok" || !replayed {
+		t.Fatalf("duplicate: got %q, %v, replayed %v", got, err, replayed)
 	}
 }
 
@@ -74,9 +79,9 @@ func TestReleaseLostResponse(t *testing.T) {
 	}
 }
 
-// TestExtendLostResponse: an extension applied but reported lost leaves the
-// lease one version behind the store; completion recognises its own record
-// and adopts the newer version.
+// TestExtendLostResponse: an extension applied but reported lost is
+// settled by its retry, which finds its own record; completion then works
+// on the newer version.
 func TestExtendLostResponse(t *testing.T) {
 	s := newFaulty(memstore.New())
 	ctx := context.Background()
@@ -85,8 +90,8 @@ func TestExtendLostResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.arm("CompareAndSwap", "lost")
-	if err := lease.Extend(ctx, time.Minute); !errors.Is(err, idem.ErrUnknownOutcome) {
-		t.Fatalf("Extend: got %v, want ErrUnknownOutcome", err)
+	if err := lease.Extend(ctx, time.Minute); err != nil {
+		t.Fatalf("Extend: got %v, want it settled", err)
 	}
 	if err := lease.Complete(ctx, []byte(`"done"`)); err != nil {
 		t.Fatalf("Complete after a lost extension: %v", err)
@@ -97,35 +102,37 @@ func TestExtendLostResponse(t *testing.T) {
 	}
 }
 
-// TestHeartbeat: fn runs for several leases; the heartbeat keeps the key
+// TestHeartbeat: fn runs for four leases; the heartbeat keeps the key
 // exclusive, so a duplicate sees it in progress instead of taking it over.
+// On synctest's fake clock: a 150ms lease is extended every 50ms, so 600ms
+// of fn make exactly 11 extensions (at 50ms, 100ms, ... 550ms), then the
+// completion.
 func TestHeartbeat(t *testing.T) {
-	s := idemtest.NewCounting(memstore.New())
-	ctx := context.Background()
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) {
-			close(started)
-			time.Sleep(600 * time.Millisecond)
-			return 1, nil
-		}, idem.WithLease(150*time.Millisecond))
-		done <- err
-	}()
-	<-started
-	for range 5 {
-		time.Sleep(100 * time.Millisecond)
-		_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) { return 2, nil })
-		if !errors.Is(err, idem.ErrInProgress) {
-			t.Fatalf("duplicate during a long fn: got %v, want ErrInProgress", err)
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		ctx := context.Background()
+		done := make(chan error, 1)
+		go func() {
+			_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) {
+				time.Sleep(600*time.Millisecond - time.Nanosecond)
+				return 1, nil
+			}, idem.WithLease(150*time.Millisecond))
+			done <- err
+		}()
+		for range 5 {
+			time.Sleep(100 * time.Millisecond)
+			_, err := idem.Do(ctx, s, "long", func(context.Context) (int, error) { return 2, nil })
+			if !errors.Is(err, idem.ErrInProgress) {
+				t.Fatalf("duplicate during a long fn: got %v, want ErrInProgress", err)
+			}
 		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if n := s.Counts().CompareAndSwap; n < 4 {
-		t.Errorf("got %d CompareAndSwaps, want at least 3 extensions and the completion", n)
-	}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := s.Counts().CompareAndSwap; n != 12 {
+			t.Errorf("got %d CompareAndSwaps, want 11 extensions and the completion", n)
+		}
+	})
 }
 
 // TestTakeoverCancelsFn: another caller takes the key over while fn runs
@@ -196,11 +203,11 @@ func TestPanicReleases(t *testing.T) {
 		}()
 		idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { panic("kaboom") })
 	}()
-	if s.Len() != 0 {
-		t.Fatalf("a panicking fn left %d items, want its claim released", s.Len())
+	if _, _, err := idem.Claim(context.Background(), s, "k"); err != nil {
+		t.Fatalf("a claim after the panic: %v, want the key released", err)
 	}
-	if got, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 3, nil }); err != nil || got != 3 {
-		t.Fatalf("retry after a panic: got %d, %v", got, err)
+	if got, err := idem.Do(context.Background(), s, "k2", func(context.Context) (int, error) { return 3, nil }); err != nil || got != 3 {
+		t.Fatalf("another key after a panic: got %d, %v", got, err)
 	}
 }
 

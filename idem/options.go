@@ -53,6 +53,10 @@ type config struct {
 // of the completed record, counted from completion (default DefaultTTL);
 // for Update and Add, the expiry set by each write (default: never). A
 // duplicate that arrives after the TTL runs again. ttl must be positive.
+//
+// A claim in progress is kept until its lease passes plus the retention,
+// whatever the retention, so a duplicate never finds it gone while its
+// owner may still run; a released claim is kept for the retention.
 func WithTTL(ttl time.Duration) Option {
 	return func(c *config) { c.ttl, c.ttlSet = ttl, true }
 }
@@ -66,8 +70,10 @@ func WithLease(lease time.Duration) Option {
 }
 
 // WithHeartbeat sets how often Do extends its lease while fn runs (default:
-// a third of the lease). A negative interval turns the heartbeat off, so the
-// lease must then outlast fn.
+// a third of the lease). The interval must be at most half the lease, so
+// that one slow or lost extension does not let the lease pass; a longer one
+// is rejected with ErrInvalid. A negative interval turns the heartbeat off,
+// so the lease must then outlast fn.
 func WithHeartbeat(every time.Duration) Option {
 	return func(c *config) {
 		c.heartbeat = every
@@ -159,6 +165,8 @@ func newConfig(key string, opts []Option) (*config, string, error) {
 		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("attempts %d is below 1", c.attempts)}
 	case c.window < 1:
 		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("window %d is below 1", c.window)}
+	case c.heartbeat > 0 && c.heartbeat > c.lease/2:
+		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("heartbeat %v is over half the lease %v: one late extension would let the lease pass", c.heartbeat, c.lease)}
 	case c.codec == nil:
 		return nil, "", &InputError{Key: full, Reason: "codec is nil"}
 	case c.now == nil:
@@ -176,6 +184,13 @@ func (c *config) heartbeatEvery() time.Duration {
 		return c.lease / 3
 	}
 	return c.heartbeat
+}
+
+// inProgressTTL is the expiry of an in-progress record whose lease runs for
+// lease from now: the lease plus the retention, so the record outlives its
+// lease whatever the retention.
+func (c *config) inProgressTTL(lease time.Duration) time.Duration {
+	return lease + c.ttl
 }
 
 // writeTTL is the expiry Update and Add give each write.

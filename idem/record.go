@@ -14,6 +14,7 @@ type Status string
 const (
 	StatusInProgress Status = "in_progress" // claimed; the owner is working
 	StatusCompleted  Status = "completed"   // done; Result or Error is the answer
+	StatusReleased   Status = "released"    // given up; the next claim takes it over
 )
 
 // Record is the value of a claimed key: who holds it, until when, for which
@@ -21,11 +22,14 @@ const (
 // Item.Value so it can be read in any database console.
 //
 // Lifecycle: Claim writes an in-progress record (PutIfAbsent). The owner
-// extends its lease and finally completes it (CompareAndSwap on its own
-// version) or releases it (CompareAndDelete). A claimer that finds an
+// extends its lease and finally completes it or releases it, each a
+// CompareAndSwap on its own version. A released record is a tombstone: the
+// next claim takes it over by CompareAndSwap, so the key keeps one chain of
+// versions and every earlier owner stays fenced. A claimer that finds an
 // in-progress record whose lease has passed takes it over by CompareAndSwap
-// on the version it saw, which fences the old owner out. A completed record
-// lives until its TTL passes; then the key is free again.
+// on the version it saw, which fences the old owner out. A completed or
+// released record lives until its TTL passes; then the key is free again,
+// and its next record starts at a fresh version above all of them.
 type Record struct {
 	Status      Status       `json:"status"`
 	Token       string       `json:"token"`            // unique to the claim that wrote the record
@@ -65,7 +69,7 @@ func DecodeRecord(key string, data []byte) (Record, error) {
 		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("trailing data")}
 	}
 	switch {
-	case r.Status != StatusInProgress && r.Status != StatusCompleted:
+	case r.Status != StatusInProgress && r.Status != StatusCompleted && r.Status != StatusReleased:
 		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("unknown status %q", r.Status)}
 	case r.Token == "":
 		return Record{}, &CorruptError{Key: key, Err: fmt.Errorf("no owner token")}

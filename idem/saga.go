@@ -96,6 +96,9 @@ func RunSaga(ctx context.Context, s Store, id string, body func(ctx context.Cont
 	if err != nil {
 		return err
 	}
+	if err := checkStore(s, id); err != nil {
+		return err
+	}
 	_, err = Do(ctx, s, sagaKey(id), func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, runSaga(ctx, s, id, cfg, opts, body)
 	}, opts...)

@@ -30,6 +30,9 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 	if err != nil {
 		return Item{}, err
 	}
+	if err := checkStore(s, key); err != nil {
+		return Item{}, err
+	}
 	cur, err := s.Get(ctx, key)
 	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -89,51 +92,155 @@ type appliedOp struct {
 // replayed or redelivered opID changes nothing and reports applied false.
 // The counter remembers the last WithWindow operation IDs inside the item
 // itself, so the check and the addition are one CompareAndSwap. A write
-// whose outcome the store cannot tell is retried: the remembered IDs make
-// that safe, and a nonce per call tells its own earlier attempt from a
-// duplicate delivery. Options: WithWindow, WithAttempts, WithTTL (default:
-// no expiry), WithKeyPrefix.
+// whose outcome the store cannot tell is sent again only once the counter
+// proves the first did not apply (it still stands at the version the
+// write was conditioned on, or it still remembers every operation applied
+// since and ours is not among them); a nonce per call tells its own earlier
+// attempt from a duplicate delivery. When nothing can prove it either way
+// (more than WithWindow operations landed meanwhile), Add returns an error
+// matching ErrUnknownOutcome rather than risk counting twice. Options:
+// WithWindow, WithAttempts, WithTTL (default: no expiry), WithKeyPrefix.
+//
+// A counter that expires (WithTTL) or is deleted forgets its total and its
+// operations together.
 func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Option) (total int64, applied bool, err error) {
 	if opID == "" {
 		return 0, false, &InputError{Key: key, Reason: "operation ID is empty"}
 	}
-	cfg, _, err := newConfig(key, opts)
+	cfg, full, err := newConfig(key, opts)
 	if err != nil {
 		return 0, false, err
 	}
-	nonce := newToken()[:16]
-	var c counter
+	if err := checkStore(s, full); err != nil {
+		return 0, false, err
+	}
+	a := &adder{s: s, key: full, opID: opID, delta: delta, cfg: cfg, nonce: newToken()[:16]}
+	return a.run(ctx)
+}
+
+// adder is one Add call.
+type adder struct {
+	s     Store
+	key   string
+	opID  string
+	delta int64
+	cfg   *config
+	nonce string
+
+	// unsure: a write of ours on top of base (or of an absent key, when
+	// baseExists is false) may have applied.
+	unsure     bool
+	base       int64
+	baseExists bool
+}
+
+func (a *adder) run(ctx context.Context) (int64, bool, error) {
+	cur, exists, err := getItem(ctx, a.s, a.key)
+	if err != nil {
+		return 0, false, err
+	}
+	backoff := newBackoff(5*time.Millisecond, 500*time.Millisecond)
 	for attempt := 1; ; attempt++ {
-		_, err = Update(ctx, s, key, func(value []byte, exists bool) ([]byte, error) {
-			c, applied = counter{}, false
-			if exists {
-				if err := json.Unmarshal(value, &c); err != nil {
-					return nil, &CorruptError{Key: key, Err: err}
-				}
-			}
-			if i := slices.IndexFunc(c.Ops, func(op appliedOp) bool { return op.ID == opID }); i >= 0 {
-				applied = c.Ops[i].By == nonce // our own attempt, whose response was lost
-				return nil, ErrSkipUpdate
-			}
-			if (delta > 0 && c.Total > math.MaxInt64-delta) || (delta < 0 && c.Total < math.MinInt64-delta) {
-				return nil, &InputError{Key: key, Reason: fmt.Sprintf("adding %d to %d overflows", delta, c.Total)}
-			}
-			c.Total += delta
-			c.Ops = append(c.Ops, appliedOp{ID: opID, By: nonce})
-			if n := len(c.Ops) - cfg.window; n > 0 {
-				c.Ops = slices.Delete(c.Ops, 0, n)
-			}
-			applied = true
-			return json.Marshal(c)
-		}, opts...)
-		if errors.Is(err, ErrUnknownOutcome) && attempt < cfg.attempts {
-			continue
-		}
+		c, err := decodeCounter(a.key, cur, exists)
 		if err != nil {
 			return 0, false, err
 		}
-		return c.Total, applied, nil
+		if i := slices.IndexFunc(c.Ops, func(op appliedOp) bool { return op.ID == a.opID }); i >= 0 {
+			return c.Total, c.Ops[i].By == a.nonce, nil // By: our own attempt, whose response was lost
+		}
+		if a.unsure && !a.provenNotApplied(cur, exists, c) {
+			return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: fmt.Errorf(
+				"an earlier write of operation %q may have applied, and the counter no longer remembers every operation since", a.opID)}
+		}
+		a.unsure = false
+		next, err := a.apply(c)
+		if err != nil {
+			return 0, false, err
+		}
+		if exists {
+			_, err = a.s.CompareAndSwap(ctx, a.key, cur.Version, next, a.cfg.writeTTL())
+		} else {
+			_, err = a.s.PutIfAbsent(ctx, a.key, next, a.cfg.writeTTL())
+		}
+		var ce *ConflictError
+		switch {
+		case err == nil:
+			return c.Total + a.delta, true, nil
+		case errors.As(err, &ce):
+			cur, exists = ce.Current, ce.Exists
+		case errors.Is(err, ErrUnknownOutcome):
+			a.unsure, a.base, a.baseExists = true, cur.Version, exists
+			if cur, exists, err = getItem(ctx, a.s, a.key); err != nil {
+				return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: err}
+			}
+		default:
+			return 0, false, err
+		}
+		if attempt >= a.cfg.attempts {
+			if a.unsure {
+				return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: fmt.Errorf("gave up after %d attempts", attempt)}
+			}
+			return 0, false, fmt.Errorf("idem: add %q: gave up after %d attempts: %w", a.key, attempt, ErrConflict)
+		}
+		if err := sleep(ctx, backoff.next()); err != nil {
+			return 0, false, err
+		}
 	}
+}
+
+// apply returns the counter c with our operation added, encoded.
+func (a *adder) apply(c counter) ([]byte, error) {
+	d := a.delta
+	if (d > 0 && c.Total > math.MaxInt64-d) || (d < 0 && c.Total < math.MinInt64-d) {
+		return nil, &InputError{Key: a.key, Reason: fmt.Sprintf("adding %d to %d overflows", d, c.Total)}
+	}
+	c.Total += d
+	c.Ops = append(c.Ops, appliedOp{ID: a.opID, By: a.nonce})
+	if n := len(c.Ops) - a.cfg.window; n > 0 {
+		c.Ops = slices.Delete(c.Ops, 0, n)
+	}
+	return json.Marshal(c)
+}
+
+// provenNotApplied reports whether the counter as it stands now (cur, with
+// operations c, not including ours) proves that our write of unknown
+// outcome did not apply. Every write of a counter adds exactly one
+// operation and one version, so a write of ours on top of version b would
+// have made version b+1, and would still be remembered unless more than
+// len(c.Ops) writes came after it.
+func (a *adder) provenNotApplied(cur Item, exists bool, c counter) bool {
+	switch {
+	case !exists:
+		// Absent: ours never applied, or the counter vanished since
+		// (expired or deleted), and with it everything it had counted.
+		return true
+	case !a.baseExists:
+		return false // created since by someone; we cannot place our write
+	case cur.Version == a.base:
+		return true // still at the version our write was conditioned on
+	case cur.Version < a.base:
+		return false
+	}
+	return int64(len(c.Ops)) >= cur.Version-a.base
+}
+
+func getItem(ctx context.Context, s Store, key string) (Item, bool, error) {
+	it, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return Item{}, false, nil
+	}
+	return it, err == nil, err
+}
+
+func decodeCounter(key string, it Item, exists bool) (counter, error) {
+	var c counter
+	if !exists {
+		return c, nil
+	}
+	if err := json.Unmarshal(it.Value, &c); err != nil {
+		return counter{}, &CorruptError{Key: key, Err: err}
+	}
+	return c, nil
 }
 
 // CounterValue returns the total of the counter at key; an absent counter
@@ -141,6 +248,9 @@ func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Op
 func CounterValue(ctx context.Context, s Store, key string, opts ...Option) (int64, error) {
 	_, key, err := newConfig(key, opts)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkStore(s, key); err != nil {
 		return 0, err
 	}
 	it, err := s.Get(ctx, key)
@@ -164,9 +274,11 @@ func CounterValue(ctx context.Context, s Store, key string, opts ...Option) (int
 // for every duplicate. Options as for Do.
 func Once(ctx context.Context, s Store, id string, fn func(context.Context) error, opts ...Option) (ran bool, err error) {
 	var replayed bool
+	// A copy: the caller's slice may be shared, and its spare capacity too.
+	opts = append(slices.Clip(opts), WithReplayed(&replayed))
 	_, err = Do(ctx, s, id, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
-	}, append(opts, WithReplayed(&replayed))...)
+	}, opts...)
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return !perm.Replayed, err

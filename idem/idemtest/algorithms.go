@@ -157,8 +157,14 @@ func testDoErrorReleases(t *testing.T, h *harness) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("got %v, want fn's error", err)
 	}
-	if _, err := h.store.Get(c, key); !errors.Is(err, idem.ErrNotFound) {
-		t.Fatalf("after a failed fn the claim is still there: Get got %v", err)
+	// The claim is released, not deleted: a tombstone keeps the key's
+	// versions rising for the next claim.
+	it, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatalf("after a failed fn: Get got %v, want the released record", err)
+	}
+	if rec, err := idem.DecodeRecord(key, it.Value); err != nil || rec.Status != idem.StatusReleased {
+		t.Fatalf("after a failed fn: got %+v, %v; want a released record", rec, err)
 	}
 	got, err := idem.Do(c, h.store, key, func(context.Context) (int, error) { return 42, nil })
 	if err != nil || got != 42 {

@@ -1,6 +1,10 @@
 // Package memstore is an in-memory idem.Store: the embedded default for
 // demos, local runs and unit tests.
 //
+// PutIfAbsent starts a key above every version the store has ever held, so
+// versions never come back after a delete or an expiry, with no assumption
+// about the clock.
+//
 // It is safe for concurrent use, honours TTLs exactly (an expired item is
 // absent for every operation) and runs no background goroutine: expired items
 // are dropped when touched and swept, amortised, as writes go by. It passes
@@ -23,8 +27,9 @@ type Store struct {
 
 	mu         sync.Mutex
 	items      map[string]idem.Item
-	writes     int // writes since the last sweep
-	afterSweep int // items left by the last sweep
+	highest    int64 // the highest version ever stored, for fresh versions
+	writes     int   // writes since the last sweep
+	afterSweep int   // items left by the last sweep
 }
 
 // Option configures a Store.
@@ -93,7 +98,12 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if cur, ok := s.live(key); ok {
 		return idem.Item{}, conflict("PutIfAbsent", key, cur, true)
 	}
-	return s.put(key, value, 1, ttl), nil
+	// Above every version this store ever held, whatever the clock says:
+	// in memory, a version never comes back.
+	if s.highest == math.MaxInt64 {
+		return idem.Item{}, &idem.InputError{Key: key, Reason: "no fresh version is left above the highest version stored"}
+	}
+	return s.put(key, value, max(idem.FreshVersion(s.now()), s.highest+1), ttl), nil
 }
 
 // CompareAndSwap implements idem.Store.
@@ -168,6 +178,7 @@ func (s *Store) live(key string) (idem.Item, bool) {
 // held.
 func (s *Store) put(key string, value []byte, version int64, ttl time.Duration) idem.Item {
 	it := idem.Item{Key: key, Value: append([]byte{}, value...), Version: version}
+	s.highest = max(s.highest, version)
 	if ttl > 0 {
 		it.ExpiresAt = s.now().Add(ttl)
 	}

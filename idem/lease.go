@@ -1,0 +1,292 @@
+package idem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// maxSettles bounds how often a Lease write is sent again after an unknown
+// outcome before the error reaches the caller.
+const maxSettles = 4
+
+// Lease is a caller's hold on a claimed key. Its methods are fenced by the
+// claim's version: once another claimer has taken the key over, or the key
+// has moved on to a later incarnation (released and claimed again, deleted,
+// expired and created afresh), they fail with ErrLeaseLost and change
+// nothing. Versions never come back for a key (see FreshVersion for the
+// bound), so a stalled owner can never act on a later claim.
+//
+// A Lease is safe for concurrent use. Complete, Fail and Release end it;
+// after that, repeating the same Complete or Fail succeeds (a retry that
+// finds its own answer) and every other write fails with ErrLeaseLost.
+type Lease struct {
+	store    Store
+	key      string
+	cfg      *config
+	takeover bool
+
+	mu      sync.Mutex
+	version int64
+	rec     Record
+	done    bool // completed, failed or released
+}
+
+func newLease(s Store, key string, cfg *config, version int64, rec Record, takeover bool) *Lease {
+	if cfg.replayed != nil {
+		*cfg.replayed = false
+	}
+	return &Lease{store: s, key: key, cfg: cfg, version: version, rec: rec, takeover: takeover}
+}
+
+// Key returns the claimed key, prefix included.
+func (l *Lease) Key() string { return l.key }
+
+// Token returns the claim's unique owner token.
+func (l *Lease) Token() string { return l.rec.Token }
+
+// Takeover reports whether the claim took over an owner whose lease had
+// passed. That owner may have done part of the work: make the work itself
+// safe to repeat, or check for its effects.
+func (l *Lease) Takeover() bool { return l.takeover }
+
+// Attempt is 1 for a first claim, plus one per takeover.
+func (l *Lease) Attempt() int { return l.rec.Attempt }
+
+// Until returns when the lease passes unless it is extended.
+func (l *Lease) Until() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec.LeaseUntil
+}
+
+// Extend moves the lease to d from now. It fails with ErrLeaseLost if the
+// key was taken over. The record is kept at least until the lease passes,
+// plus the retention (WithTTL), whatever the retention.
+func (l *Lease) Extend(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return &InputError{Key: l.key, Reason: fmt.Sprintf("lease extension %v is not positive", d)}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.rec
+	next.LeaseUntil = l.cfg.now().Add(d)
+	return l.swap(ctx, "extend", next, l.cfg.inProgressTTL(d))
+}
+
+// Complete stores result as the answer for the key, kept for the retention
+// (WithTTL).
+func (l *Lease) Complete(ctx context.Context, result []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.rec
+	next.Status = StatusCompleted
+	next.Result = append([]byte(nil), result...)
+	next.Error = nil
+	next.CompletedAt = l.cfg.now()
+	next.LeaseUntil = time.Time{}
+	return l.swap(ctx, "complete", next, l.cfg.ttl)
+}
+
+// Fail stores a permanent error as the answer for the key: duplicates get it
+// back instead of running again.
+func (l *Lease) Fail(ctx context.Context, code, message string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.rec
+	next.Status = StatusCompleted
+	next.Result = nil
+	next.Error = &StoredError{Message: message, Code: code}
+	next.CompletedAt = l.cfg.now()
+	next.LeaseUntil = time.Time{}
+	return l.swap(ctx, "fail", next, l.cfg.ttl)
+}
+
+// Release gives the key up so that a retry can run again. It does not
+// delete the record: it leaves a released record (a tombstone, kept for the
+// retention) that the next claim takes over, so the key's versions go on
+// rising and every earlier owner stays fenced. Releasing a claim whose
+// record has vanished (expired, or deleted by hand) succeeds.
+func (l *Lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.rec
+	next.Status = StatusReleased
+	next.Result, next.Error = nil, nil
+	next.LeaseUntil = time.Time{}
+	next.CompletedAt = l.cfg.now()
+	err := l.swap(ctx, "release", next, l.cfg.ttl)
+	if errors.Is(err, errVanished) {
+		l.done = true
+		return nil
+	}
+	return err
+}
+
+// errVanished: the claim's record is gone.
+var errVanished = errors.New("idem: the claim's record is gone")
+
+// swap writes next over the claim, fenced by its version. A write whose
+// outcome the store cannot tell is sent again, up to maxSettles times while
+// ctx lives: the version condition lets at most one of the copies apply,
+// and a copy that finds the record already written, byte for byte (the
+// record holds the owner token), is our own. l.mu must be held.
+func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Duration) error {
+	if l.done {
+		if next.Status == StatusCompleted && l.rec.Status == StatusCompleted && sameAnswer(l.rec, next) {
+			return nil // a retry of the Complete or Fail that ended the lease
+		}
+		return fmt.Errorf("idem: %s %q (attempt %d): the lease has ended (%s): %w", op, l.key, l.rec.Attempt, l.rec.Status, ErrLeaseLost)
+	}
+	value := EncodeRecord(next)
+	backoff := newBackoff(10*time.Millisecond, 500*time.Millisecond)
+	settles, adopts := 0, 0
+	for {
+		it, err := l.store.CompareAndSwap(ctx, l.key, l.version, value, ttl)
+		var ce *ConflictError
+		switch {
+		case err == nil:
+			l.accept(it.Version, next)
+			return nil
+		case errors.As(err, &ce) && !ce.Exists:
+			if next.Status == StatusReleased {
+				return errVanished
+			}
+			return l.lost(op)
+		case errors.As(err, &ce):
+			switch l.recognise(ce.Current, next, value) {
+			case mineApplied:
+				l.accept(ce.Current.Version, next) // our own write, whose response was lost
+				return nil
+			case mineEarlier:
+				// A newer version of our own in-progress record (an
+				// extension whose response was lost): write over that one.
+				if adopts++; adopts <= maxSettles {
+					continue
+				}
+			}
+			return l.lost(op)
+		case errors.Is(err, ErrUnknownOutcome) && settles < maxSettles && ctx.Err() == nil:
+			settles++
+			if err := sleep(ctx, backoff.next()); err != nil {
+				return errors.Join(err, fmt.Errorf("idem: %s %q: %w", op, l.key, ErrUnknownOutcome))
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// accept records a write of ours that applied. l.mu must be held.
+func (l *Lease) accept(version int64, next Record) {
+	l.version, l.rec = version, next
+	l.done = next.Status != StatusInProgress
+}
+
+// What a conflict's current item is to a Lease write.
+const (
+	notMine     = iota // another claim's record, or not a record at all
+	mineApplied        // the write itself: it applied, its response was lost
+	mineEarlier        // our own in-progress record at a newer version, now adopted
+)
+
+// recognise tells whether cur, found by a write of next (encoded as value),
+// is our own: the write itself (byte for byte; or, for an answer, the same
+// answer from an earlier call whose response was lost), or our in-progress
+// record at a newer version, which it adopts. l.mu must be held.
+func (l *Lease) recognise(cur Item, next Record, value []byte) int {
+	rec, err := DecodeRecord(l.key, cur.Value)
+	switch {
+	case err != nil || rec.Token != l.rec.Token:
+		return notMine
+	case bytes.Equal(cur.Value, value):
+		return mineApplied
+	case rec.Status == StatusCompleted && next.Status == StatusCompleted && sameAnswer(rec, next):
+		return mineApplied
+	case rec.Status == StatusReleased && next.Status == StatusReleased:
+		return mineApplied
+	case rec.Status == StatusInProgress:
+		l.version, l.rec = cur.Version, rec
+		return mineEarlier
+	}
+	return notMine
+}
+
+// sameAnswer reports whether two completed records give the same answer.
+func sameAnswer(a, b Record) bool {
+	if (a.Error == nil) != (b.Error == nil) {
+		return false
+	}
+	if a.Error != nil && *a.Error != *b.Error {
+		return false
+	}
+	return bytes.Equal(a.Result, b.Result)
+}
+
+func (l *Lease) lost(op string) error {
+	return fmt.Errorf("idem: %s %q (attempt %d): %w", op, l.key, l.rec.Attempt, ErrLeaseLost)
+}
+
+// KeepAlive extends the lease by its claim's lease duration (WithLease)
+// every interval (a third of the lease if every <= 0; never more than half
+// of it) until stop is called, and returns a context derived from ctx that
+// is cancelled, with a cause matching ErrLeaseLost, once the lease is lost:
+// taken over, or not extended before it passed. Do uses it while fn runs;
+// adapters that hold a Lease from Claim use it while their work runs.
+//
+// The heartbeat runs until stop, not until ctx ends: work that ignores a
+// cancelled context is still running, and its key must stay held. Each
+// extension runs detached from ctx's cancellation, bounded by the interval.
+// stop ends the heartbeat and waits for it; it may be called more than
+// once.
+func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.Context, stop func()) {
+	if every <= 0 {
+		every = l.cfg.lease / 3
+	}
+	every = max(min(every, l.cfg.lease/2), time.Millisecond)
+	kctx, cancel := context.WithCancelCause(ctx)
+	bg := context.WithoutCancel(ctx)
+	done := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			ectx, ecancel := context.WithTimeout(bg, every)
+			err := l.Extend(ectx, l.cfg.lease)
+			ecancel()
+			if errors.Is(err, ErrLeaseLost) || (err != nil && !l.cfg.now().Before(l.Until())) {
+				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err))
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return kctx, func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+			cancel(nil)
+		})
+	}
+}
+
+type leaseKey struct{}
+
+// LeaseFrom returns the Lease that Do holds while it runs fn, from fn's
+// context. fn uses it to learn whether it is a takeover (Lease.Takeover: a
+// previous owner died mid-work and may have done part of it) and which
+// attempt it is.
+func LeaseFrom(ctx context.Context) (*Lease, bool) {
+	l, ok := ctx.Value(leaseKey{}).(*Lease)
+	return l, ok
+}
