@@ -25,6 +25,10 @@ func (h *harness) algorithms(t *testing.T) {
 		{"ClaimTakeover", testClaimTakeover},
 		{"ClaimFencing", testClaimFencing},
 		{"ClaimExpiry", testClaimExpiry},
+		{"FenceAfterRelease", func(t *testing.T, h *harness) { testFenceAcross(t, h, "release") }},
+		{"FenceAfterDelete", func(t *testing.T, h *harness) { testFenceAcross(t, h, "delete") }},
+		{"FenceAfterExpiry", func(t *testing.T, h *harness) { testFenceAcross(t, h, "expiry") }},
+		{"InProgressOutlivesRetention", testInProgressOutlivesRetention},
 		{"Update", testUpdate},
 		{"Once", testOnce},
 		{"Add", testAdd},
@@ -283,6 +287,104 @@ func testClaimFencing(t *testing.T, h *harness) {
 	_, rec, err := idem.Claim(c, h.store, key)
 	if err != nil || rec == nil || string(rec.Result) != `"heir"` {
 		t.Fatalf("after fencing: got record %+v, %v; want the heir's result", rec, err)
+	}
+}
+
+// testFenceAcross: a stale owner can never act on a later incarnation of
+// its key. A stalls past its lease; B takes over, and then the key starts
+// again: B releases it (between == "release"), or its record is deleted by
+// hand ("delete"), or B releases it and the released record expires
+// ("expiry"); C claims the key afresh. A's every write must fail with
+// ErrLeaseLost and change nothing: a fourth caller finds C's claim in
+// progress, and C completes it. Leases are moved with WithClock; expiry
+// waits on the store's real clock.
+func testFenceAcross(t *testing.T, h *harness, between string) {
+	c, key := ctx(t), h.key(t, "k")
+	t0 := time.Now()
+	at := func(d time.Duration) idem.Option { return idem.WithClock(func() time.Time { return t0.Add(d) }) }
+	ttl := idem.WithTTL(time.Hour)
+	if between == "expiry" {
+		ttl = idem.WithTTL(time.Second)
+	}
+	a, _, err := idem.Claim(c, h.store, key, idem.WithLease(time.Second), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := idem.Claim(c, h.store, key, at(2*time.Second), idem.WithLease(time.Second), ttl)
+	if err != nil || b == nil || !b.Takeover() {
+		t.Fatalf("B's takeover: %v, %v", b, err)
+	}
+	switch between {
+	case "release", "expiry":
+		if err := b.Release(c); err != nil {
+			t.Fatalf("B's release: %v", err)
+		}
+	case "delete":
+		it, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.CompareAndDelete(c, key, it.Version); err != nil {
+			t.Fatalf("deleting B's record: %v", err)
+		}
+	}
+	if between == "expiry" {
+		it, err := h.store.Get(c, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sleepUntilExpired(it)
+	}
+	later := at(3*time.Second + time.Since(t0))
+	cl, _, err := idem.Claim(c, h.store, key, later, ttl)
+	if err != nil || cl == nil {
+		t.Fatalf("C's claim: %v, %v", cl, err)
+	}
+	for name, call := range map[string]func() error{
+		"Complete": func() error { return a.Complete(c, []byte(`"stale"`)) },
+		"Fail":     func() error { return a.Fail(c, "x", "stale") },
+		"Extend":   func() error { return a.Extend(c, time.Hour) },
+		"Release":  func() error { return a.Release(c) },
+	} {
+		if err := call(); !errors.Is(err, idem.ErrLeaseLost) {
+			t.Errorf("stale A's %s after %s and a new claim: got %v, want ErrLeaseLost", name, between, err)
+		}
+	}
+	if _, _, err := idem.Claim(c, h.store, key, later, ttl); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("a fourth caller while C runs: got %v, want ErrInProgress", err)
+	}
+	if err := cl.Complete(c, []byte(`"c"`)); err != nil {
+		t.Fatalf("C's completion after the stale writes: %v", err)
+	}
+}
+
+// testInProgressOutlivesRetention: an in-progress record is kept at least
+// until its lease passes, whatever the retention, so a duplicate never
+// finds it gone while its owner may still run.
+func testInProgressOutlivesRetention(t *testing.T, h *harness) {
+	c, key := ctx(t), h.key(t, "k")
+	lease, _, err := idem.Claim(c, h.store, key, idem.WithTTL(time.Second), idem.WithLease(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := h.store.Get(c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.ExpiresAt.Before(lease.Until()) {
+		t.Fatalf("the in-progress record expires at %v, before its lease passes at %v", it.ExpiresAt, lease.Until())
+	}
+	if err := lease.Extend(c, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if it, err = h.store.Get(c, key); err != nil {
+		t.Fatal(err)
+	}
+	if it.ExpiresAt.Before(lease.Until()) {
+		t.Fatalf("after Extend the record expires at %v, before its lease passes at %v", it.ExpiresAt, lease.Until())
+	}
+	if err := lease.Release(c); err != nil {
+		t.Fatal(err)
 	}
 }
 
