@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -24,11 +25,12 @@ const cleanupTimeout = 10 * time.Second
 const omittedHeader = "Idempotent-Body-Omitted"
 
 // New returns middleware that makes requests carrying an Idempotency-Key
-// safe to retry, with keys kept in s. It rejects invalid options with an
-// error. See the package documentation for what it does with each request.
+// safe to retry, with keys kept in s. It rejects a nil store and invalid
+// options with an error matching idem.ErrInvalid. See the package
+// documentation for what it does with each request.
 func New(s idem.Store, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if s == nil {
-		return nil, errors.New("idemhttp: nil store")
+	if nilStore(s) {
+		return nil, fmt.Errorf("idemhttp: the store is nil: %w", idem.ErrInvalid)
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -47,6 +49,16 @@ func Middleware(s idem.Store, opts ...Option) func(http.Handler) http.Handler {
 		panic(err)
 	}
 	return mw
+}
+
+// nilStore reports whether s is nil, or a nil pointer that would panic at
+// the first request.
+func nilStore(s idem.Store) bool {
+	if s == nil {
+		return true
+	}
+	v := reflect.ValueOf(s)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 type handler struct {

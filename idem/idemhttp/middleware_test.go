@@ -315,38 +315,50 @@ func TestProblemHandler(t *testing.T) {
 	}
 }
 
+// TestNewRejectsBadOptions: a nil store (untyped, or a nil pointer that
+// would panic at the first request) and every invalid option are rejected
+// by New with an error matching idem.ErrInvalid, and make Middleware
+// panic with that error.
 func TestNewRejectsBadOptions(t *testing.T) {
 	s := memstore.New()
+	var nilMem *memstore.Store
 	tests := []struct {
-		name string
-		opts []idemhttp.Option
+		name  string
+		store idem.Store
+		opts  []idemhttp.Option
 	}{
-		{"ttl", []idemhttp.Option{idemhttp.WithTTL(0)}},
-		{"lease", []idemhttp.Option{idemhttp.WithLease(-time.Second)}},
-		{"wait", []idemhttp.Option{idemhttp.WithWait(-1)}},
-		{"retry-after", []idemhttp.Option{idemhttp.WithRetryAfter(time.Millisecond)}},
-		{"key length", []idemhttp.Option{idemhttp.WithMaxKeyLength(0)}},
-		{"body", []idemhttp.Option{idemhttp.WithMaxBodyBytes(-1)}},
-		{"response", []idemhttp.Option{idemhttp.WithMaxResponseBytes(-1)}},
-		{"header", []idemhttp.Option{idemhttp.WithHeader("Bad Header")}},
-		{"no methods", []idemhttp.Option{idemhttp.WithMethods()}},
-		{"bad method", []idemhttp.Option{idemhttp.WithMethods("PO ST")}},
-		{"nil scope", []idemhttp.Option{idemhttp.WithScope(nil)}},
-		{"nil fingerprint", []idemhttp.Option{idemhttp.WithFingerprint(nil)}},
-		{"nil logger", []idemhttp.Option{idemhttp.WithLogger(nil)}},
+		{"nil store", nil, nil},
+		{"nil pointer store", nilMem, nil},
+		{"ttl", s, []idemhttp.Option{idemhttp.WithTTL(0)}},
+		{"lease", s, []idemhttp.Option{idemhttp.WithLease(-time.Second)}},
+		{"lease too short for a heartbeat", s, []idemhttp.Option{idemhttp.WithLease(2 * time.Nanosecond)}},
+		{"lease below the minimum", s, []idemhttp.Option{idemhttp.WithLease(idemhttp.MinLease - 1)}},
+		{"wait", s, []idemhttp.Option{idemhttp.WithWait(-1)}},
+		{"retry-after", s, []idemhttp.Option{idemhttp.WithRetryAfter(time.Millisecond)}},
+		{"key length", s, []idemhttp.Option{idemhttp.WithMaxKeyLength(0)}},
+		{"body", s, []idemhttp.Option{idemhttp.WithMaxBodyBytes(-1)}},
+		{"response", s, []idemhttp.Option{idemhttp.WithMaxResponseBytes(-1)}},
+		{"header", s, []idemhttp.Option{idemhttp.WithHeader("Bad Header")}},
+		{"no methods", s, []idemhttp.Option{idemhttp.WithMethods()}},
+		{"bad method", s, []idemhttp.Option{idemhttp.WithMethods("PO ST")}},
+		{"nil scope", s, []idemhttp.Option{idemhttp.WithScope(nil)}},
+		{"nil fingerprint", s, []idemhttp.Option{idemhttp.WithFingerprint(nil)}},
+		{"nil logger", s, []idemhttp.Option{idemhttp.WithLogger(nil)}},
 	}
 	for _, tc := range tests {
-		if _, err := idemhttp.New(s, tc.opts...); err == nil {
-			t.Errorf("%s: New accepted invalid options", tc.name)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := idemhttp.New(tc.store, tc.opts...); !errors.Is(err, idem.ErrInvalid) {
+				t.Errorf("New: got %v, want an error matching idem.ErrInvalid", err)
+			}
+			defer func() {
+				if err, _ := recover().(error); !errors.Is(err, idem.ErrInvalid) {
+					t.Errorf("Middleware: panicked with %v, want an error matching idem.ErrInvalid", err)
+				}
+			}()
+			idemhttp.Middleware(tc.store, tc.opts...)
+		})
 	}
-	if _, err := idemhttp.New(nil); err == nil {
-		t.Error("New accepted a nil store")
+	if _, err := idemhttp.New(s, idemhttp.WithLease(idemhttp.MinLease)); err != nil {
+		t.Errorf("WithLease(MinLease): %v", err)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Error("Middleware did not panic on invalid options")
-		}
-	}()
-	idemhttp.Middleware(s, idemhttp.WithTTL(-1))
 }

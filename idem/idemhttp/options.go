@@ -1,7 +1,6 @@
 package idemhttp
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,6 +26,8 @@ const (
 	// DefaultRetryAfter is the Retry-After sent with a 409 while the first
 	// request is still running.
 	DefaultRetryAfter = time.Second
+	// MinLease is the shortest lease WithLease accepts.
+	MinLease = time.Millisecond
 )
 
 // ReplayedHeader is set to "true" on every replayed response.
@@ -53,7 +54,7 @@ type config struct {
 	release     func(status int) bool
 	problem     func(http.ResponseWriter, *http.Request, *Problem)
 	logger      *slog.Logger
-	err         error
+	err         string // what an option found wrong
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -77,33 +78,41 @@ func newConfig(opts []Option) (*config, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	switch {
-	case c.err != nil:
-		return nil, c.err
-	case c.header == "" || strings.ContainsFunc(c.header, notTokenChar):
-		return nil, fmt.Errorf("idemhttp: header name %q is not a valid field name", c.header)
-	case len(c.methods) == 0:
-		return nil, errors.New("idemhttp: no methods")
-	case c.ttl <= 0:
-		return nil, fmt.Errorf("idemhttp: ttl %v is not positive", c.ttl)
-	case c.lease <= 0:
-		return nil, fmt.Errorf("idemhttp: lease %v is not positive", c.lease)
-	case c.wait < 0:
-		return nil, fmt.Errorf("idemhttp: wait %v is negative", c.wait)
-	case c.retryAfter < time.Second:
-		return nil, fmt.Errorf("idemhttp: retry-after %v is below one second", c.retryAfter)
-	case c.maxKey < 1:
-		return nil, fmt.Errorf("idemhttp: maximum key length %d is below 1", c.maxKey)
-	case c.maxBody < 0:
-		return nil, fmt.Errorf("idemhttp: maximum body size %d is negative", c.maxBody)
-	case c.maxResponse < 0:
-		return nil, fmt.Errorf("idemhttp: maximum response size %d is negative", c.maxResponse)
-	case c.scope == nil, c.fingerprint == nil, c.keepHeader == nil, c.release == nil, c.problem == nil:
-		return nil, errors.New("idemhttp: nil function option")
-	case c.logger == nil:
-		return nil, errors.New("idemhttp: nil logger")
+	if reason := c.invalid(); reason != "" {
+		return nil, fmt.Errorf("idemhttp: %s: %w", reason, idem.ErrInvalid)
 	}
 	return c, nil
+}
+
+// invalid says what is wrong with c, or returns "".
+func (c *config) invalid() string {
+	switch {
+	case c.err != "":
+		return c.err
+	case c.header == "" || strings.ContainsFunc(c.header, notTokenChar):
+		return fmt.Sprintf("header name %q is not a valid field name", c.header)
+	case len(c.methods) == 0:
+		return "no methods"
+	case c.ttl <= 0:
+		return fmt.Sprintf("ttl %v is not positive", c.ttl)
+	case c.lease < MinLease:
+		return fmt.Sprintf("lease %v is below MinLease (%v): its heartbeat, every third of the lease, could not keep it", c.lease, MinLease)
+	case c.wait < 0:
+		return fmt.Sprintf("wait %v is negative", c.wait)
+	case c.retryAfter < time.Second:
+		return fmt.Sprintf("retry-after %v is below one second", c.retryAfter)
+	case c.maxKey < 1:
+		return fmt.Sprintf("maximum key length %d is below 1", c.maxKey)
+	case c.maxBody < 0:
+		return fmt.Sprintf("maximum body size %d is negative", c.maxBody)
+	case c.maxResponse < 0:
+		return fmt.Sprintf("maximum response size %d is negative", c.maxResponse)
+	case c.scope == nil, c.fingerprint == nil, c.keepHeader == nil, c.release == nil, c.problem == nil:
+		return "nil function option"
+	case c.logger == nil:
+		return "nil logger"
+	}
+	return ""
 }
 
 // WithHeader sets the request header that carries the key (default
@@ -120,7 +129,7 @@ func WithMethods(methods ...string) Option {
 		c.methods = map[string]bool{}
 		for _, m := range methods {
 			if m == "" || strings.ContainsFunc(m, notTokenChar) {
-				c.err = fmt.Errorf("idemhttp: method %q is not a valid method", m)
+				c.err = fmt.Sprintf("method %q is not a valid method", m)
 			}
 			c.methods[m] = true
 		}
@@ -142,9 +151,10 @@ func WithTTL(ttl time.Duration) Option {
 }
 
 // WithLease sets how long a request's claim stays exclusive without news
-// from its server (default idem.DefaultLease, 30s). The middleware extends
-// the lease while the handler runs, so the lease bounds how long a crashed
-// server blocks a key, not how long a handler may run.
+// from its server (default idem.DefaultLease, 30s; at least MinLease). The
+// middleware extends the lease every third of it while the handler runs,
+// so the lease bounds how long a crashed server blocks a key, not how long
+// a handler may run.
 func WithLease(lease time.Duration) Option {
 	return func(c *config) { c.lease = lease }
 }

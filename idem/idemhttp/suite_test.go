@@ -39,6 +39,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) idem.Store) {
 		{"Scoped", testScoped},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"LargeResponse", testLargeResponse},
+		{"ClientHangsUpDuringClaim", testClientHangsUpDuringClaim},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
