@@ -19,23 +19,50 @@
 // # The claim record and its lifecycle
 //
 // A key's value is a Record: in progress (owner token, lease deadline,
-// request fingerprint) or completed (the result, or a permanent error).
+// request fingerprint), completed (the result, or a permanent error) or
+// released (a tombstone left by an owner that gave up).
 //
-//	absent --PutIfAbsent--> in progress --CompareAndSwap--> completed --TTL--> absent
-//	                          |    ^ extend (CompareAndSwap)
-//	                          |    '-- takeover by CompareAndSwap once the lease has passed
-//	                          '--CompareAndDelete (release on error or panic)--> absent
+//	absent --PutIfAbsent--> in progress --CompareAndSwap--> completed --retention--> absent
+//	            ^             |    ^ extend, takeover once the lease passed (CompareAndSwap)
+//	            |             '--CompareAndSwap (release on error or panic)--> released
+//	            '---------------------------- retention ------------------------------'
+//	released --CompareAndSwap (the next claim)--> in progress
 //
-// Completion, extension and release are conditioned on the version the
-// owner last wrote, so an owner whose lease was taken over is fenced out:
-// it can never overwrite or delete its successor's record (ErrLeaseLost).
+// Every write of a claim is a CompareAndSwap on the version its writer last
+// saw, and a record is never deleted in the claim flow, so a key keeps one
+// chain of versions: an owner whose lease was taken over, or whose key was
+// released and claimed again, is fenced out. It can never overwrite or
+// release its successor's record (ErrLeaseLost).
+//
+// # Guarantees, and what they rest on
+//
+//   - Fencing across incarnations. When a key's record does disappear
+//     (expired after the retention, or deleted by hand), the next claim
+//     starts it at FreshVersion, above every version it held before. So no
+//     version, and no stale Lease, ever matches a later incarnation,
+//     provided the clocks of the processes claiming a key differ by less
+//     than the retention (WithTTL); memstore needs no clock at all.
+//   - Leases are judged by the claimer's clock (WithClock): a takeover
+//     happens when the claimer's clock passes the owner's lease deadline,
+//     written by the owner's clock. Clock skew between claimers shortens or
+//     lengthens a lease by that skew; keep it well below the lease.
+//   - An in-progress record is kept until its lease passes plus the
+//     retention, so it never expires under a live owner. A completed or
+//     released record is kept for the retention, counted from when it was
+//     written.
+//   - The heartbeat of Do runs for as long as fn runs, even after the
+//     caller's context is cancelled; its interval must be at most half the
+//     lease.
 //
 // # Failures
 //
-//   - A lost response: the owner token in every record lets a retried write
-//     recognise its own first attempt. Stores settle unknown outcomes
-//     themselves where they can and report ErrUnknownOutcome where they
-//     cannot; Claim then reads the key to see whose record is there.
+//   - A lost response: stores report a write as applied only when they
+//     find their own per-call identifier, and otherwise ErrUnknownOutcome;
+//     they never resend a write that may have applied. Claim and Lease
+//     settle unknown outcomes by the owner token in every record: Claim
+//     reads the key to see whose record is there, and Lease writes, fenced
+//     by their version, are sent again a few times and recognise their own
+//     record when it is already there.
 //   - A crash while fn runs: the claim stays in progress until its lease
 //     passes, then the next caller takes it over (Lease.Takeover reports
 //     it, since the dead owner may have done part of the work).
@@ -44,8 +71,12 @@
 //     second run would hurt (pass the key to the payment provider).
 //   - fn fails: the claim is released and a retry runs fn again, unless the
 //     error is Permanent, in which case it is the stored answer.
-//   - The caller gives up (context cancelled): completion and release run
-//     detached from the caller's context, with their own timeout.
+//   - fn's result cannot be stored (it cannot be encoded, or it is over
+//     the store's size limit): a permanent error with CodeResultNotStored
+//     is stored instead, so fn never runs again for the key.
+//   - The caller gives up (context cancelled): claims, completion and
+//     release run detached from the caller's context, each with its own
+//     timeout; a claim that lands after the caller left is released.
 //
 // # Other helpers
 //
