@@ -40,8 +40,12 @@
 //     (expired after the retention, or deleted by hand), the next claim
 //     starts it at FreshVersion, above every version it held before. So no
 //     version, and no stale Lease, ever matches a later incarnation,
-//     provided the clocks of the processes claiming a key differ by less
-//     than the retention (WithTTL); memstore needs no clock at all.
+//     provided the clock of the process that starts the key again is not
+//     behind the clock of the one that started it before by as much as the
+//     time between the two starts. For a key that expired, that time is at
+//     least the retention (WithTTL), since every record of a claim lives at
+//     least that long; for a record deleted by hand, it is its age.
+//     memstore needs no clock at all.
 //   - Leases are judged by the claimer's clock (WithClock): a takeover
 //     happens when the claimer's clock passes the owner's lease deadline,
 //     written by the owner's clock. Clock skew between claimers shortens or
