@@ -40,6 +40,9 @@
 //     answer for the key for 24 hours (WithTTL) after completion.
 //   - The store failing or timing out: 503 with Retry-After, and the
 //     handler does not run.
+//   - A client that hangs up while its key is being claimed: the claim is
+//     released again (idem.Claim) and the handler does not run, so the
+//     client's retry runs it at once instead of getting 409 for a lease.
 //
 // Every error the middleware writes itself is an RFC 9457
 // application/problem+json document (Problem) whose code member says what

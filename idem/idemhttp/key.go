@@ -95,7 +95,10 @@ func HashScope(s string) string {
 }
 
 // FingerprintRequest is the default fingerprint: the method, the escaped
-// path, the raw query and the body, byte for byte.
+// path, the raw query and the body, byte for byte, each length-prefixed
+// (idem.FingerprintParts) so that no two requests share one. Headers are
+// not compared; a handler that reads the body by its Content-Type or
+// Content-Encoding can add them in a fingerprint function of its own.
 func FingerprintRequest(r *http.Request, body []byte) ([]byte, error) {
 	return idem.FingerprintParts([]byte("raw"), []byte(r.Method), []byte(r.URL.EscapedPath()), []byte(r.URL.RawQuery), body), nil
 }
@@ -103,7 +106,9 @@ func FingerprintRequest(r *http.Request, body []byte) ([]byte, error) {
 // FingerprintJSONBody is FingerprintRequest with a JSON body compared by
 // its canonical form (idem.FingerprintJSON), so a retry whose client
 // re-encoded the body with other field order or spacing still matches. A
-// body that is not JSON is compared byte for byte.
+// body that is not JSON, or JSON that FingerprintJSON refuses (data after
+// the value, a repeated member, text that is not UTF-8), is compared byte
+// for byte.
 func FingerprintJSONBody(r *http.Request, body []byte) ([]byte, error) {
 	fp, err := idem.FingerprintJSON(body)
 	if err != nil {
