@@ -3,7 +3,6 @@ package cassandra
 import (
 	"context"
 	"errors"
-	"math"
 	"reflect"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -33,11 +32,19 @@ type executor interface {
 
 // record is one row of the table in driver-neutral form.
 type record struct {
-	found     bool // a row with a non-null version exists (it may have expired)
+	// found: the row is an item, with value, version and expires_at all
+	// set (it may have expired). Every write of the Store sets them all.
+	found     bool
 	value     []byte
 	version   int64
 	expiresAt int64  // Unix milliseconds; never is math.MaxInt64
 	writeID   []byte // the write_id of the write that stored the row
+	// stray is set when the row exists but is not an item: value, version
+	// or expires_at is NULL, so the row was written outside the Store. It
+	// is absent for every operation, and the writes that create an item
+	// replace it with a statement whose condition is exactly this row:
+	// value, version, expires_at and write_id as bind values, NULL as nil.
+	stray []any
 }
 
 // gocqlExecutor is the executor over github.com/apache/cassandra-gocql-driver/v2.
@@ -87,7 +94,7 @@ func (g *gocqlExecutor) schema(ctx context.Context, stmt string) error {
 func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 	cols := iter.Columns()
 	var (
-		value, writeID     []byte
+		value, writeID     *[]byte // nil: NULL; a pointer to nil: empty
 		version, expiresAt *int64
 	)
 	dest := make([]any, len(cols))
@@ -110,13 +117,25 @@ func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 	if !iter.Scan(dest...) {
 		return false, record{}, false
 	}
-	if version != nil {
-		cur = record{found: true, value: value, version: *version, expiresAt: math.MaxInt64, writeID: writeID}
-		if expiresAt != nil {
-			cur.expiresAt = *expiresAt
+	switch {
+	case value != nil && version != nil && expiresAt != nil:
+		cur = record{found: true, value: *value, version: *version, expiresAt: *expiresAt}
+		if writeID != nil {
+			cur.writeID = *writeID
 		}
+	case value != nil || version != nil || expiresAt != nil || writeID != nil:
+		cur.stray = []any{bindBytes(value), version, expiresAt, bindBytes(writeID)}
 	}
 	return applied, cur, true
+}
+
+// bindBytes turns a scanned blob back into a bind value: nil for NULL, a
+// non-nil slice (perhaps empty) otherwise.
+func bindBytes(b *[]byte) any {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, *b...)
 }
 
 // uncertain classifies the errors of github.com/apache/cassandra-gocql-driver/v2.

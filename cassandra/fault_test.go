@@ -18,7 +18,7 @@ import (
 // faulty wraps the real gocql executor and fails chosen conditional writes
 // the way a network or a coordinator does: after the statement ran on the
 // server (a lost response) or without sending it at all (the write died
-// before reaching a quorum). Reads pass through.
+// before reaching a quorum, or is still on its way). Reads pass through.
 type faulty struct {
 	executor
 	mu     sync.Mutex
@@ -30,6 +30,7 @@ type faulty struct {
 type fault struct {
 	apply  bool   // run the statement on the server, then fail
 	before func() // runs first: a competitor's write, say
+	after  func() // runs after the statement applied, before the error returns: the gap of a lost response
 	err    error
 }
 
@@ -56,8 +57,15 @@ func (f *faulty) cas(ctx context.Context, stmt string, args ...any) (bool, recor
 	}
 	if ft.apply {
 		f.sent.Add(1)
-		if _, _, err := f.executor.cas(ctx, stmt, args...); err != nil {
+		applied, _, err := f.executor.cas(ctx, stmt, args...)
+		if err != nil {
 			return false, record{}, fmt.Errorf("faulty: the real write failed: %w", err)
+		}
+		if !applied {
+			return false, record{}, errors.New("faulty: the real write was refused; the test set it up wrong")
+		}
+		if ft.after != nil {
+			ft.after()
 		}
 	}
 	return false, record{}, ft.err
@@ -91,15 +99,17 @@ func realStores(t *testing.T) (faultyStore *Store, f *faulty, plain *Store) {
 	return faultyStore, f, plain
 }
 
-// realOp is a kernel op on a key that setup prepares; check verifies the
-// state after the op applied exactly once (applied) or not at all.
+// realOp is a kernel op on a key that setup prepares; want gives the state
+// after the op applied exactly once (applied) or not at all.
 type realOp struct {
 	name  string
 	setup func(ctx context.Context, s *Store, key string) error
 	call  func(ctx context.Context, s *Store, key string) (idem.Item, bool, error)
 	// competitor writes what wins the op's slot when it runs first.
 	competitor func(ctx context.Context, s *Store, key string) error
-	want       func(applied bool) (idem.Item, bool) // the stored item, and whether one exists
+	// want is the stored item, and whether one exists; Version 0 stands
+	// for a fresh version (PutIfAbsent).
+	want func(applied bool) (idem.Item, bool)
 }
 
 func atV4(ctx context.Context, s *Store, key string) error {
@@ -120,7 +130,7 @@ var realOps = []realOp{
 			return err
 		},
 		want: func(applied bool) (idem.Item, bool) {
-			return idem.Item{Value: []byte("new"), Version: 1}, applied
+			return idem.Item{Value: []byte("new")}, applied
 		},
 	},
 	{
@@ -171,25 +181,31 @@ var realOps = []realOp{
 	},
 }
 
-func checkStored(t *testing.T, ctx context.Context, s *Store, key string, want idem.Item, exists bool) {
+// checkStored checks the item at key; a want.Version of 0 stands for a
+// fresh version, at least fresh (microseconds since 1970).
+func checkStored(t *testing.T, ctx context.Context, s *Store, key string, want idem.Item, exists bool, fresh int64) {
 	t.Helper()
 	got, err := s.Get(ctx, key)
+	if want.Version == 0 && got.Version >= fresh {
+		want.Version = got.Version
+	}
 	switch {
 	case !exists && !errors.Is(err, idem.ErrNotFound):
 		t.Fatalf("Get: got %+v, %v; want ErrNotFound", got, err)
 	case exists && err != nil:
 		t.Fatalf("Get: %v", err)
 	case exists && (string(got.Value) != string(want.Value) || got.Version != want.Version):
-		t.Fatalf("stored: got %q v%d, want %q v%d", got.Value, got.Version, want.Value, want.Version)
+		t.Fatalf("stored: got %q v%d, want %q v%d (0: fresh, at least %d)", got.Value, got.Version, want.Value, want.Version, fresh)
 	}
 }
 
 // TestFaultsOnCassandra runs every kernel write against a real Cassandra
-// with every error that leaves an LWT's outcome unknown, once after the
-// write applied on the server and once when it never ran. Either way the
-// call must succeed (except a deletion that applied, which leaves nothing
-// to recognise and is reported as unknown), and the write must be stored
-// exactly once.
+// with every error that leaves an LWT's outcome unknown, injected through
+// the executor seam: once after the statement applied on the server (its
+// answer replaced by the error), once when it never ran. Applied, the
+// SERIAL read finds the write's own write_id and the call succeeds (a
+// deletion leaves nothing to recognise: unknown). Never run, nothing proves
+// it will not still arrive: unknown, and the store sends nothing again.
 func TestFaultsOnCassandra(t *testing.T) {
 	s, f, plain := realStores(t)
 	for _, o := range realOps {
@@ -203,32 +219,34 @@ func TestFaultsOnCassandra(t *testing.T) {
 						t.Fatal(err)
 					}
 					f.add(fault{apply: applyFirst, err: e.err})
-					sent0, reads0 := f.sent.Load(), f.reads.Load()
+					sent0, reads0, fresh := f.sent.Load(), f.reads.Load(), time.Now().UnixMicro()
 					it, applied, err := o.call(ctx, s, key)
-					want, exists := o.want(true)
-					if o.name == "CompareAndDelete" && applyFirst {
-						// Nothing is left to recognise a deletion by: the
-						// store must say so, and the key stays deleted.
+					want, exists := o.want(applyFirst)
+					if o.name == "CompareAndDelete" || !applyFirst {
 						if !errors.Is(err, idem.ErrUnknownOutcome) {
 							t.Fatalf("got applied %v, err %v; want ErrUnknownOutcome", applied, err)
 						}
-						checkStored(t, ctx, plain, key, want, exists)
-						return
+					} else {
+						if err != nil || !applied {
+							t.Fatalf("got applied %v, err %v; want the write settled as applied", applied, err)
+						}
+						if string(it.Value) != string(want.Value) || (want.Version != 0 && it.Version != want.Version) || it.Version < fresh && want.Version == 0 {
+							t.Errorf("returned %q v%d, want %q v%d", it.Value, it.Version, want.Value, want.Version)
+						}
 					}
-					if err != nil || !applied {
-						t.Fatalf("got applied %v, err %v; want the write settled as applied", applied, err)
+					checkStored(t, ctx, plain, key, want, exists, fresh)
+					wantSent, wantReads := int64(0), int64(1)
+					if applyFirst {
+						wantSent = 1
 					}
-					if exists && (string(it.Value) != string(want.Value) || it.Version != want.Version) {
-						t.Errorf("returned %q v%d, want %q v%d", it.Value, it.Version, want.Value, want.Version)
+					if o.name == "CompareAndDelete" {
+						wantReads = 0
 					}
-					checkStored(t, ctx, plain, key, want, exists)
-					// One real write either way: the first attempt, or the
-					// retry after the read proved the first never ran.
-					if sent := f.sent.Load() - sent0; sent != 1 {
-						t.Errorf("conditional writes on the server: got %d, want 1", sent)
+					if sent := f.sent.Load() - sent0; sent != wantSent {
+						t.Errorf("conditional writes on the server: got %d, want %d", sent, wantSent)
 					}
-					if reads := f.reads.Load() - reads0; reads != 1 {
-						t.Errorf("settling reads: got %d, want 1", reads)
+					if reads := f.reads.Load() - reads0; reads != wantReads {
+						t.Errorf("settling reads: got %d, want %d", reads, wantReads)
 					}
 				})
 			}
@@ -236,40 +254,18 @@ func TestFaultsOnCassandra(t *testing.T) {
 	}
 }
 
-// TestFaultsTwiceOnCassandra: the first attempt and the retry both die
-// before reaching the server. The store must say the outcome is unknown,
-// and nothing may be written.
-func TestFaultsTwiceOnCassandra(t *testing.T) {
-	s, f, plain := realStores(t)
-	for _, o := range realOps {
-		t.Run(o.name, func(t *testing.T) {
-			ctx, key := context.Background(), "twice/"+o.name
-			if err := o.setup(ctx, plain, key); err != nil {
-				t.Fatal(err)
-			}
-			f.add(fault{err: &gocql.RequestErrCASWriteUnknown{}}, fault{err: &gocql.RequestErrWriteTimeout{WriteType: "CAS"}})
-			_, _, err := o.call(ctx, s, key)
-			var ue *idem.UnknownOutcomeError
-			if !errors.As(err, &ue) || ue.Key != key || ue.Op != o.name {
-				t.Fatalf("got %v, want an *idem.UnknownOutcomeError for %s %q", err, o.name, key)
-			}
-			want, exists := o.want(false)
-			checkStored(t, ctx, plain, key, want, exists)
-		})
-	}
-}
-
-// TestFaultsLostRace: the op's write dies unseen while a competitor takes
-// its slot. The settling read shows the competitor: a conflict carrying its
-// item (Upsert: not applied), never an unknown outcome.
-func TestFaultsLostRace(t *testing.T) {
+// TestFaultsCompetitorFirst: the op's write dies unseen while a competitor
+// takes its slot. The settling read shows the competitor, which does not
+// prove that the op's write will not still land (it may be in flight): an
+// unknown outcome, and the competitor's item is left alone.
+func TestFaultsCompetitorFirst(t *testing.T) {
 	s, f, plain := realStores(t)
 	for _, o := range realOps {
 		if o.competitor == nil {
 			continue
 		}
 		t.Run(o.name, func(t *testing.T) {
-			ctx, key := context.Background(), "lost/"+o.name
+			ctx, key := context.Background(), "competitor/"+o.name
 			if err := o.setup(ctx, plain, key); err != nil {
 				t.Fatal(err)
 			}
@@ -281,17 +277,59 @@ func TestFaultsLostRace(t *testing.T) {
 				},
 				err: gocql.ErrTimeoutNoResponse,
 			})
-			it, applied, err := o.call(ctx, s, key)
-			if o.name == "Upsert" {
-				if err != nil || applied || string(it.Value) != "other" {
-					t.Fatalf("got %q, applied %v, err %v; want not applied, the competitor's item", it.Value, applied, err)
-				}
-				return
+			_, _, err := o.call(ctx, s, key)
+			if !errors.Is(err, idem.ErrUnknownOutcome) {
+				t.Fatalf("got %v, want ErrUnknownOutcome", err)
 			}
-			var ce *idem.ConflictError
-			if !errors.As(err, &ce) || !ce.Exists || string(ce.Current.Value) != "other" {
-				t.Fatalf("got %v, want a conflict carrying the competitor's item", err)
+			if got, err := plain.Get(ctx, key); err != nil || string(got.Value) != "other" {
+				t.Fatalf("stored %q (%v), want the competitor's item", got.Value, err)
 			}
+		})
+	}
+}
+
+// TestFaultsDeleteRecreate: each write applies on the real server and its
+// answer is replaced by a timeout; in that gap (a hook in the executor, run
+// after the statement and before the error returns) a competitor deletes
+// the key and re-creates it so that the write's condition holds again:
+// absent for PutIfAbsent, a newcomer at version 4 for the others. The
+// write's own row is gone, so the call must report ErrUnknownOutcome, and
+// it must not send the write again: a resend would apply a second time
+// over the newcomer, or delete the newcomer's row.
+func TestFaultsDeleteRecreate(t *testing.T) {
+	s, f, plain := realStores(t)
+	for _, o := range realOps {
+		t.Run(o.name, func(t *testing.T) {
+			ctx, key := context.Background(), "recreate/"+o.name
+			if err := o.setup(ctx, plain, key); err != nil {
+				t.Fatal(err)
+			}
+			recreate := o.name != "PutIfAbsent"
+			f.add(fault{
+				apply: true,
+				after: func() {
+					if cur, err := plain.Get(ctx, key); err == nil {
+						if err := plain.CompareAndDelete(ctx, key, cur.Version); err != nil {
+							t.Errorf("competitor's delete: %v", err)
+						}
+					}
+					if recreate {
+						if _, _, err := plain.Upsert(ctx, key, []byte("newcomer"), 4, time.Hour); err != nil {
+							t.Errorf("competitor's re-create: %v", err)
+						}
+					}
+				},
+				err: &gocql.RequestErrWriteTimeout{WriteType: "CAS"},
+			})
+			sent0 := f.sent.Load()
+			_, applied, err := o.call(ctx, s, key)
+			if !errors.Is(err, idem.ErrUnknownOutcome) {
+				t.Errorf("got applied %v, err %v; want ErrUnknownOutcome", applied, err)
+			}
+			if sent := f.sent.Load() - sent0; sent != 1 {
+				t.Errorf("conditional writes on the server: got %d, want 1 (never sent again)", sent)
+			}
+			checkStored(t, ctx, plain, key, idem.Item{Value: []byte("newcomer"), Version: 4}, recreate, 0)
 		})
 	}
 }

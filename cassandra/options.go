@@ -2,6 +2,7 @@ package cassandra
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -27,9 +28,25 @@ const (
 	// mutation must fit in half a commit log segment (16 MiB with the
 	// default 32 MiB segments), with room for the key and the other cells.
 	MaxValueSizeLimit = 15 << 20
-	// MaxTTL is the longest ttl Cassandra stores: 20 years.
+	// MaxTTL is the longest ttl Cassandra stores: 20 years. A ttl must
+	// also end by 2038-01-18T03:14:06Z, a day before the latest expiration
+	// Cassandra 5.0 stores in its default storage_compatibility_mode
+	// (32-bit seconds): longer ones are rejected with an error matching
+	// idem.ErrInvalid before anything is sent.
 	MaxTTL = 630720000 * time.Second
 )
+
+// Cassandra keeps a cell's expiration as 32-bit seconds (unless every node
+// runs with storage_compatibility_mode: NONE) and refuses a TTL that ends
+// after serverExpiryLimit with an InvalidRequest. The server counts a TTL
+// from its own clock, so the Store stops expirySkew short of that: a server
+// clock ahead of the client's by less than that still accepts the write.
+var (
+	serverExpiryLimit = time.Unix(math.MaxInt32-1, 0).UTC() // 2038-01-19T03:14:06Z
+	latestExpiry      = serverExpiryLimit.Add(-expirySkew)
+)
+
+const expirySkew = 24 * time.Hour
 
 // Option configures a Store. Options are checked by New and CreateTable,
 // which reject invalid values and combinations with an error.
@@ -113,7 +130,8 @@ func withExecutor(e executor) Option {
 	return func(cfg *config) { cfg.exec = e }
 }
 
-// withClock replaces time.Now; tests use it.
+// withClock replaces time.Now for expiry: expires_at, reads and conditions.
+// Tests use it. Fresh versions keep the process's clock (see PutIfAbsent).
 func withClock(now func() time.Time) Option {
 	return func(cfg *config) { cfg.now = now }
 }

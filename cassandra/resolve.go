@@ -8,63 +8,42 @@ import (
 
 // resolve settles a write whose outcome is unknown: cause, the driver's
 // error, may have come after the statement reached a coordinator (a write
-// timeout, CAS_WRITE_UNKNOWN, a lost response).
+// timeout, CAS_WRITE_UNKNOWN, a client timeout, a closed connection).
 //
-// A read at the store's serial consistency runs a Paxos round on the key: it
-// completes any proposal of w that a replica accepted, or makes sure it can
-// never complete. What it sees then decides:
+// The Store settles by proof only, and never sends w again: between the
+// first attempt and a resend the key can be deleted and re-created, so that
+// w's condition holds once more, and the resend would apply w a second time
+// (or delete a newcomer's row). Instead one read at the store's serial
+// consistency, which runs a Paxos round on the key and so completes any
+// proposal of w that a replica accepted, decides:
 //
-//   - w's own write (its write_id, random per call): success.
-//   - a competitor's write in w's slot: w lost; a conflict (for Upsert,
-//     applied == false) carrying that item.
-//   - the row exactly as w's condition requires, without w's write: w did
-//     not apply, so w is sent once more (only while ctx is live). The retry
-//     also settles a request still in flight after a client-side timeout:
-//     whichever of the two applies first, the other finds its condition
-//     false, and a retry that finds w's own write there succeeds.
-//   - anything else, a failed read, or a second unknown outcome: an
-//     *idem.UnknownOutcomeError with the key.
+//   - The row carries w's own write_id (random per call, so no other write
+//     has it): w applied, and the call succeeds, even if the item has
+//     expired since.
+//   - Anything else: an *idem.UnknownOutcomeError naming the key. A row
+//     without w's write_id proves nothing: w may have applied and been
+//     overwritten or deleted since, and after a client-side timeout the
+//     coordinator may still be working on w, which can then apply after
+//     the read.
 //
-// The reads run detached from ctx's cancellation, bounded by the resolve
-// timeout: the caller may have given up, but the question must be answered.
+// A CompareAndDelete leaves nothing to recognise, so its unknown outcome is
+// reported at once, without a read. The read runs detached from ctx's
+// cancellation, bounded by the resolve timeout: the caller may have given
+// up, but the question must be answered.
 func (s *Store) resolve(ctx context.Context, w *write, cause error) (result, error) {
+	if w.kind == compareAndDelete {
+		return result{}, w.unknown(cause)
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.resolveTimeout)
 	defer cancel()
-	for retried := false; ; retried = true {
-		cur, err := s.serialRead(rctx, w.key)
-		if err != nil {
-			return result{}, w.unknown(fmt.Errorf("%w (the %v read to settle it failed: %v)", cause, s.cfg.serial, err))
-		}
-		now := s.cfg.now()
-		switch judge(w, cur, now) {
-		case mine:
-			if w.kind == compareAndDelete {
-				return result{applied: true}, nil
-			}
-			return result{applied: true, item: itemOf(w.key, cur)}, nil
-		case lost:
-			return result{exists: true, item: itemOf(w.key, cur)}, nil
-		case unsettled:
-			return result{}, w.unknown(cause)
-		}
-		// notApplied: send w once more, if the caller still wants it.
-		if retried || ctx.Err() != nil {
-			return result{}, w.unknown(cause)
-		}
-		applied, cur, err := s.attempt(ctx, w)
-		if err == nil {
-			if !applied && judge(w, cur, s.cfg.now()) == mine {
-				// The first attempt landed after the read: the retry
-				// found w's own write in its way.
-				return result{applied: true, item: itemOf(w.key, cur)}, nil
-			}
-			return s.settled(w, applied, cur), nil
-		}
-		if !s.uncertain(err) {
-			return result{}, w.fail(err)
-		}
-		cause = err
+	cur, err := s.serialRead(rctx, w.key)
+	if err != nil {
+		return result{}, w.unknown(fmt.Errorf("%w (the %v read to settle it failed: %v)", cause, s.cfg.serial, err))
 	}
+	if !ours(w, cur) {
+		return result{}, w.unknown(fmt.Errorf("%w (a %v read does not show the write)", cause, s.cfg.serial))
+	}
+	return result{applied: true, item: itemOf(w.key, cur)}, nil
 }
 
 // serialRead reads key at the store's serial consistency, trying three

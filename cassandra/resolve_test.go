@@ -154,10 +154,21 @@ const key = "k"
 type op struct {
 	name string
 	call func(ctx context.Context, s *Store) (idem.Item, bool, error)
-	// mine and notApplied are rows a SERIAL read would return after the
-	// op did, or did not, apply (the store holds "old" at version 4 before).
-	mine, notApplied, lost, unsettled record
+	// mine is the row a SERIAL read returns after the op applied (the
+	// store holds "old" at version 4 before); unset for CompareAndDelete,
+	// which leaves nothing to recognise.
+	mine record
+	// others are rows that prove nothing about the op: the row exactly as
+	// its condition requires (it may not have applied yet, or applied and
+	// been undone by a delete and re-create), a competitor's write in its
+	// slot (it may have applied first), an identical write by another
+	// call, a row that is not an item.
+	others []record
 }
+
+var stray = record{stray: []any{[]byte("x"), ptr(int64(1)), nil, nil}}
+
+func ptr[T any](v T) *T { return &v }
 
 var ops = []op{
 	{
@@ -166,7 +177,8 @@ var ops = []op{
 			it, err := s.PutIfAbsent(ctx, key, []byte("new"), 0)
 			return it, err == nil, err
 		},
-		mine: own(row("new", 1)), notApplied: absent, lost: row("other", 1), unsettled: row("other", 2),
+		mine:   own(row("new", 1_800_000_000_000_000)),
+		others: []record{absent, expiredRow("old", 4), row("other", 1_800_000_000_000_000), row("new", 1_800_000_000_000_000), stray},
 	},
 	{
 		name: "CompareAndSwap",
@@ -174,7 +186,8 @@ var ops = []op{
 			it, err := s.CompareAndSwap(ctx, key, 4, []byte("new"), 0)
 			return it, err == nil, err
 		},
-		mine: own(row("new", 5)), notApplied: row("old", 4), lost: row("other", 5), unsettled: row("other", 6),
+		mine:   own(row("new", 5)),
+		others: []record{row("old", 4), row("other", 5), row("new", 5), row("other", 6), absent, stray},
 	},
 	{
 		name: "CompareAndDelete",
@@ -182,14 +195,14 @@ var ops = []op{
 			err := s.CompareAndDelete(ctx, key, 4)
 			return idem.Item{}, err == nil, err
 		},
-		notApplied: row("old", 4), unsettled: absent, // a deletion leaves nothing to recognise
 	},
 	{
 		name: "Upsert",
 		call: func(ctx context.Context, s *Store) (idem.Item, bool, error) {
 			return s.Upsert(ctx, key, []byte("new"), 9, 0)
 		},
-		mine: own(row("new", 9)), notApplied: row("old", 4), lost: row("other", 12),
+		mine:   own(row("new", 9)),
+		others: []record{row("old", 4), row("other", 12), row("new", 9), absent, stray},
 	},
 }
 
@@ -223,11 +236,11 @@ func wantUnknown(t *testing.T, err error, cause error) {
 }
 
 // TestResolveOwnWrite: every uncertain error on every op, where the write
-// did apply: one SERIAL read recognises it and the call succeeds.
+// did apply: one SERIAL read finds its write_id and the call succeeds.
 func TestResolveOwnWrite(t *testing.T) {
 	for _, o := range ops {
 		if !o.mine.found {
-			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
+			continue // CompareAndDelete: see TestResolveDelete
 		}
 		for _, e := range uncertainErrors {
 			t.Run(o.name+"/"+e.name, func(t *testing.T) {
@@ -236,7 +249,7 @@ func TestResolveOwnWrite(t *testing.T) {
 				if err != nil || !applied {
 					t.Fatalf("got applied %v, err %v; want the own write recognised", applied, err)
 				}
-				if o.mine.found && (string(it.Value) != string(o.mine.value) || it.Version != o.mine.version) {
+				if string(it.Value) != string(o.mine.value) || it.Version != o.mine.version {
 					t.Errorf("got item %q v%d, want %q v%d", it.Value, it.Version, o.mine.value, o.mine.version)
 				}
 				if rd := ex.calls[1]; rd.cl != gocql.Serial || !strings.HasPrefix(rd.stmt, "SELECT") {
@@ -247,110 +260,40 @@ func TestResolveOwnWrite(t *testing.T) {
 	}
 }
 
-// TestResolveRetriesOnce: the read proves nothing applied, so the write is
-// sent once more, with the same statement and values.
-func TestResolveRetriesOnce(t *testing.T) {
-	for _, o := range ops {
-		t.Run(o.name, func(t *testing.T) {
-			first := casFails(&gocql.RequestErrCASWriteUnknown{})
-			s, ex := scriptedStore(t, first, readsRow(o.notApplied), casApplied())
-			_, applied, err := o.call(context.Background(), s)
-			if err != nil || !applied {
-				t.Fatalf("got applied %v, err %v; want applied by the retry", applied, err)
-			}
-			if a, b := ex.calls[0], ex.calls[2]; a.stmt != b.stmt || fmt.Sprint(a.args[:len(a.args)-1]) != fmt.Sprint(b.args[:len(b.args)-1]) {
-				t.Errorf("retry differs from the first attempt:\n%s %v\n%s %v", a.stmt, a.args, b.stmt, b.args)
-			}
-		})
+// TestResolveOwnWriteExpired: the write applied and its item expired before
+// the settling read: it applied all the same.
+func TestResolveOwnWriteExpired(t *testing.T) {
+	s, _ := scriptedStore(t, casFails(gocql.ErrTimeoutNoResponse), readsRow(own(expiredRow("new", 5))))
+	if _, err := s.CompareAndSwap(context.Background(), key, 4, []byte("new"), time.Second); err != nil {
+		t.Fatalf("got %v, want the own write recognised", err)
 	}
 }
 
-// TestResolveRetryFindsOwnWrite: the first attempt was still in flight when
-// the read ran (a client-side timeout) and landed before the retry, which
-// finds the write in its way: success, not a conflict.
-func TestResolveRetryFindsOwnWrite(t *testing.T) {
+// TestResolveNeverResends: whatever the settling read shows other than the
+// write's own write_id, the outcome is unknown and nothing is sent again.
+// A resend would apply a second time after a delete and re-create had
+// made its condition true again (the script fails the test on any call
+// after the read).
+func TestResolveNeverResends(t *testing.T) {
 	for _, o := range ops {
-		if !o.mine.found {
-			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
+		for i, cur := range o.others {
+			t.Run(fmt.Sprintf("%s/%d", o.name, i), func(t *testing.T) {
+				cause := &gocql.RequestErrCASWriteUnknown{}
+				s, _ := scriptedStore(t, casFails(cause), readsRow(cur))
+				_, _, err := o.call(context.Background(), s)
+				wantUnknown(t, err, cause)
+			})
 		}
-		t.Run(o.name, func(t *testing.T) {
-			s, _ := scriptedStore(t, casFails(gocql.ErrTimeoutNoResponse), readsRow(o.notApplied), casRefused(o.mine))
-			_, applied, err := o.call(context.Background(), s)
-			if err != nil || !applied {
-				t.Fatalf("got applied %v, err %v; want the own write recognised", applied, err)
-			}
-		})
 	}
 }
 
-// TestResolveTwiceUnknown: the retry's outcome is unknown too, and the read
-// after it still shows nothing: the store gives up with ErrUnknownOutcome.
-func TestResolveTwiceUnknown(t *testing.T) {
-	for _, o := range ops {
-		t.Run(o.name, func(t *testing.T) {
-			second := &gocql.RequestErrWriteTimeout{WriteType: "CAS"}
-			s, _ := scriptedStore(t,
-				casFails(&gocql.RequestErrCASWriteUnknown{}), readsRow(o.notApplied),
-				casFails(second), readsRow(o.notApplied))
-			_, _, err := o.call(context.Background(), s)
-			wantUnknown(t, err, second)
-		})
-	}
-}
-
-// TestResolveRetryThenOwnWrite: the retry's outcome is unknown, and the
-// read after it shows the write: success.
-func TestResolveRetryThenOwnWrite(t *testing.T) {
-	for _, o := range ops {
-		if !o.mine.found {
-			continue // CompareAndDelete: see TestResolveDeleteFindsAbsent
-		}
-		t.Run(o.name, func(t *testing.T) {
-			s, _ := scriptedStore(t,
-				casFails(&gocql.RequestErrCASWriteUnknown{}), readsRow(o.notApplied),
-				casFails(gocql.ErrTimeoutNoResponse), readsRow(o.mine))
-			if _, applied, err := o.call(context.Background(), s); err != nil || !applied {
-				t.Fatalf("got applied %v, err %v; want applied", applied, err)
-			}
-		})
-	}
-}
-
-// TestResolveLost: the read shows a competitor's write in the op's slot: a
-// conflict carrying it (for Upsert, applied == false).
-func TestResolveLost(t *testing.T) {
-	for _, o := range ops {
-		if !o.lost.found {
-			continue
-		}
-		t.Run(o.name, func(t *testing.T) {
-			s, _ := scriptedStore(t, casFails(&gocql.RequestErrWriteTimeout{WriteType: "CAS"}), readsRow(o.lost))
-			it, applied, err := o.call(context.Background(), s)
-			if o.name == "Upsert" {
-				if err != nil || applied || it.Version != o.lost.version {
-					t.Fatalf("got %+v, applied %v, err %v; want not applied, current v%d", it, applied, err, o.lost.version)
-				}
-				return
-			}
-			var ce *idem.ConflictError
-			if !errors.As(err, &ce) || !ce.Exists || ce.Current.Version != o.lost.version || string(ce.Current.Value) != "other" {
-				t.Fatalf("got %v, want a conflict carrying the competitor's item", err)
-			}
-		})
-	}
-}
-
-// TestResolveUnsettled: the row moved on so that nobody can tell.
-func TestResolveUnsettled(t *testing.T) {
-	for _, o := range ops {
-		if !o.unsettled.found {
-			continue
-		}
-		t.Run(o.name, func(t *testing.T) {
-			cause := &gocql.RequestErrWriteTimeout{WriteType: "SIMPLE"}
-			s, _ := scriptedStore(t, casFails(cause), readsRow(o.unsettled))
-			_, _, err := o.call(context.Background(), s)
-			wantUnknown(t, err, cause)
+// TestResolveDelete: a CompareAndDelete leaves nothing to recognise, so
+// its unknown outcome is reported at once: no read, no resend.
+func TestResolveDelete(t *testing.T) {
+	for _, e := range uncertainErrors {
+		t.Run(e.name, func(t *testing.T) {
+			s, _ := scriptedStore(t, casFails(e.err))
+			wantUnknown(t, s.CompareAndDelete(context.Background(), key, 4), e.err)
 		})
 	}
 }
@@ -359,6 +302,9 @@ func TestResolveUnsettled(t *testing.T) {
 // answers, the outcome is unknown and the error keeps the driver's error.
 func TestResolveReadFails(t *testing.T) {
 	for _, o := range ops {
+		if !o.mine.found {
+			continue
+		}
 		t.Run(o.name, func(t *testing.T) {
 			rt := &gocql.RequestErrReadTimeout{}
 			s, _ := scriptedStore(t, casFails(gocql.ErrConnectionClosed), readFails(rt), readFails(rt), readFails(rt))
@@ -424,42 +370,39 @@ func (c cancelling) cas(ctx context.Context, stmt string, args ...any) (bool, re
 
 // TestCancelledAfterSend: the caller gives up while the write is in flight.
 // The settling read still runs (detached from the cancellation); the write
-// is recognised if it applied, but never sent again.
+// is recognised if it applied, and is never sent again.
 func TestCancelledAfterSend(t *testing.T) {
 	for _, o := range ops {
-		t.Run(o.name+"/applied", func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			ex := &scripted{t: t, steps: []answer{casFails(context.Canceled), readsRow(o.mine)}}
-			s, err := New(nil, "ks.tbl", withExecutor(cancelling{ex, cancel}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !o.mine.found {
-				// A deletion leaves nothing to recognise: unknown, not re-sent.
-				_, _, err := o.call(ctx, s)
-				wantUnknown(t, err, context.Canceled)
-				return
-			}
-			if _, applied, err := o.call(ctx, s); err != nil || !applied {
-				t.Fatalf("got applied %v, err %v; want the own write recognised", applied, err)
-			}
-			if rd := ex.calls[1]; rd.ctx != nil {
-				t.Errorf("the settling read ran with a done context: %v", rd.ctx)
-			}
-		})
-		t.Run(o.name+"/not applied", func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			ex := &scripted{t: t, steps: []answer{casFails(context.Canceled), readsRow(o.notApplied)}}
-			s, err := New(nil, "ks.tbl", withExecutor(cancelling{ex, cancel}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _, err = o.call(ctx, s)
-			wantUnknown(t, err, context.Canceled)
-			if len(ex.calls) != 2 {
-				t.Errorf("got %d calls, want 2 (no retry after the caller gave up)", len(ex.calls))
-			}
-		})
+		if !o.mine.found {
+			continue // CompareAndDelete: no read, see TestResolveDelete
+		}
+		for _, tc := range []struct {
+			name    string
+			cur     record
+			applied bool
+		}{
+			{"applied", o.mine, true},
+			{"not shown", o.others[0], false},
+		} {
+			t.Run(o.name+"/"+tc.name, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				ex := &scripted{t: t, steps: []answer{casFails(context.Canceled), readsRow(tc.cur)}}
+				s, err := New(nil, "ks.tbl", withExecutor(cancelling{ex, cancel}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, applied, err := o.call(ctx, s)
+				if tc.applied && (err != nil || !applied) {
+					t.Fatalf("got applied %v, err %v; want the own write recognised", applied, err)
+				}
+				if !tc.applied {
+					wantUnknown(t, err, context.Canceled)
+				}
+				if rd := ex.calls[1]; rd.ctx != nil {
+					t.Errorf("the settling read ran with a done context: %v", rd.ctx)
+				}
+			})
+		}
 	}
 }
 
@@ -568,15 +511,4 @@ func checkSteps(t *testing.T, s *Store, ex *scripted, want []string) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got statements %v, want %v", got, want)
 	}
-}
-
-// TestResolveDeleteFindsAbsent: after an unknown outcome, a CompareAndDelete
-// whose settling read finds the key absent cannot tell its own delete from
-// a competitor's at the same version (or an expiry): it reports
-// ErrUnknownOutcome rather than letting two callers both win one version.
-func TestResolveDeleteFindsAbsent(t *testing.T) {
-	cause := &gocql.RequestErrWriteTimeout{WriteType: "CAS"}
-	s, _ := scriptedStore(t, casFails(cause), readsRow(absent))
-	err := s.CompareAndDelete(context.Background(), key, 4)
-	wantUnknown(t, err, cause)
 }

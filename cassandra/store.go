@@ -109,12 +109,13 @@ func createTableCQL(table string) string {
 // condition's columns when it fails: the conflict carries the whole item
 // without a second round trip.
 type statements struct {
-	get     string // SELECT
-	create  string // the row is absent
-	replace string // the row is there but expired by the client's clock
-	swap    string // the row is live at the expected version
-	raise   string // the row is live at a lower version
-	delete  string // the row is live at the expected version
+	get       string // SELECT
+	create    string // the row is absent
+	replace   string // the row is an item, expired by the client's clock
+	overwrite string // the row is not an item (see record.stray): exactly as read
+	swap      string // the row is live at the expected version
+	raise     string // the row is live at a lower version
+	delete    string // the row is live at the expected version
 }
 
 func newStatements(table string) statements {
@@ -125,12 +126,13 @@ func newStatements(table string) statements {
 		rest = " AND value != null AND write_id != 0x"
 	)
 	return statements{
-		get:     fmt.Sprintf("SELECT value, version, expires_at, write_id FROM %s WHERE key = ?", table),
-		create:  fmt.Sprintf(set+"version = null AND value = null AND expires_at = null AND write_id = null", table),
-		replace: fmt.Sprintf(set+"expires_at <= ? AND version != null"+rest, table),
-		swap:    fmt.Sprintf(set+"version = ? AND expires_at > ?"+rest, table),
-		raise:   fmt.Sprintf(set+"version < ? AND expires_at > ?"+rest, table),
-		delete:  fmt.Sprintf("DELETE FROM %s WHERE key = ? IF version = ? AND expires_at > ?"+rest, table),
+		get:       fmt.Sprintf("SELECT value, version, expires_at, write_id FROM %s WHERE key = ?", table),
+		create:    fmt.Sprintf(set+"version = null AND value = null AND expires_at = null AND write_id = null", table),
+		replace:   fmt.Sprintf(set+"expires_at <= ? AND version != null"+rest, table),
+		overwrite: fmt.Sprintf(set+"value = ? AND version = ? AND expires_at = ? AND write_id = ?", table),
+		swap:      fmt.Sprintf(set+"version = ? AND expires_at > ?"+rest, table),
+		raise:     fmt.Sprintf(set+"version < ? AND expires_at > ?"+rest, table),
+		delete:    fmt.Sprintf("DELETE FROM %s WHERE key = ? IF version = ? AND expires_at > ?"+rest, table),
 	}
 }
 
@@ -158,7 +160,10 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if err := s.checkWrite(key, value, ttl); err != nil {
 		return idem.Item{}, err
 	}
-	w := s.newWrite(putIfAbsent, key, value, 0, 1, ttl)
+	// The process's clock, not s.cfg.now: FreshVersion keeps one sequence
+	// for the whole process, which a store on a clock of its own (tests)
+	// would push ahead of every other store's.
+	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(time.Now()), ttl)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, err
@@ -246,8 +251,8 @@ type write struct {
 	key     string
 	value   []byte // stored value (a private copy, never nil); nil for CompareAndDelete
 	expect  int64  // CompareAndSwap, CompareAndDelete: the caller's version
-	version int64  // the version written: 1, expect+1, or the caller's for Upsert
-	id      []byte // write_id: random, the same for the retry; own-write recognition
+	version int64  // the version written: idem.FreshVersion, expect+1, or the caller's for Upsert
+	id      []byte // write_id: random per call, for own-write recognition
 	ttl     int    // USING TTL, in seconds; 0: none
 	expires int64  // expires_at, Unix ms; math.MaxInt64: never
 }
@@ -287,7 +292,8 @@ func (w *write) written() idem.Item {
 }
 
 // run performs w: one logical attempt, and when its outcome is unknown,
-// the resolution that settles it.
+// the SERIAL read that settles it (resolve). Nothing is sent again after a
+// statement whose outcome is unknown.
 func (s *Store) run(ctx context.Context, w *write) (result, error) {
 	if err := ctx.Err(); err != nil {
 		return result{}, w.fail(err)
@@ -314,6 +320,7 @@ type step uint8
 const (
 	stepCreate step = iota
 	stepReplace
+	stepOverwrite
 	stepSwap
 	stepRaise
 	stepDelete
@@ -331,7 +338,7 @@ func (s *Store) attempt(ctx context.Context, w *write) (applied bool, cur record
 			}
 		}
 		now := s.cfg.now()
-		applied, cur, err = s.exec.cas(ctx, s.statement(next), s.args(w, next, now.UnixMilli())...)
+		applied, cur, err = s.exec.cas(ctx, s.statement(next), s.args(w, next, cur, now.UnixMilli())...)
 		if err != nil || applied {
 			return applied, cur, err
 		}
@@ -348,6 +355,8 @@ func (s *Store) attempt(ctx context.Context, w *write) (applied bool, cur record
 			return false, cur, nil
 		case cur.found:
 			next = stepReplace
+		case cur.stray != nil:
+			next = stepOverwrite
 		default:
 			next = stepCreate
 		}
@@ -361,6 +370,8 @@ func (s *Store) statement(st step) string {
 		return s.q.create
 	case stepReplace:
 		return s.q.replace
+	case stepOverwrite:
+		return s.q.overwrite
 	case stepSwap:
 		return s.q.swap
 	case stepRaise:
@@ -370,12 +381,16 @@ func (s *Store) statement(st step) string {
 	}
 }
 
-func (s *Store) args(w *write, st step, nowMs int64) []any {
+// args binds the statement st for w; prev is the row the previous statement
+// of the attempt returned (stepOverwrite names it exactly).
+func (s *Store) args(w *write, st step, prev record, nowMs int64) []any {
 	switch st {
 	case stepCreate:
 		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key}
 	case stepReplace:
 		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, nowMs}
+	case stepOverwrite:
+		return append([]any{w.ttl, w.value, w.version, w.expires, w.id, w.key}, prev.stray...)
 	case stepSwap:
 		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, w.expect, nowMs}
 	case stepRaise:
@@ -488,6 +503,15 @@ func (s *Store) checkWrite(key string, value []byte, ttl time.Duration) error {
 	if ttl > MaxTTL {
 		return &idem.InputError{Key: short(key), Reason: fmt.Sprintf("ttl %v is over Cassandra's limit of 20 years", ttl)}
 	}
+	if ttl > 0 {
+		now := s.cfg.now()
+		secs, _ := expiry(now, ttl)
+		if end := now.Add(time.Duration(secs) * time.Second); end.After(latestExpiry) {
+			return &idem.InputError{Key: short(key), Reason: fmt.Sprintf(
+				"ttl %v ends after %s: Cassandra refuses expirations past %s, and the Store keeps %v of that for clock skew",
+				ttl, latestExpiry.Format(time.RFC3339), serverExpiryLimit.Format(time.RFC3339), expirySkew)}
+		}
+	}
 	return nil
 }
 
@@ -512,66 +536,9 @@ func parseTable(table string) (string, error) {
 	return ks + "." + tbl, nil
 }
 
-// judge is what a SERIAL read after an unknown outcome says about w.
-type verdict uint8
-
-const (
-	// notApplied: the row is exactly as w's condition requires, and w's
-	// write is not there: w did not apply (and after a linearizable read,
-	// a proposal the server gave up on can no longer complete).
-	notApplied verdict = iota
-	// mine: the row holds w's own write: its write_id, which only w and
-	// its retry write (so it also has w's value and version).
-	mine
-	// lost: another write won the slot w was competing for; w did not
-	// apply. PutIfAbsent: another version 1; CompareAndSwap: another
-	// version expect+1; Upsert: a version at least as high.
-	lost
-	// unsettled: the row moved on in a way that hides whether w applied.
-	unsettled
-)
-
-func judge(w *write, cur record, now time.Time) verdict {
-	live := cur.live(now)
-	ours := live && len(w.id) > 0 && bytes.Equal(cur.writeID, w.id)
-	switch w.kind {
-	case putIfAbsent:
-		switch {
-		case ours:
-			return mine
-		case !live:
-			return notApplied
-		case cur.version == 1:
-			return lost
-		}
-	case compareAndSwap:
-		switch {
-		case ours:
-			return mine
-		case !live:
-			return unsettled
-		case cur.version == w.expect:
-			return notApplied
-		case cur.version == w.version:
-			return lost
-		}
-	case upsert:
-		switch {
-		case ours:
-			return mine
-		case !live || cur.version < w.version:
-			return notApplied
-		default:
-			return lost
-		}
-	case compareAndDelete:
-		// A deletion leaves nothing to recognise: an absent row may be our
-		// delete, a competitor's at the same version, or an expiry. Only
-		// "still there at our version" proves anything.
-		switch {
-		case cur.version == w.expect && live:
-			return notApplied
-		}
-	}
-	return unsettled
+// ours reports whether cur, read after an unknown outcome, holds w's own
+// write: its write_id, random per call, so no other write carries it. The
+// row may have expired since; w applied all the same.
+func ours(w *write, cur record) bool {
+	return cur.found && len(w.id) > 0 && bytes.Equal(cur.writeID, w.id)
 }

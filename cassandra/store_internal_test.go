@@ -182,6 +182,9 @@ func TestLimits(t *testing.T) {
 		{"CompareAndSwap value over the limit", func() error { _, err := s.CompareAndSwap(ctx, key, 1, make([]byte, 11), 0); return err }},
 		{"Upsert value over the limit", func() error { _, _, err := s.Upsert(ctx, key, make([]byte, 11), 1, 0); return err }},
 		{"PutIfAbsent ttl over 20 years", func() error { _, err := s.PutIfAbsent(ctx, key, nil, MaxTTL+time.Second); return err }},
+		{"PutIfAbsent ttl past 2038", func() error { _, err := s.PutIfAbsent(ctx, key, nil, time.Until(latestExpiry)+time.Second); return err }},
+		{"CompareAndSwap ttl past 2038", func() error { _, err := s.CompareAndSwap(ctx, key, 1, nil, time.Until(latestExpiry)+time.Second); return err }},
+		{"Upsert ttl past 2038", func() error { _, _, err := s.Upsert(ctx, key, nil, 1, time.Until(latestExpiry)+time.Second); return err }},
 		{"CompareAndSwap version overflow", func() error { _, err := s.CompareAndSwap(ctx, key, math.MaxInt64, nil, 0); return err }},
 	} {
 		err := tc.call()
@@ -194,51 +197,39 @@ func TestLimits(t *testing.T) {
 	}
 	// At the limits exactly, the write goes out.
 	ex.steps = []answer{casApplied(), casApplied()}
-	if _, err := s.PutIfAbsent(ctx, strings.Repeat("k", MaxKeySize), make([]byte, 10), MaxTTL); err != nil {
-		t.Errorf("key of %d bytes, value at the limit, ttl of 20 years: %v", MaxKeySize, err)
+	if _, err := s.PutIfAbsent(ctx, strings.Repeat("k", MaxKeySize), make([]byte, 10), time.Until(latestExpiry)-time.Minute); err != nil {
+		t.Errorf("key of %d bytes, value at the limit, ttl up to the latest expiry: %v", MaxKeySize, err)
 	}
 	if _, _, err := s.Upsert(ctx, key, nil, math.MaxInt64, 0); err != nil {
 		t.Errorf("Upsert at version MaxInt64: %v", err)
 	}
 }
 
-// TestJudge covers the verdicts of the settling read that the op table in
-// resolve_test.go does not reach.
-func TestJudge(t *testing.T) {
-	now := time.Now()
+// TestOurs: only the write's own write_id proves it applied; an expired row
+// that carries it applied all the same, and nothing else counts, however
+// alike it looks.
+func TestOurs(t *testing.T) {
 	id := []byte("0123456789abcdef")
-	w := func(k kind, expect, version int64) *write {
-		return &write{kind: k, key: key, value: []byte("new"), expect: expect, version: version, id: id}
-	}
-	withID := func(r record, id string) record { r.writeID = []byte(id); return r }
+	w := &write{kind: compareAndSwap, key: key, value: []byte("new"), expect: 4, version: 5, id: id}
+	withID := func(r record, id []byte) record { r.writeID = id; return r }
 	for _, tc := range []struct {
 		name string
-		w    *write
 		cur  record
-		want verdict
+		want bool
 	}{
-		{"put: own write", w(putIfAbsent, 0, 1), withID(row("new", 1), string(id)), mine},
-		{"put: same value, another write", w(putIfAbsent, 0, 1), withID(row("new", 1), "another write id"), lost},
-		{"put: over expired", w(putIfAbsent, 0, 1), expiredRow("old", 1), notApplied},
-		{"put: own write expired", w(putIfAbsent, 0, 1), withID(expiredRow("new", 1), string(id)), notApplied},
-		{"swap: row expired", w(compareAndSwap, 4, 5), expiredRow("old", 4), unsettled},
-		{"swap: version went back", w(compareAndSwap, 4, 5), row("old", 2), unsettled},
-		{"swap: same version, other value", w(compareAndSwap, 4, 5), row("x", 5), lost},
-		{"delete: expired", w(compareAndDelete, 4, 0), expiredRow("old", 4), unsettled},
-		{"delete: absent", w(compareAndDelete, 4, 0), absent, unsettled},
-		{"delete: still there", w(compareAndDelete, 4, 0), row("old", 4), notApplied},
-		{"delete: recreated", w(compareAndDelete, 4, 0), row("x", 1), unsettled},
-		{"upsert: equal version other value", w(upsert, 0, 9), row("x", 9), lost},
-		{"upsert: a duplicate delivery's identical write", w(upsert, 0, 9), withID(row("new", 9), "another write id"), lost},
-		{"upsert: own write", w(upsert, 0, 9), withID(row("new", 9), string(id)), mine},
-		{"swap: own write", w(compareAndSwap, 4, 5), withID(row("new", 5), string(id)), mine},
-		{"swap: identical write by another", w(compareAndSwap, 4, 5), withID(row("new", 5), "x"), lost},
-		{"upsert: expired higher", w(upsert, 0, 9), expiredRow("x", 20), notApplied},
-		{"upsert: version 0 over absent", w(upsert, 0, 0), absent, notApplied},
+		{"own write", withID(row("new", 5), id), true},
+		{"own write, expired since", withID(expiredRow("new", 5), id), true},
+		{"identical write by another call", withID(row("new", 5), []byte("another write id")), false},
+		{"the row as the condition requires", row("old", 4), false},
+		{"absent", absent, false},
+		{"not an item", record{stray: []any{nil, nil, nil, id}}, false},
 	} {
-		if got := judge(tc.w, tc.cur, now); got != tc.want {
-			t.Errorf("%s: got verdict %d, want %d", tc.name, got, tc.want)
+		if got := ours(w, tc.cur); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	if ours(&write{kind: compareAndDelete, key: key, expect: 4}, row("old", 4)) {
+		t.Error("a CompareAndDelete (no write_id) recognised a row as its own")
 	}
 }
 

@@ -120,7 +120,7 @@ func TestRoundTrips(t *testing.T) {
 			}
 			check("duplicate Do", 1, 0)
 
-			_, err = s.PutIfAbsent(ctx, key("k"), []byte("a"), time.Hour)
+			k, err := s.PutIfAbsent(ctx, key("k"), []byte("a"), time.Hour)
 			must(err)
 			check("PutIfAbsent", 1, 0)
 			_, err = s.PutIfAbsent(ctx, key("k"), []byte("b"), time.Hour)
@@ -128,10 +128,10 @@ func TestRoundTrips(t *testing.T) {
 				t.Fatalf("second PutIfAbsent: %v", err)
 			}
 			check("PutIfAbsent conflict", 1, 0)
-			_, err = s.CompareAndSwap(ctx, key("k"), 1, []byte("c"), time.Hour)
+			_, err = s.CompareAndSwap(ctx, key("k"), k.Version, []byte("c"), time.Hour)
 			must(err)
 			check("CompareAndSwap", 1, 0)
-			_, err = s.CompareAndSwap(ctx, key("k"), 1, []byte("d"), time.Hour)
+			_, err = s.CompareAndSwap(ctx, key("k"), k.Version, []byte("d"), time.Hour)
 			if !errors.Is(err, idem.ErrConflict) {
 				t.Fatalf("stale CompareAndSwap: %v", err)
 			}
@@ -139,7 +139,7 @@ func TestRoundTrips(t *testing.T) {
 			_, err = s.Get(ctx, key("k"))
 			must(err)
 			check("Get", 0, 1)
-			must(s.CompareAndDelete(ctx, key("k"), 2))
+			must(s.CompareAndDelete(ctx, key("k"), k.Version+1))
 			check("CompareAndDelete", 1, 0)
 
 			_, _, err = s.Upsert(ctx, key("u"), []byte("u1"), 1, time.Hour)
@@ -177,9 +177,13 @@ func proxiedSession(t testing.TB, p *proxy, timeout time.Duration) *gocql.Sessio
 }
 
 // TestLostOnTheWire loses a lightweight transaction's request or response
-// in a TCP proxy between the driver and a real Cassandra. The store must
-// settle each case with a SERIAL read and report the truth: applied exactly
-// once.
+// in a TCP proxy between the driver and a real Cassandra. When the write
+// reached the server (the response is dropped, or the connection is closed
+// before it), the SERIAL read finds the write's own write_id: applied,
+// exactly once. When the request never arrived, nothing proves either
+// outcome and the store sends nothing again: ErrUnknownOutcome, and the row
+// is as it was. A CompareAndDelete leaves nothing to recognise: unknown
+// either way.
 func TestLostOnTheWire(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
@@ -192,38 +196,36 @@ func TestLostOnTheWire(t *testing.T) {
 		name     string
 		mode     lossMode
 		deadline time.Duration // a caller's deadline shorter than the driver's timeout; 0: none
+		reached  bool          // the request reached the server
 	}{
-		{"response dropped, client timeout", dropResponse, 0},
-		{"response dropped, caller's deadline", dropResponse, 500 * time.Millisecond},
-		{"connection closed before the response", closeForResponse, 0},
-		{"request dropped, so the store retries", dropRequest, 0},
+		{"response dropped, client timeout", dropResponse, 0, true},
+		{"response dropped, caller's deadline", dropResponse, 500 * time.Millisecond, true},
+		{"connection closed before the response", closeForResponse, 0, true},
+		{"request dropped", dropRequest, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, o := range []struct {
-				name  string
-				setup func(ctx context.Context, key string) error
-				call  func(ctx context.Context, key string) (idem.Item, error)
-				want  idem.Item
+				name   string
+				call   func(ctx context.Context, key string) (idem.Item, error)
+				before idem.Item // stored before the call (Version 0: absent)
+				after  idem.Item // stored once the call applied (Version 0: absent; -1: a fresh version)
 			}{
-				{"PutIfAbsent", nil, func(ctx context.Context, key string) (idem.Item, error) {
+				{"PutIfAbsent", func(ctx context.Context, key string) (idem.Item, error) {
 					return s.PutIfAbsent(ctx, key, []byte("new"), time.Hour)
-				}, idem.Item{Value: []byte("new"), Version: 1}},
-				{"CompareAndSwap", func(ctx context.Context, key string) error {
-					_, err := plain.PutIfAbsent(ctx, key, []byte("old"), time.Hour)
-					return err
-				}, func(ctx context.Context, key string) (idem.Item, error) {
-					return s.CompareAndSwap(ctx, key, 1, []byte("new"), time.Hour)
-				}, idem.Item{Value: []byte("new"), Version: 2}},
-				{"Upsert", func(ctx context.Context, key string) error {
-					_, _, err := plain.Upsert(ctx, key, []byte("old"), 3, time.Hour)
-					return err
-				}, func(ctx context.Context, key string) (idem.Item, error) {
+				}, idem.Item{}, idem.Item{Value: []byte("new"), Version: -1}},
+				{"CompareAndSwap", func(ctx context.Context, key string) (idem.Item, error) {
+					return s.CompareAndSwap(ctx, key, 3, []byte("new"), time.Hour)
+				}, idem.Item{Value: []byte("old"), Version: 3}, idem.Item{Value: []byte("new"), Version: 4}},
+				{"CompareAndDelete", func(ctx context.Context, key string) (idem.Item, error) {
+					return idem.Item{}, s.CompareAndDelete(ctx, key, 3)
+				}, idem.Item{Value: []byte("old"), Version: 3}, idem.Item{}},
+				{"Upsert", func(ctx context.Context, key string) (idem.Item, error) {
 					it, applied, err := s.Upsert(ctx, key, []byte("new"), 7, time.Hour)
 					if err == nil && !applied {
 						err = fmt.Errorf("Upsert over a lower version: not applied")
 					}
 					return it, err
-				}, idem.Item{Value: []byte("new"), Version: 7}},
+				}, idem.Item{Value: []byte("old"), Version: 3}, idem.Item{Value: []byte("new"), Version: 7}},
 			} {
 				t.Run(o.name, func(t *testing.T) {
 					key := "wire/" + tc.name + "/" + o.name
@@ -231,8 +233,8 @@ func TestLostOnTheWire(t *testing.T) {
 					if _, err := s.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) { // prepares the statements
 						t.Fatalf("Get: %v", err)
 					}
-					if o.setup != nil {
-						if err := o.setup(ctx, key); err != nil {
+					if o.before.Version > 0 {
+						if _, _, err := plain.Upsert(ctx, key, o.before.Value, o.before.Version, time.Hour); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -245,20 +247,39 @@ func TestLostOnTheWire(t *testing.T) {
 					p.arm(tc.mode)
 					start := time.Now()
 					it, err := o.call(cctx, key)
-					if err != nil {
-						t.Fatalf("got %v, want success", err)
-					}
 					select {
 					case <-p.lost:
 					default:
 						t.Fatal("the proxy lost nothing: the test did not test anything")
 					}
-					if string(it.Value) != string(o.want.Value) || it.Version != o.want.Version {
-						t.Errorf("returned %q v%d, want %q v%d", it.Value, it.Version, o.want.Value, o.want.Version)
+					want := o.before
+					if tc.reached {
+						want = o.after
+					}
+					if !tc.reached || o.name == "CompareAndDelete" {
+						if !errors.Is(err, idem.ErrUnknownOutcome) {
+							t.Fatalf("got %v, want ErrUnknownOutcome", err)
+						}
+					} else {
+						if err != nil {
+							t.Fatalf("got %v, want success", err)
+						}
+						if want.Version < 0 { // fresh: at least the clock at the call, in µs
+							if it.Version < start.UnixMicro() {
+								t.Errorf("returned version %d, want a fresh one (at least %d)", it.Version, start.UnixMicro())
+							}
+							want.Version = it.Version
+						}
+						if string(it.Value) != string(want.Value) || it.Version != want.Version {
+							t.Errorf("returned %q v%d, want %q v%d", it.Value, it.Version, want.Value, want.Version)
+						}
 					}
 					got, err := plain.Get(ctx, key)
-					if err != nil || string(got.Value) != string(o.want.Value) || got.Version != o.want.Version {
-						t.Errorf("stored %q v%d (%v), want %q v%d: applied exactly once", got.Value, got.Version, err, o.want.Value, o.want.Version)
+					switch {
+					case want.Version == 0 && !errors.Is(err, idem.ErrNotFound):
+						t.Errorf("stored %q v%d (%v), want nothing", got.Value, got.Version, err)
+					case want.Version > 0 && (err != nil || string(got.Value) != string(want.Value) || got.Version != want.Version):
+						t.Errorf("stored %q v%d (%v), want %q v%d: applied exactly once", got.Value, got.Version, err, want.Value, want.Version)
 					}
 					t.Logf("settled in %v", time.Since(start).Round(time.Millisecond))
 				})
@@ -268,10 +289,9 @@ func TestLostOnTheWire(t *testing.T) {
 }
 
 // TestLostRequestCallerGone: the request is lost and the caller's deadline
-// passes meanwhile. The SERIAL read shows nothing applied, but the caller
-// has given up, so the store does not send the write again: it says the
-// outcome is unknown (the request might still be in flight), and nothing
-// is stored.
+// passes meanwhile. The SERIAL read still runs, detached from the
+// cancellation, and does not show the write: the store says the outcome is
+// unknown (the request might still be in flight), and nothing is stored.
 func TestLostRequestCallerGone(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
