@@ -183,8 +183,14 @@ func TestLimits(t *testing.T) {
 		{"Upsert value over the limit", func() error { _, _, err := s.Upsert(ctx, key, make([]byte, 11), 1, 0); return err }},
 		{"PutIfAbsent ttl over 20 years", func() error { _, err := s.PutIfAbsent(ctx, key, nil, MaxTTL+time.Second); return err }},
 		{"PutIfAbsent ttl past 2038", func() error { _, err := s.PutIfAbsent(ctx, key, nil, time.Until(latestExpiry)+time.Second); return err }},
-		{"CompareAndSwap ttl past 2038", func() error { _, err := s.CompareAndSwap(ctx, key, 1, nil, time.Until(latestExpiry)+time.Second); return err }},
-		{"Upsert ttl past 2038", func() error { _, _, err := s.Upsert(ctx, key, nil, 1, time.Until(latestExpiry)+time.Second); return err }},
+		{"CompareAndSwap ttl past 2038", func() error {
+			_, err := s.CompareAndSwap(ctx, key, 1, nil, time.Until(latestExpiry)+time.Second)
+			return err
+		}},
+		{"Upsert ttl past 2038", func() error {
+			_, _, err := s.Upsert(ctx, key, nil, 1, time.Until(latestExpiry)+time.Second)
+			return err
+		}},
 		{"CompareAndSwap version overflow", func() error { _, err := s.CompareAndSwap(ctx, key, math.MaxInt64, nil, 0); return err }},
 	} {
 		err := tc.call()
