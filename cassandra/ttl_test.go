@@ -3,6 +3,7 @@ package cassandra
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,131 @@ func TestClientClockAhead(t *testing.T) {
 		if err != nil || got.Version != 5 || string(got.Value) != "old" {
 			t.Errorf("%s after refused writes: got %+v, %v; want old v5", key, got, err)
 		}
+	}
+}
+
+// TestTTLPast2038: this Cassandra (5.0 in its default
+// storage_compatibility_mode, as testenv runs it) refuses a TTL that ends
+// after 2038-01-19T03:14:06Z, though it is under 20 years. The Store
+// rejects such a ttl with ErrInvalid, naming the limit, before sending
+// anything; a ttl a minute inside its limit is accepted by the server.
+func TestTTLPast2038(t *testing.T) {
+	session, table := realTable(t)
+	s, err := New(session, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// The limit is the server's: the statement the Store would send, with a
+	// TTL a few seconds past it, is refused.
+	over := int(time.Until(serverExpiryLimit)/time.Second) + 5
+	err = session.Query("UPDATE "+table+" USING TTL ? SET value = 0x, version = 1, expires_at = 0, write_id = 0x WHERE key = ? IF version = null", over, "raw").Exec()
+	var invalid *gocql.RequestErrInvalid
+	if !errors.As(err, &invalid) {
+		t.Fatalf("a TTL ending past %v: got %v, want the server's InvalidRequest (is the node in storage_compatibility_mode NONE?)", serverExpiryLimit, err)
+	}
+
+	// Under 20 years both: past the server's limit, and inside it but
+	// within the Store's margin for clock skew.
+	for _, ttl := range []time.Duration{time.Until(serverExpiryLimit) + time.Hour, time.Until(serverExpiryLimit) - time.Hour} {
+		for _, tc := range []struct {
+			name string
+			call func() error
+		}{
+			{"PutIfAbsent", func() error { _, err := s.PutIfAbsent(ctx, "late", []byte("x"), ttl); return err }},
+			{"CompareAndSwap", func() error { _, err := s.CompareAndSwap(ctx, "late", 1, []byte("x"), ttl); return err }},
+			{"Upsert", func() error { _, _, err := s.Upsert(ctx, "late", []byte("x"), 1, ttl); return err }},
+		} {
+			err := tc.call()
+			var ie *idem.InputError
+			if !errors.Is(err, idem.ErrInvalid) || !errors.As(err, &ie) || errors.As(err, &invalid) {
+				t.Errorf("%s with a ttl ending at %v: got %v, want an *idem.InputError", tc.name, time.Now().Add(ttl).UTC(), err)
+			} else if !strings.Contains(ie.Reason, "2038-01-19T03:14:06Z") {
+				t.Errorf("%s: the error %q does not name the limit", tc.name, err)
+			}
+		}
+	}
+	if _, err := s.Get(ctx, "late"); !errors.Is(err, idem.ErrNotFound) {
+		t.Errorf("after the rejected writes: got %v, want nothing stored", err)
+	}
+
+	ok := time.Until(latestExpiry) - time.Minute
+	it, err := s.PutIfAbsent(ctx, "late", []byte("x"), ok)
+	if err != nil {
+		t.Fatalf("PutIfAbsent with a ttl of %v, inside the limit: %v", ok, err)
+	}
+	if exists, got := rawRow(t, session, table, "late"); !exists || got < int(ok/time.Second) {
+		t.Errorf("server TTL: got %d (exists %v), want at least %d", got, exists, int(ok/time.Second))
+	}
+	if _, err := s.CompareAndSwap(ctx, "late", it.Version, []byte("y"), ok); err != nil {
+		t.Errorf("CompareAndSwap with a ttl inside the limit: %v", err)
+	}
+}
+
+// TestRowsWithNulls: rows written with plain CQL, outside the Store, whose
+// value, version or expires_at is NULL (the Store always writes all three).
+// Such a row is not an item: Get reports it absent, CompareAndSwap and
+// CompareAndDelete find no item (a conflict with Exists false), and
+// PutIfAbsent and Upsert replace it with an item, which then behaves as
+// any other.
+func TestRowsWithNulls(t *testing.T) {
+	session, table := realTable(t)
+	s, err := New(session, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		insert string // plain CQL; ? is the key
+	}{
+		{"no expires_at", "INSERT INTO " + table + " (key, value, version) VALUES (?, 0x6f6c64, 1)"},
+		{"no expires_at, empty value", "INSERT INTO " + table + " (key, value, version, write_id) VALUES (?, 0x, 1, 0x00)"},
+		{"no value", "INSERT INTO " + table + " (key, version, expires_at) VALUES (?, 1, 9223372036854775807)"},
+		{"no version", "INSERT INTO " + table + " (key, value, expires_at, write_id) VALUES (?, 0x6f6c64, 9223372036854775807, 0x00)"},
+		{"only write_id", "INSERT INTO " + table + " (key, write_id) VALUES (?, 0x00)"},
+		{"row marker only", "INSERT INTO " + table + " (key) VALUES (?)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			put, up := "nulls/"+tc.name+"/put", "nulls/"+tc.name+"/upsert"
+			for _, k := range []string{put, up} {
+				if err := session.Query(tc.insert, k).Exec(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := s.Get(ctx, put); !errors.Is(err, idem.ErrNotFound) {
+				t.Errorf("Get: got %+v, %v; want ErrNotFound", got, err)
+			}
+			var ce *idem.ConflictError
+			if _, err := s.CompareAndSwap(ctx, put, 1, []byte("new"), 0); !errors.As(err, &ce) || ce.Exists {
+				t.Errorf("CompareAndSwap(1): got %v, want a conflict with Exists false", err)
+			}
+			if err := s.CompareAndDelete(ctx, put, 1); !errors.As(err, &ce) || ce.Exists {
+				t.Errorf("CompareAndDelete(1): got %v, want a conflict with Exists false", err)
+			}
+
+			it, err := s.PutIfAbsent(ctx, put, []byte("new"), time.Hour)
+			if err != nil {
+				t.Fatalf("PutIfAbsent: %v", err)
+			}
+			if got, err := s.Get(ctx, put); err != nil || string(got.Value) != "new" || got.Version != it.Version {
+				t.Errorf("Get after PutIfAbsent: got %+v, %v; want new v%d", got, err, it.Version)
+			}
+			next, err := s.CompareAndSwap(ctx, put, it.Version, []byte("next"), time.Hour)
+			if err != nil {
+				t.Fatalf("CompareAndSwap after PutIfAbsent: %v", err)
+			}
+			if err := s.CompareAndDelete(ctx, put, next.Version); err != nil {
+				t.Errorf("CompareAndDelete after CompareAndSwap: %v", err)
+			}
+
+			if got, applied, err := s.Upsert(ctx, up, []byte("new"), 1, time.Hour); err != nil || !applied || got.Version != 1 {
+				t.Fatalf("Upsert at version 1: got %+v, applied %v, %v; want applied", got, applied, err)
+			}
+			if got, err := s.Get(ctx, up); err != nil || string(got.Value) != "new" || got.Version != 1 {
+				t.Errorf("Get after Upsert: got %+v, %v; want new v1", got, err)
+			}
+		})
 	}
 }
