@@ -151,6 +151,8 @@ func visualisationDir(t *testing.T) (string, error) {
 type linearVerdict struct {
 	seed       int64
 	ops        int      // operations recorded (failed Gets included)
+	applied    int      // writes reported applied
+	refused    int      // writes reported not applied
 	unknown    int      // writes of unknown outcome
 	dropped    int      // failed Gets
 	undecided  []string // keys the checker could not decide in time
@@ -178,11 +180,16 @@ func checkLinear(ctx context.Context, s idem.Store, cfg LinearConfig, logf func(
 		history := runRound(ctx, s, cfg, round, keys)
 		for _, op := range history {
 			v.ops++
-			switch {
-			case op.Output.(linOutput).kind == outDropped:
+			switch out := op.Output.(linOutput); {
+			case out.kind == outDropped:
 				v.dropped++
-			case op.Output.(linOutput).kind == outUnknown:
+			case out.kind == outUnknown:
 				v.unknown++
+			case op.Input.(linInput).op == opGet:
+			case out.kind == outOK:
+				v.applied++
+			case out.kind == outRefused:
+				v.refused++
 			}
 		}
 		for k, key := range keys {
@@ -200,8 +207,8 @@ func checkLinear(ctx context.Context, s idem.Store, cfg LinearConfig, logf func(
 			}
 		}
 	}
-	logf("linearizability: seed %d: %d rounds of %d clients on %d keys: %d operations, %d writes of unknown outcome, %d failed Gets dropped; %d keys not linearizable",
-		v.seed, cfg.Rounds, cfg.Clients, cfg.Keys, v.ops, v.unknown, v.dropped, len(v.violations))
+	logf("linearizability: seed %d: %d rounds of %d clients on %d keys: %d operations; writes: %d applied, %d refused, %d of unknown outcome; %d failed Gets dropped; %d keys not linearizable",
+		v.seed, cfg.Rounds, cfg.Clients, cfg.Keys, v.ops, v.applied, v.refused, v.unknown, v.dropped, len(v.violations))
 	if len(v.undecided) > 0 {
 		logf("linearizability: the checker could not decide %d keys within %v: %v", len(v.undecided), checkTimeout, v.undecided)
 	}
@@ -250,8 +257,10 @@ func runRound(ctx context.Context, s idem.Store, cfg LinearConfig, round int, ke
 				in := chooseOp(r, recent.get(k), k, fmt.Sprintf("c%d.%d", c, n))
 				opCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 				call := time.Since(start).Nanoseconds()
+				in.call = call
 				out := apply(opCtx, s, keys[k], in)
 				ret := time.Since(start).Nanoseconds()
+				out.returned = ret
 				cancel()
 				if out.observed() {
 					recent.add(k, out.version)
@@ -371,12 +380,14 @@ const (
 var opNames = [...]string{"Get", "PutIfAbsent", "CompareAndSwap", "CompareAndDelete", "Upsert"}
 
 // linInput is one call: the operation, the index of its key in the round,
-// and its arguments (value for writes, version for all but PutIfAbsent).
+// its arguments (value for writes, version for all but PutIfAbsent) and
+// when it was invoked.
 type linInput struct {
 	op      opKind
 	key     int
 	value   string
 	version int64
+	call    int64
 }
 
 type outKind uint8
@@ -392,12 +403,13 @@ const (
 // linOutput is one call's result. value and version are the item returned:
 // the stored one, or the current one of a refusal (when detail is true).
 type linOutput struct {
-	kind    outKind
-	detail  bool // outRefused: the result carries the current item (or says the key is absent)
-	exists  bool // outRefused with detail: the key exists
-	value   string
-	version int64
-	err     string // the error, for the report
+	kind     outKind
+	detail   bool // outRefused: the result carries the current item (or says the key is absent)
+	exists   bool // outRefused with detail: the key exists
+	value    string
+	version  int64
+	err      string // the error, for the report
+	returned int64  // when the call returned
 }
 
 // observed reports whether the output names a version the key held.
@@ -425,19 +437,65 @@ func millis(ns int64) string { return fmt.Sprintf("%.3fms", float64(ns)/1e6) }
 
 // linState is one possible state of a key. Its version is known to lie in
 // [lo, hi]: a PutIfAbsent of unknown outcome creates an item whose version
-// nobody has seen yet, and later operations narrow it down. high is the
-// highest version the key has held, which a fresh version must exceed.
+// nobody has seen yet, and later operations narrow it down.
+//
+// ended remembers the incarnations of the key that CompareAndDelete ended,
+// by their last version and when that delete returned: a PutIfAbsent
+// invoked after such a delete returned must start above its version. The
+// rule is one of real time, not of the order of linearization: FreshVersion
+// is taken when the call starts, so a PutIfAbsent that takes long to land
+// may start below an incarnation created and deleted meanwhile, and must
+// not be failed for it. Only the latest few endings are kept (forgetting
+// one only makes the model more lenient).
 type linState struct {
 	exists bool
 	value  string
 	lo, hi int64
-	high   int64
+	ended  [4]ending // the first n, by time of return
+	n      uint8
 }
 
-func absent(high int64) linState { return linState{high: high} }
+// ending is one ended incarnation: its last version, and when the delete
+// that ended it returned.
+type ending struct{ version, returned int64 }
 
-func holding(value string, version, high int64) linState {
-	return linState{exists: true, value: value, lo: version, hi: version, high: max(high, version)}
+// floor returns the version a PutIfAbsent invoked at call must exceed.
+func (s linState) floor(call int64) int64 {
+	var v int64
+	for _, e := range s.ended[:s.n] {
+		if e.returned < call {
+			v = max(v, e.version)
+		}
+	}
+	return v
+}
+
+// deleted returns the key absent after a delete of the incarnation at
+// version, returned at returned (0: not known, so it constrains nothing).
+func (s linState) deleted(version, returned int64) linState {
+	next := linState{ended: s.ended, n: s.n}
+	if returned == 0 {
+		return next
+	}
+	var kept []ending
+	for _, e := range s.ended[:s.n] {
+		if e.version >= version && e.returned <= returned {
+			return next // the new ending adds nothing
+		}
+		if e.version > version || e.returned < returned {
+			kept = append(kept, e) // not dominated by the new one
+		}
+	}
+	kept = append(kept, ending{version, returned})
+	slices.SortFunc(kept, func(a, b ending) int { return cmp.Compare(a.returned, b.returned) })
+	kept = kept[max(len(kept)-len(next.ended), 0):]
+	next.ended = [4]ending{}
+	next.n = uint8(copy(next.ended[:], kept))
+	return next
+}
+
+func (s linState) holding(value string, version int64) linState {
+	return linState{exists: true, value: value, lo: version, hi: version, ended: s.ended, n: s.n}
 }
 
 // is reports whether the state can be the item (value, version), and the
@@ -446,7 +504,7 @@ func (s linState) is(value string, version int64) (linState, bool) {
 	if !s.exists || s.value != value || version < s.lo || version > s.hi {
 		return s, false
 	}
-	return holding(value, version, s.high), true
+	return s.holding(value, version), true
 }
 
 // step returns the states the key can be in after the call in with result
@@ -469,8 +527,8 @@ func step(s linState, in linInput, out linOutput) []linState {
 	case opPut:
 		switch out.kind {
 		case outOK:
-			if !s.exists && out.value == in.value && out.version >= 1 && out.version > s.high {
-				return []linState{holding(in.value, out.version, s.high)}
+			if !s.exists && out.value == in.value && out.version >= 1 && out.version > s.floor(in.call) {
+				return []linState{s.holding(in.value, out.version)}
 			}
 			return nil
 		case outRefused:
@@ -484,24 +542,26 @@ func step(s linState, in linInput, out linOutput) []linState {
 		default:
 			next := []linState{s}
 			if !s.exists {
-				next = append(next, linState{exists: true, value: in.value, lo: max(s.high+1, 1), hi: math.MaxInt64, high: s.high})
+				n := s.holding(in.value, 0)
+				n.lo, n.hi = max(s.floor(in.call)+1, 1), math.MaxInt64
+				next = append(next, n)
 			}
 			return next
 		}
 
 	case opSwap, opDelete:
-		applied := func() (linState, bool) {
+		applied := func(returned int64) (linState, bool) {
 			if !s.exists || in.version < s.lo || in.version > s.hi {
 				return s, false
 			}
 			if in.op == opDelete {
-				return absent(max(s.high, in.version)), true
+				return s.deleted(in.version, returned), true
 			}
-			return holding(in.value, in.version+1, s.high), true
+			return s.holding(in.value, in.version+1), true
 		}
 		switch out.kind {
 		case outOK:
-			n, ok := applied()
+			n, ok := applied(out.returned)
 			if !ok || in.op == opSwap && (out.value != in.value || out.version != in.version+1) {
 				return nil
 			}
@@ -516,7 +576,7 @@ func step(s linState, in linInput, out linOutput) []linState {
 			return refusedWith(s, out, func(v int64) bool { return v != in.version })
 		default:
 			next := []linState{s}
-			if n, ok := applied(); ok {
+			if n, ok := applied(0); ok { // if it applied, it ended the incarnation at an unknown time
 				next = append(next, n)
 			}
 			return next
@@ -527,7 +587,7 @@ func step(s linState, in linInput, out linOutput) []linState {
 		switch out.kind {
 		case outOK:
 			if canApply && out.value == in.value && out.version == in.version {
-				return []linState{holding(in.value, in.version, s.high)}
+				return []linState{s.holding(in.value, in.version)}
 			}
 			return nil
 		case outRefused:
@@ -535,7 +595,7 @@ func step(s linState, in linInput, out linOutput) []linState {
 		default:
 			next := []linState{s}
 			if canApply {
-				next = append(next, holding(in.value, in.version, s.high))
+				next = append(next, s.holding(in.value, in.version))
 			}
 			return next
 		}
@@ -560,7 +620,7 @@ func onlyIf(ok bool, s linState) []linState {
 // linModel is the sequential model of one key, with unknown outcomes as
 // nondeterminism.
 var linModel = (&porcupine.NondeterministicModel{
-	Init: func() []any { return []any{absent(0)} },
+	Init: func() []any { return []any{linState{}} },
 	Step: func(state, input, output any) []any {
 		var next []any
 		for _, n := range step(state.(linState), input.(linInput), output.(linOutput)) {
@@ -571,14 +631,17 @@ var linModel = (&porcupine.NondeterministicModel{
 	Hash: func(state any) uint64 {
 		s := state.(linState)
 		h := fnv.New64a()
-		var b [25]byte
+		b := []byte{0}
 		if s.exists {
 			b[0] = 1
 		}
-		binary.LittleEndian.PutUint64(b[1:], uint64(s.lo))
-		binary.LittleEndian.PutUint64(b[9:], uint64(s.hi))
-		binary.LittleEndian.PutUint64(b[17:], uint64(s.high))
-		h.Write(b[:])
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.lo))
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.hi))
+		for _, e := range s.ended[:s.n] {
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.version))
+			b = binary.LittleEndian.AppendUint64(b, uint64(e.returned))
+		}
+		h.Write(b)
 		h.Write([]byte(s.value))
 		return h.Sum64()
 	},
@@ -588,8 +651,11 @@ var linModel = (&porcupine.NondeterministicModel{
 	DescribeState: func(state any) string {
 		s := state.(linState)
 		switch {
+		case !s.exists && s.n == 0:
+			return "absent"
 		case !s.exists:
-			return fmt.Sprintf("absent (highest version so far %d)", s.high)
+			e := s.ended[s.n-1]
+			return fmt.Sprintf("absent; deleted at version %d by a call that returned at %s", e.version, millis(e.returned))
 		case s.lo == s.hi:
 			return fmt.Sprintf("%q at version %d", s.value, s.lo)
 		default:

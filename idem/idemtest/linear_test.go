@@ -42,6 +42,10 @@ func TestLinearizableAccepts(t *testing.T) {
 		{"cut connections", func() idem.Store { return newLossy(memstore.New(), 4, cutErr) }},
 		// Gets that fail are dropped, whatever they return.
 		{"failing gets", func() idem.Store { return &failingGet{Store: memstore.New()} }},
+		// Calls that take a while before and after they take effect, so
+		// that many overlap, as on a real server.
+		{"overlapping calls", func() idem.Store { return slow{memstore.New()} }},
+		{"overlapping calls with unknown outcomes", func() idem.Store { return newLossy(slow{memstore.New()}, 4, unknownErr) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := checkLinear(t.Context(), tc.store(), LinearConfig{Seed: 7}, t.Logf)
@@ -73,6 +77,10 @@ func TestLinearizableRejects(t *testing.T) {
 		// The contract before fresh versions: a key deleted and created
 		// again starts at version 1, so a version comes back.
 		{"versions start at 1", func() idem.Store { return newVersionOne() }},
+		// The same lies among overlapping calls.
+		{"overlapping: CompareAndSwap acks without writing", func() idem.Store { return &ackingSwap{Store: slow{memstore.New()}} }},
+		{"overlapping: stale Get", func() idem.Store { return newStaleGet(slow{memstore.New()}) }},
+		{"overlapping: Upsert not applied after applying", func() idem.Store { return &upsertDenies{Store: slow{memstore.New()}} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := checkLinear(t.Context(), tc.store(), LinearConfig{Seed: 7}, t.Logf)
@@ -129,6 +137,16 @@ func TestLinearModel(t *testing.T) {
 			op(0, 0, 1, opUpsert, 500, "a", ok("a", 500)),
 			op(0, 2, 3, opDelete, 500, "", deleted),
 			put(1, 4, 5, "b", ok("b", 400)),
+		}, false},
+		{"slow PutIfAbsent starts below an incarnation created and deleted meanwhile", []porcupine.Operation{
+			put(0, 0, 100, "a", ok("a", 10)),
+			put(1, 5, 10, "b", ok("b", 50)),
+			op(1, 12, 15, opDelete, 50, "", deleted),
+		}, true},
+		{"PutIfAbsent invoked after the delete returned starts below it", []porcupine.Operation{
+			put(1, 5, 10, "b", ok("b", 50)),
+			op(1, 12, 15, opDelete, 50, "", deleted),
+			put(0, 16, 100, "a", ok("a", 10)),
 		}, false},
 		{"stale Get after a swap returned", []porcupine.Operation{
 			put(0, 0, 1, "a", ok("a", 100)),
@@ -217,6 +235,7 @@ func TestLinearModel(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			timed(tc.ops)
 			if got := porcupine.CheckOperations(linModel, tc.ops); got != tc.legal {
 				t.Errorf("got linearizable %v, want %v; history:\n%s", got, tc.legal, describeHistory(tc.ops))
 			}
@@ -243,6 +262,7 @@ func TestLinearShortest(t *testing.T) {
 	for range 10 {
 		add(0, linInput{op: opGet}, linOutput{kind: outOK, value: "b", version: 101})
 	}
+	timed(ops)
 	if porcupine.CheckOperations(linModel, ops) {
 		t.Fatal("the history is linearizable; the test is wrong")
 	}
@@ -275,6 +295,7 @@ func TestLinearCut(t *testing.T) {
 		{Input: linInput{op: opGet}, Call: 25, Output: linOutput{kind: outOK, value: "b", version: 6}, Return: 26},
 		{Input: linInput{op: opGet}, Call: 40, Output: linOutput{kind: outOK, value: "b", version: 6}, Return: 41},
 	}
+	timed(ops)
 	cut := cutAt(ops, 26)
 	if len(cut) != 3 {
 		t.Fatalf("got %d operations, want 3 (the put, the running swap, the returned Get)", len(cut))
@@ -298,7 +319,7 @@ func TestLinearDeterministic(t *testing.T) {
 		var ins [3][]linInput
 		for _, op := range runRound(t.Context(), memstore.New(), cfg, 0, []string{"a", "b"}) {
 			in := op.Input.(linInput)
-			in.version = 0 // versions follow the clock
+			in.version, in.call = 0, 0 // versions and times follow the clock
 			ins[op.ClientId] = append(ins[op.ClientId], in)
 		}
 		return ins
@@ -306,6 +327,19 @@ func TestLinearDeterministic(t *testing.T) {
 	first, second := run(), run()
 	if fmt.Sprint(first) != fmt.Sprint(second) {
 		t.Errorf("two runs with seed 42 chose differently:\n%v\n%v", first, second)
+	}
+}
+
+// timed copies each operation's times into its input and output, as the
+// workload records them.
+func timed(ops []porcupine.Operation) {
+	for i, op := range ops {
+		in, out := op.Input.(linInput), op.Output.(linOutput)
+		in.call = op.Call
+		if out.kind != outUnknown {
+			out.returned = op.Return
+		}
+		ops[i].Input, ops[i].Output = in, out
 	}
 }
 
@@ -386,6 +420,42 @@ func (s *lossy) Upsert(ctx context.Context, key string, value []byte, version in
 		return idem.Item{}, false, s.fail("Upsert", key)
 	}
 	return it, applied, err
+}
+
+// slow delays each call by up to 300µs before and after delegating, so that
+// concurrent calls overlap.
+type slow struct{ idem.Store }
+
+func pause() { time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) }
+
+func (s slow) Get(ctx context.Context, key string) (idem.Item, error) {
+	pause()
+	defer pause()
+	return s.Store.Get(ctx, key)
+}
+
+func (s slow) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
+	pause()
+	defer pause()
+	return s.Store.PutIfAbsent(ctx, key, value, ttl)
+}
+
+func (s slow) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	pause()
+	defer pause()
+	return s.Store.CompareAndSwap(ctx, key, version, value, ttl)
+}
+
+func (s slow) CompareAndDelete(ctx context.Context, key string, version int64) error {
+	pause()
+	defer pause()
+	return s.Store.CompareAndDelete(ctx, key, version)
+}
+
+func (s slow) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
+	pause()
+	defer pause()
+	return s.Store.Upsert(ctx, key, value, version, ttl)
 }
 
 // failingGet fails every third Get with an error and a made-up item.
@@ -578,4 +648,36 @@ func (s *versionOne) Upsert(_ context.Context, key string, value []byte, version
 	}
 	s.items[key] = idem.Item{Key: key, Value: value, Version: version}
 	return s.items[key], true, nil
+}
+
+// TestLinearEndings checks the model's memory of ended incarnations: a
+// PutIfAbsent must start above every incarnation deleted before it was
+// invoked, and only those.
+func TestLinearEndings(t *testing.T) {
+	var s linState
+	for _, e := range []ending{{10, 100}, {20, 200}, {15, 150}, {30, 300}, {40, 400}, {50, 500}} {
+		s = s.deleted(e.version, e.returned)
+	}
+	s = s.deleted(5, 600)  // dominated by {50, 500}: adds nothing
+	s = s.deleted(99, 0)   // returned at an unknown time: constrains nothing
+	s = s.deleted(45, 450) // between two kept endings
+	// Kept: {30, 300}, {40, 400}, {45, 450}, {50, 500}; the older ones
+	// were forgotten, which only makes the model lenient.
+	for _, tc := range []struct {
+		call, want int64
+	}{
+		{50, 0},    // before every delete returned
+		{250, 0},   // {20, 200} forgotten
+		{300, 0},   // concurrent with {30, 300}: intervals are closed
+		{301, 30},  // after it
+		{451, 45},  // after {45, 450}
+		{1000, 50}, // after all of them
+	} {
+		if got := s.floor(tc.call); got != tc.want {
+			t.Errorf("floor(%d): got %d, want %d (endings %v)", tc.call, got, tc.want, s.ended[:s.n])
+		}
+	}
+	if s.n != 4 {
+		t.Errorf("got %d endings kept, want 4: %v", s.n, s.ended[:s.n])
+	}
 }
