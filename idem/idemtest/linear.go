@@ -90,7 +90,11 @@ const checkTimeout = 30 * time.Second
 // idem.Store contract with porcupine:
 //
 //   - PutIfAbsent applies iff the key is absent, and the version it returns
-//     is above every version the key held (idem.FreshVersion);
+//     is above the last version of every incarnation of the key deleted
+//     before the call was made (idem.FreshVersion; the rule is one of real
+//     time, as the version is taken when the call starts: a PutIfAbsent
+//     that lands late may start below an incarnation created and deleted
+//     while it was under way);
 //   - CompareAndSwap applies iff the stored version equals the given one,
 //     and adds exactly one; CompareAndDelete applies iff it equals;
 //   - Upsert applies iff the key is absent or its stored version is lower;
