@@ -15,7 +15,8 @@ type Item struct {
 	// value as a zero-length slice (nil or not).
 	Value []byte
 	// Version is a fresh version after PutIfAbsent (see FreshVersion: above
-	// every version an earlier incarnation of the key held), goes up by one
+	// every version of an earlier incarnation of the key that ended before
+	// the call), goes up by one
 	// on each CompareAndSwap, and is the caller's value after an applied
 	// Upsert.
 	Version int64
@@ -54,8 +55,9 @@ func (it Item) Expired(now time.Time) bool {
 //     CompareAndDelete whose retry finds the key gone reports
 //     ErrUnknownOutcome rather than letting two callers win one version.
 //   - Versions never come back: PutIfAbsent starts a key at FreshVersion,
-//     above every version an earlier incarnation of the key (deleted or
-//     expired) can have held, and CompareAndSwap adds exactly one. A caller
+//     taken when the call starts, above every version of an earlier
+//     incarnation of the key that ended (was deleted or expired) before
+//     the call, and CompareAndSwap adds exactly one. A caller
 //     holding a version of one incarnation can therefore never act on a
 //     later one. The bound this rests on is FreshVersion's.
 //   - Settling is proof, not inference. A write that may have been applied
@@ -115,7 +117,8 @@ var lastFresh atomic.Int64
 // made fewer CompareAndSwaps than the microseconds it lived (a round trip
 // takes far longer) and (b) the clock of the process that creates the new
 // incarnation is not behind the clock of the process that created the old
-// one by more than the time between the two creations. Claims never delete
+// one by more than the time between the two creations (a create that is
+// delayed on its way to the database counts as that much lag). Claims never delete
 // their records (a released claim stays as a tombstone), so for Do, Claim
 // and Once that time is at least the shortest lifetime of a record, the
 // lease or the retention (WithTTL), whichever is shorter.
