@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"reflect"
@@ -39,10 +40,12 @@ import (
 // The error responses are application/problem+json bodies with the codes
 // of idemhttp (ErrorResponse). Options: WithTTL, WithLease, WithWait,
 // WithKeyPrefix, WithRequired, WithMethods, WithScope, WithValidation (of
-// an events.APIGatewayProxyRequest), WithOnReplay, WithLogger.
+// an events.APIGatewayProxyRequest), WithOnReplay, WithLogger. APIGateway
+// rejects a nil store or handler and invalid options with an error
+// matching idem.ErrInvalid.
 func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), opts ...Option) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
-	if s == nil || fn == nil {
-		return nil, errors.New("idemlambda: APIGateway needs a store and a handler")
+	if nilStore(s) || fn == nil {
+		return nil, invalid("APIGateway needs a store and a handler")
 	}
 	cfg, err := newConfig(opts, reflect.TypeFor[events.APIGatewayProxyRequest]())
 	if err != nil {
@@ -227,37 +230,51 @@ func headerValues(req events.APIGatewayProxyRequest, name string) []string {
 }
 
 // defaultScope is the authorizer's principalId, else a hash of the
-// Authorization header, else the shared empty scope.
+// Authorization header, else the shared empty scope. A principal is hashed
+// as "principal:" and its ID; an Authorization value is hashed as it is,
+// unless it starts with "principal:" or "authorization:", which is hashed
+// behind "authorization:". So no header value can share a principal's
+// scope, nor another value's.
 func defaultScope(req events.APIGatewayProxyRequest) (string, error) {
 	if p, ok := req.RequestContext.Authorizer["principalId"].(string); ok && p != "" {
 		return idemhttp.HashScope("principal:" + p), nil
 	}
 	if vs := headerValues(req, "Authorization"); len(vs) > 0 {
-		return idemhttp.HashScope(strings.Join(vs, "\n")), nil
+		v := strings.Join(vs, "\n")
+		if strings.HasPrefix(v, "principal:") || strings.HasPrefix(v, "authorization:") {
+			v = "authorization:" + v
+		}
+		return idemhttp.HashScope(v), nil
 	}
 	return "", nil
 }
 
 // fingerprintRequest covers the method, the path, the query string
-// parameters (sorted) and the body.
+// parameters (by name; each name's values in the order sent) and the body,
+// every part length-prefixed, so that no two requests share one.
 func fingerprintRequest(req events.APIGatewayProxyRequest) []byte {
-	var q []string
-	if len(req.MultiValueQueryStringParameters) > 0 {
-		for k, vs := range req.MultiValueQueryStringParameters {
-			for _, v := range vs {
-				q = append(q, k+"="+v)
-			}
-		}
-	} else {
-		for k, v := range req.QueryStringParameters {
-			q = append(q, k+"="+v)
-		}
+	single := make(map[string][]string, len(req.QueryStringParameters))
+	for k, v := range req.QueryStringParameters {
+		single[k] = []string{v}
 	}
-	slices.Sort(q)
 	b64 := "text"
 	if req.IsBase64Encoded {
 		b64 = "base64"
 	}
 	return idem.FingerprintParts([]byte("apigw"), []byte(strings.ToUpper(req.HTTPMethod)), []byte(req.Path),
-		[]byte(strings.Join(q, "&")), []byte(b64), []byte(req.Body))
+		queryPart(req.MultiValueQueryStringParameters), queryPart(single), []byte(b64), []byte(req.Body))
+}
+
+// queryPart fingerprints query string parameters: each name, sorted, with
+// the fingerprint of its values in their order.
+func queryPart(params map[string][]string) []byte {
+	parts := make([][]byte, 0, 2*len(params))
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		vs := make([][]byte, len(params[k]))
+		for i, v := range params[k] {
+			vs[i] = []byte(v)
+		}
+		parts = append(parts, []byte(k), idem.FingerprintParts(vs...))
+	}
+	return idem.FingerprintParts(parts...)
 }

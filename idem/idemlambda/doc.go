@@ -44,5 +44,7 @@
 // duplicate that arrives while the first invocation runs gets
 // idem.ErrInProgress (Wrap), a 409 (APIGateway) or a batch item failure
 // (SQS). The store failing before the handler runs fails the invocation (a
-// 503 for APIGateway) without running it.
+// 503 for APIGateway) without running it. If the invocation's context ends
+// while its key is being claimed, the claim is released again and the
+// handler does not run, so the retry runs it at once.
 package idemlambda

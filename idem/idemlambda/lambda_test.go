@@ -51,26 +51,62 @@ func TestWrapNoKey(t *testing.T) {
 	}
 }
 
+// TestBadOptions: a nil store (untyped, or a nil pointer that would panic
+// at the first event), a nil handler or key function, and every invalid
+// option are rejected by each wrapper with an error matching
+// idem.ErrInvalid.
 func TestBadOptions(t *testing.T) {
 	s := memstore.New()
+	var nilMem *memstore.Store
 	fn := func(ctx context.Context, o order) (receipt, error) { return receipt{}, nil }
+	sqsFn := func(context.Context, events.SQSMessage) error { return nil }
+	apiFn := func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+		return events.APIGatewayProxyResponse{}, nil
+	}
+	wantInvalid := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, idem.ErrInvalid) {
+			t.Errorf("%s: got %v, want an error matching idem.ErrInvalid", what, err)
+		}
+	}
 	for name, opt := range map[string]idemlambda.Option{
 		"ttl":             idemlambda.WithTTL(0),
 		"lease":           idemlambda.WithLease(-1),
+		"lease too short": idemlambda.WithLease(2 * time.Nanosecond),
+		"lease below min": idemlambda.WithLease(idemlambda.MinLease - 1),
 		"wait":            idemlambda.WithWait(-1),
 		"logger":          idemlambda.WithLogger(nil),
-		"validation type": idemlambda.WithValidation(func(m events.SQSMessage) (any, error) { return m.Body, nil }),
+		"validation type": idemlambda.WithValidation(func(n int) (any, error) { return n, nil }),
 		"nil validation":  idemlambda.WithValidation[order](nil),
+		"no methods":      idemlambda.WithMethods(),
+		"nil scope":       idemlambda.WithScope(nil),
+		"nil message key": idemlambda.WithMessageKey(nil),
 	} {
-		if _, err := idemlambda.Wrap(s, orderKey, fn, opt); err == nil {
-			t.Errorf("%s: Wrap accepted an invalid option", name)
-		}
+		_, err := idemlambda.Wrap(s, orderKey, fn, opt)
+		wantInvalid("Wrap, "+name, err)
+		_, err = idemlambda.SQS(s, sqsFn, opt)
+		wantInvalid("SQS, "+name, err)
+		_, err = idemlambda.APIGateway(s, apiFn, opt)
+		wantInvalid("APIGateway, "+name, err)
 	}
-	if _, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error { return nil }, idemlambda.WithMessageKey(nil)); err == nil {
-		t.Error("SQS accepted WithMessageKey(nil)")
+	for name, st := range map[string]idem.Store{"nil store": nil, "nil pointer store": nilMem} {
+		_, err := idemlambda.Wrap(st, orderKey, fn)
+		wantInvalid("Wrap, "+name, err)
+		_, err = idemlambda.SQS(st, sqsFn)
+		wantInvalid("SQS, "+name, err)
+		_, err = idemlambda.APIGateway(st, apiFn)
+		wantInvalid("APIGateway, "+name, err)
 	}
-	if _, err := idemlambda.APIGateway(s, nil); err == nil {
-		t.Error("APIGateway accepted a nil handler")
+	_, err := idemlambda.Wrap[order, receipt](s, nil, fn)
+	wantInvalid("Wrap, nil key function", err)
+	_, err = idemlambda.Wrap[order, receipt](s, orderKey, nil)
+	wantInvalid("Wrap, nil handler", err)
+	_, err = idemlambda.SQS(s, nil)
+	wantInvalid("SQS, nil handler", err)
+	_, err = idemlambda.APIGateway(s, nil)
+	wantInvalid("APIGateway, nil handler", err)
+	if _, err := idemlambda.Wrap(s, orderKey, fn, idemlambda.WithLease(idemlambda.MinLease)); err != nil {
+		t.Errorf("WithLease(MinLease): %v", err)
 	}
 }
 

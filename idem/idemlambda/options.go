@@ -2,7 +2,6 @@ package idemlambda
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -15,8 +14,9 @@ import (
 	"github.com/idemkit/idemkit/idem"
 )
 
-// MinLease is the shortest lease taken from an invocation deadline, for an
-// invocation that is already almost out of time.
+// MinLease is the shortest lease: the one taken from the deadline of an
+// invocation that is already almost out of time, and the shortest
+// WithLease accepts.
 const MinLease = 100 * time.Millisecond
 
 // Option configures Wrap, SQS and APIGateway. Each option says which of
@@ -35,7 +35,7 @@ type config struct {
 	scope      func(events.APIGatewayProxyRequest) (string, error)
 	onReplay   func(ctx context.Context, key string)
 	logger     *slog.Logger
-	err        error
+	err        string // what an option found wrong
 }
 
 type validation struct {
@@ -63,21 +63,48 @@ func newConfig(opts []Option, in reflect.Type) (*config, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	switch {
-	case c.err != nil:
-		return nil, c.err
-	case c.ttl <= 0:
-		return nil, fmt.Errorf("idemlambda: ttl %v is not positive", c.ttl)
-	case c.lease < 0:
-		return nil, fmt.Errorf("idemlambda: lease %v is negative", c.lease)
-	case c.wait < 0:
-		return nil, fmt.Errorf("idemlambda: wait %v is negative", c.wait)
-	case c.logger == nil:
-		return nil, errors.New("idemlambda: nil logger")
-	case c.validation != nil && c.validation.typ != in:
-		return nil, fmt.Errorf("idemlambda: WithValidation takes a %v, the handler's event is a %v", c.validation.typ, in)
+	if reason := c.invalid(in); reason != "" {
+		return nil, invalid(reason)
 	}
 	return c, nil
+}
+
+// invalid says what is wrong with c, for a handler of events of type in,
+// or returns "".
+func (c *config) invalid(in reflect.Type) string {
+	switch {
+	case c.err != "":
+		return c.err
+	case c.ttl <= 0:
+		return fmt.Sprintf("ttl %v is not positive", c.ttl)
+	case c.lease < 0:
+		return fmt.Sprintf("lease %v is negative", c.lease)
+	case c.lease > 0 && c.lease < MinLease:
+		return fmt.Sprintf("lease %v is below MinLease (%v)", c.lease, MinLease)
+	case c.wait < 0:
+		return fmt.Sprintf("wait %v is negative", c.wait)
+	case c.logger == nil:
+		return "nil logger"
+	case c.validation != nil && c.validation.typ != in:
+		return fmt.Sprintf("WithValidation takes a %v, the handler's event is a %v", c.validation.typ, in)
+	}
+	return ""
+}
+
+// invalid is the error of a wrapper given bad input: it matches
+// idem.ErrInvalid.
+func invalid(reason string) error {
+	return fmt.Errorf("idemlambda: %s: %w", reason, idem.ErrInvalid)
+}
+
+// nilStore reports whether s is nil, or a nil pointer that would panic at
+// the first event.
+func nilStore(s idem.Store) bool {
+	if s == nil {
+		return true
+	}
+	v := reflect.ValueOf(s)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // WithTTL sets how long a result is kept and replayed, counted from
@@ -87,10 +114,10 @@ func WithTTL(ttl time.Duration) Option {
 	return func(c *config) { c.ttl = ttl }
 }
 
-// WithLease sets a fixed lease, extended while the handler runs (all
-// wrappers). By default the lease runs until the invocation's deadline
-// (the context's, which the Lambda runtime sets from the function's
-// timeout) and is not extended: a duplicate cannot start while the first
+// WithLease sets a fixed lease, at least MinLease, extended every third of
+// it while the handler runs (all wrappers). By default the lease runs
+// until the invocation's deadline (the context's, which the Lambda runtime
+// sets from the function's timeout) and is not extended: a duplicate cannot start while the first
 // invocation may still be running, and can take over as soon as it has
 // timed out. Without a deadline the default is idem.DefaultLease, extended.
 //
@@ -140,7 +167,7 @@ func WithRequired(required bool) Option {
 func WithValidation[In any](fn func(event In) (any, error)) Option {
 	return func(c *config) {
 		if fn == nil {
-			c.err = errors.New("idemlambda: WithValidation(nil)")
+			c.err = "WithValidation(nil)"
 			return
 		}
 		c.validation = &validation{
@@ -157,7 +184,7 @@ func WithValidation[In any](fn func(event In) (any, error)) Option {
 func WithMessageKey(key func(msg events.SQSMessage) (string, error)) Option {
 	return func(c *config) {
 		if key == nil {
-			c.err = errors.New("idemlambda: WithMessageKey(nil)")
+			c.err = "WithMessageKey(nil)"
 		}
 		c.messageKey = key
 	}
@@ -172,7 +199,7 @@ func WithMethods(methods ...string) Option {
 			c.methods[strings.ToUpper(m)] = true
 		}
 		if len(methods) == 0 {
-			c.err = errors.New("idemlambda: WithMethods()")
+			c.err = "WithMethods()"
 		}
 	}
 }
@@ -184,7 +211,7 @@ func WithMethods(methods ...string) Option {
 func WithScope(scope func(req events.APIGatewayProxyRequest) (string, error)) Option {
 	return func(c *config) {
 		if scope == nil {
-			c.err = errors.New("idemlambda: WithScope(nil)")
+			c.err = "WithScope(nil)"
 		}
 		c.scope = scope
 	}

@@ -40,10 +40,11 @@ import (
 // The returned error is always nil: every failure is a batch item failure.
 // Options: WithTTL, WithLease, WithWait, WithKeyPrefix, WithMessageKey,
 // WithRequired, WithValidation (of an events.SQSMessage), WithOnReplay,
-// WithLogger. SQS rejects invalid options with an error.
+// WithLogger. SQS rejects a nil store or handler and invalid options with
+// an error matching idem.ErrInvalid.
 func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error, opts ...Option) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
-	if s == nil || fn == nil {
-		return nil, errors.New("idemlambda: SQS needs a store and a handler")
+	if nilStore(s) || fn == nil {
+		return nil, invalid("SQS needs a store and a handler")
 	}
 	cfg, err := newConfig(opts, reflect.TypeFor[events.SQSMessage]())
 	if err != nil {

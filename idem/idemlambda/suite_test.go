@@ -34,6 +34,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) idem.Store) {
 		{"SQSInProgress", testSQSInProgress},
 		{"APIGatewayReplays", testAPIGatewayReplays},
 		{"APIGatewayConflicts", testAPIGatewayConflicts},
+		{"ContextEndsDuringClaim", testContextEndsDuringClaim},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

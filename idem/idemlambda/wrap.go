@@ -2,7 +2,6 @@ package idemlambda
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 
@@ -33,10 +32,11 @@ import (
 // An event without a key fails with ErrNoKey, or runs fn unprotected with
 // WithRequired(false). Options: WithTTL, WithLease, WithWait,
 // WithKeyPrefix, WithRequired, WithValidation, WithOnReplay. Wrap rejects
-// invalid options with an error.
+// a nil store, key function or handler and invalid options with an error
+// matching idem.ErrInvalid.
 func Wrap[In, Out any](s idem.Store, key func(event In) (string, error), fn func(ctx context.Context, event In) (Out, error), opts ...Option) (func(context.Context, In) (Out, error), error) {
-	if s == nil || key == nil || fn == nil {
-		return nil, errors.New("idemlambda: Wrap needs a store, a key function and a handler")
+	if nilStore(s) || key == nil || fn == nil {
+		return nil, invalid("Wrap needs a store, a key function and a handler")
 	}
 	cfg, err := newConfig(opts, reflect.TypeFor[In]())
 	if err != nil {
