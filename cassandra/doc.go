@@ -31,11 +31,29 @@
 //	Upsert            UPDATE ... IF version < ? AND expires_at > now AND ...
 //	                  (then the PutIfAbsent statement if the key is absent)
 //
+// PutIfAbsent writes the version idem.FreshVersion gives (microseconds
+// since 1970, above every version this process returned before), so a key
+// deleted or expired and created again never gets back a version it had:
+// a caller holding a version of the old row can never act on the new one.
+// CompareAndSwap adds exactly one; Upsert writes the caller's version. The
+// bound is idem.FreshVersion's: the new row starts above the old one as
+// long as the clock of the client that creates it is not behind the clock
+// of the client that created the old one by more than the time between the
+// two creations (for claims, at least the lease or the retention).
+//
 // A refused statement returns the current row (Cassandra returns the columns
 // its condition names, so every condition names them all), and that row is
 // the *idem.ConflictError's Current: a conflict costs one round trip. A key
 // whose row is absent comes back with no columns, Exists == false. Get is
-// one read at SERIAL. The first idem.Do on a key is two LWTs (claim,
+// one read at SERIAL.
+//
+// A row counts as an item only when its value, version and expires_at are
+// all set, as every write of the Store sets them. A row written outside
+// the Store with one of them NULL (a plain INSERT without expires_at, say)
+// is absent for every operation: Get reports ErrNotFound, CompareAndSwap
+// and CompareAndDelete a conflict with Exists == false, and PutIfAbsent
+// and Upsert replace it, with a statement whose condition is that row
+// exactly as they read it. The first idem.Do on a key is two LWTs (claim,
 // complete), a duplicate is one; an Upsert of an absent key is two.
 //
 // Writes use UPDATE, never INSERT: an INSERT also writes a row marker whose
@@ -55,11 +73,20 @@
 // the client's clock (the conditions carry the client's "now"), so an
 // expired item is absent for every operation whatever the server has
 // purged. Keep client clocks in sync (NTP): a client whose clock runs ahead
-// sees items expire early, and one that runs behind sees them until the
-// server deletes them. ttl <= 0 means no expiry: USING TTL 0, which also
+// sees items expire early (a claim's lease passes for it while the owner's
+// clock still counts it live, so the two can overlap by the skew), and one
+// that runs behind sees them until the server deletes them. ttl <= 0 means no expiry: USING TTL 0, which also
 // overrides a table's default_time_to_live. Cassandra caps TTLs at 20 years
-// (MaxTTL). Each write sets a fresh TTL, so there is never a remaining TTL to
-// carry over. A CompareAndDelete leaves a tombstone for gc_grace_seconds.
+// (MaxTTL), and Cassandra 5.0 in its default storage_compatibility_mode
+// (and every earlier version) keeps expirations as 32-bit seconds: it
+// refuses a TTL that ends after 2038-01-19T03:14:06Z. The Store rejects a
+// ttl ending after 2038-01-18T03:14:06Z with an error matching
+// idem.ErrInvalid before sending anything; the day between leaves room for
+// a server clock ahead of the client's. It does not shorten such a TTL on
+// the server instead: the server would delete the row before its
+// ExpiresAt, and a claim could vanish while its owner still works. Each
+// write sets a fresh TTL, so there is never a remaining TTL to carry over.
+// A CompareAndDelete leaves a tombstone for gc_grace_seconds.
 //
 // # Unknown outcomes
 //
@@ -67,43 +94,46 @@
 // WriteTimeout of any write type (on protocol v5 a commit-phase timeout
 // arrives as SIMPLE, not CAS), WriteFailure, CAS_WRITE_UNKNOWN, Unavailable
 // or a read timeout between Paxos rounds, a client timeout, a closed
-// connection, a context that expired while the driver waited. The Store
-// never lets the driver resend such a statement (each one is marked
-// Idempotent(false), whatever ClusterConfig.DefaultIdempotence says) and
-// settles the outcome itself, with a read of the row at the serial
-// consistency, which finishes or forecloses any Paxos round still open on it:
+// connection, a context that expired while the driver waited. The write may
+// have applied, and the Store never sends it again: neither the driver
+// (each statement is marked Idempotent(false), whatever
+// ClusterConfig.DefaultIdempotence says) nor the Store itself. Between the
+// first attempt and a resend the key can be deleted and created again so
+// that the write's condition holds once more, and the resend would apply a
+// second time, or delete a newcomer's row.
 //
-//   - The row carries the write's own write_id: the write applied and the
-//     call succeeds.
-//   - Another write took the slot (another version 1 for PutIfAbsent,
-//     another expect+1 for CompareAndSwap, a version at least as high for
-//     Upsert): the call lost; a conflict (Upsert: applied == false).
-//   - The row is exactly as the write's condition requires: the write did
-//     not apply, and it is sent once more, only while the caller's context
-//     is live. That retry also settles a request still in flight after a
-//     client-side timeout: of the two, whichever applies first makes the
-//     other's condition false, and a retry that finds the first attempt's
-//     write_id counts as success.
-//   - A CompareAndDelete whose row is gone: a deletion leaves nothing to
-//     recognise (it may be ours, a competitor's at the same version, or an
-//     expiry), so it is an unknown outcome, as below. Lease.Release in idem
-//     settles that case itself.
-//   - Anything else, a settling read that fails three times, or a second
-//     unknown outcome: an *idem.UnknownOutcomeError naming the key and
-//     wrapping the driver's error. Every idem helper can be retried on it.
+// The Store settles the outcome by proof only, with one read of the row at
+// the serial consistency, which finishes or forecloses any Paxos round of
+// the write that a replica accepted:
 //
-// The settling reads run even if the caller's context is done, detached from
-// its cancellation and bounded by WithResolveTimeout (10s). Errors that prove
-// nothing was executed (no connection, syntax, invalid, unauthorized,
-// overloaded, bootstrapping, a value the driver cannot marshal, a context
-// already done) are returned as they are. Settling relies on linearizable
-// SERIAL reads: do not run the Paxos variants "*_without_linearizable_reads*"
-// or set cassandra.unsafe.disable-serial-reads-linearizability.
+//   - The row carries the write's own write_id (16 random bytes per call,
+//     written with the item): the write applied and the call succeeds,
+//     even if the item has expired since.
+//   - Anything else (the row absent, as the condition requires, another
+//     write's, expired) proves nothing: the write may have applied and been
+//     overwritten or deleted since, or, after a client-side timeout, still
+//     be on its way, because the coordinator may go on working on a request
+//     the client has given up on, and apply it after the read. The call
+//     returns an *idem.UnknownOutcomeError naming the key and wrapping the
+//     driver's error, as it does when the read fails three times.
+//   - A CompareAndDelete leaves nothing to recognise: its unknown outcome is
+//     reported at once, without a read. Lease.Release in idem settles that
+//     case itself.
 //
-// A request held up in the network for longer than the settling read and the
-// retry can, in principle, still reach a coordinator later. Its condition is
-// false by then, unless the row went back to exactly the state it required
-// in the meantime (for a PutIfAbsent: the key deleted again).
+// Every idem helper can be retried on an unknown outcome, and settles it by
+// its own tokens. The settling read runs even if the caller's context is
+// done, detached from its cancellation and bounded by WithResolveTimeout
+// (10s). Errors that prove nothing was executed (no connection, syntax,
+// invalid, unauthorized, overloaded, bootstrapping, a value the driver
+// cannot marshal, a context already done) are returned as they are.
+// Settling relies on linearizable SERIAL reads: do not run the Paxos
+// variants "*_without_linearizable_reads*" or set
+// cassandra.unsafe.disable-serial-reads-linearizability.
+//
+// With these rules the five operations are linearizable under lost
+// responses, timeouts and cut connections, counting an unknown outcome as
+// "may or may not have happened" (TestLinearizableLossyWire checks it
+// through a proxy that loses responses and cuts connections).
 //
 // # Consistency and datacenters
 //
@@ -164,6 +194,7 @@
 // values are at most 1 MiB unless WithMaxValueSize says otherwise (up to
 // 15 MiB: a mutation must fit in half a commit log segment, and every Paxos
 // round reads and writes the whole row, so keep values small). Larger input,
-// a negative version and a ttl over 20 years are rejected with an error
-// matching idem.ErrInvalid before anything is sent.
+// a negative version, and a ttl over 20 years or ending after
+// 2038-01-18T03:14:06Z are rejected with an error matching idem.ErrInvalid
+// before anything is sent.
 package cassandra

@@ -116,11 +116,11 @@ func WithMaxValueSize(n int) Option {
 
 // WithResolveTimeout bounds the time the Store spends settling a write whose
 // outcome is unknown (a write timeout, CAS_WRITE_UNKNOWN, a lost response):
-// the SERIAL reads and the single retry that decide it. The default is
-// DefaultResolveTimeout (10s). The reads run even when the caller's context
-// is already done, detached from its cancellation, because an unsettled
-// write is worse than a late answer; the retry runs only while the caller's
-// context is live.
+// the SERIAL read, tried up to three times, that looks for the write's own
+// write_id. The default is DefaultResolveTimeout (10s). The read runs even
+// when the caller's context is already done, detached from its
+// cancellation, because an unsettled write is worse than a late answer.
+// The write itself is never sent again.
 func WithResolveTimeout(d time.Duration) Option {
 	return func(cfg *config) { cfg.resolveTimeout = d }
 }

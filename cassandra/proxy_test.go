@@ -3,6 +3,7 @@ package cassandra_test
 import (
 	"encoding/binary"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -12,7 +13,7 @@ import (
 // proxy is a TCP proxy between the driver and Cassandra that understands
 // just enough of the native protocol (v4 frames: a 9-byte header with the
 // stream id, the opcode and the body length) to lose one request or one
-// response on purpose.
+// response on purpose, or, once made lossy, a random share of them.
 type proxy struct {
 	t      testing.TB
 	ln     net.Listener
@@ -20,9 +21,27 @@ type proxy struct {
 
 	mu      sync.Mutex
 	mode    lossMode
-	pending map[*link]pendingLoss // per connection, the request whose response is to be lost
-	lost    chan struct{}         // one value per frame lost
+	pending map[streamOf]lossMode // requests whose response is to be lost
+	lost    chan struct{}         // one value per frame lost (while there is room)
 	links   []*link
+	control map[*link]bool // links that sent REGISTER: the driver's control connection
+	random  *randomLoss    // nil: only what arm asks for
+	drops   int            // responses dropped at random
+	cuts    int            // connections cut at random
+}
+
+// randomLoss makes the proxy lose at random: of the EXECUTE requests on
+// the driver's pool connections (never the control connection), it
+// forwards every one, then drops a share of the responses and, for another
+// share, closes the client's connection when the response comes.
+type randomLoss struct {
+	r         *mrand.Rand
+	drop, cut float64
+}
+
+type streamOf struct {
+	l      *link
+	stream int16
 }
 
 type lossMode int
@@ -36,15 +55,11 @@ const (
 
 type link struct{ client, server net.Conn }
 
-type pendingLoss struct {
-	stream int16
-	mode   lossMode
-}
-
 const (
-	opQuery   = 0x07
-	opExecute = 0x0A
-	opBatch   = 0x0D
+	opQuery    = 0x07
+	opExecute  = 0x0A
+	opRegister = 0x0B
+	opBatch    = 0x0D
 )
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -53,7 +68,7 @@ func newProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, target: target, pending: map[*link]pendingLoss{}, lost: make(chan struct{}, 16)}
+	p := &proxy{t: t, ln: ln, target: target, pending: map[streamOf]lossMode{}, control: map[*link]bool{}, lost: make(chan struct{}, 16)}
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
@@ -72,6 +87,22 @@ func (p *proxy) arm(m lossMode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mode = m
+}
+
+// lossy makes the proxy lose at random from now on (see randomLoss), with
+// probabilities drop and cut per EXECUTE request, from a seeded source.
+func (p *proxy) lossy(seed uint64, drop, cut float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.random = &randomLoss{r: mrand.New(mrand.NewPCG(seed, seed>>1|1)), drop: drop, cut: cut}
+}
+
+// losses returns how many responses the random loss dropped and how many
+// connections it cut.
+func (p *proxy) losses() (drops, cuts int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drops, p.cuts
 }
 
 func (p *proxy) close() {
@@ -138,26 +169,52 @@ func (p *proxy) pass(l *link, up bool, stream int16, opcode byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if up {
+		if opcode == opRegister {
+			p.control[l] = true
+		}
+		if p.random != nil && opcode == opExecute && !p.control[l] {
+			switch x := p.random.r.Float64(); {
+			case x < p.random.drop:
+				p.pending[streamOf{l, stream}] = dropResponse
+			case x < p.random.drop+p.random.cut:
+				p.pending[streamOf{l, stream}] = closeForResponse
+			}
+			return true
+		}
 		if p.mode == passAll || (opcode != opQuery && opcode != opExecute && opcode != opBatch) {
 			return true
 		}
 		m := p.mode
 		p.mode = passAll
 		if m == dropRequest {
-			p.lost <- struct{}{}
+			p.signalLost()
 			return false
 		}
-		p.pending[l] = pendingLoss{stream, m}
+		p.pending[streamOf{l, stream}] = m
 		return true
 	}
-	want, ok := p.pending[l]
-	if !ok || want.stream != stream {
+	m, ok := p.pending[streamOf{l, stream}]
+	if !ok {
 		return true
 	}
-	delete(p.pending, l)
-	p.lost <- struct{}{}
-	if want.mode == closeForResponse {
+	delete(p.pending, streamOf{l, stream})
+	p.signalLost()
+	if p.random != nil {
+		if m == closeForResponse {
+			p.cuts++
+		} else {
+			p.drops++
+		}
+	}
+	if m == closeForResponse {
 		l.client.Close()
 	}
 	return false
+}
+
+func (p *proxy) signalLost() {
+	select {
+	case p.lost <- struct{}{}:
+	default:
+	}
 }

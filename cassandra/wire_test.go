@@ -14,6 +14,7 @@ import (
 
 	"github.com/idemkit/idemkit/cassandra"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -312,5 +313,34 @@ func TestLostRequestCallerGone(t *testing.T) {
 	}
 	if _, err := plain.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) {
 		t.Fatalf("Get after the lost request: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestLinearizableLossyWire runs idemtest.Linearizable (random concurrent
+// kernel operations, each key's history checked against the model with
+// porcupine) on a store whose every connection to Cassandra, but the
+// driver's control connection, goes through a proxy that forwards each
+// EXECUTE request and then drops about 7% of the responses (the driver
+// times out) and, for about 1%, closes the connection when the response
+// comes (every request in flight on it is cut). Writes of unknown outcome
+// count as "may or may not have happened"; everything the store reports as
+// applied or refused must fit one sequential order.
+func TestLinearizableLossyWire(t *testing.T) {
+	admin, ks := testenv.Cassandra(t)
+	table := newTable(t, admin, ks)
+	p := newProxy(t, testenv.CassandraHosts(t)[0])
+	s := newStore(t, proxiedSession(t, p, 400*time.Millisecond), table, cassandra.WithResolveTimeout(5*time.Second))
+	if _, err := s.Get(context.Background(), "warm-up"); !errors.Is(err, idem.ErrNotFound) { // prepares the read
+		t.Fatalf("Get: %v", err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("proxy seed %d", seed)
+	p.lossy(seed, 0.07, 0.01)
+	start := time.Now()
+	idemtest.Linearizable(t, s, idemtest.LinearConfig{Clients: 6, Keys: 3, Ops: 40, Rounds: 4, Timeout: 8 * time.Second})
+	drops, cuts := p.losses()
+	t.Logf("%v: the proxy dropped %d responses and cut %d connections", time.Since(start).Round(time.Millisecond), drops, cuts)
+	if drops == 0 || cuts == 0 {
+		t.Errorf("the proxy dropped %d responses and cut %d connections: the test did not test what it says", drops, cuts)
 	}
 }
