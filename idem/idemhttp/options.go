@@ -26,8 +26,10 @@ const (
 	// DefaultRetryAfter is the Retry-After sent with a 409 while the first
 	// request is still running.
 	DefaultRetryAfter = time.Second
-	// MinLease is the shortest lease WithLease accepts.
-	MinLease = time.Millisecond
+	// MinLease is the shortest lease WithLease accepts: a shorter one
+	// would leave its heartbeat (every third of the lease) no time to
+	// reach the store before half the lease has passed.
+	MinLease = 10 * time.Millisecond
 )
 
 // ReplayedHeader is set to "true" on every replayed response.
@@ -96,7 +98,7 @@ func (c *config) invalid() string {
 	case c.ttl <= 0:
 		return fmt.Sprintf("ttl %v is not positive", c.ttl)
 	case c.lease < MinLease:
-		return fmt.Sprintf("lease %v is below MinLease (%v): its heartbeat, every third of the lease, could not keep it", c.lease, MinLease)
+		return fmt.Sprintf("lease %v is below MinLease (%v)", c.lease, MinLease)
 	case c.wait < 0:
 		return fmt.Sprintf("wait %v is negative", c.wait)
 	case c.retryAfter < time.Second:
