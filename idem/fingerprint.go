@@ -48,24 +48,24 @@ func Fingerprint(v any) ([]byte, error) {
 // \u escape of half a surrogate pair, or an object with a repeated member
 // name. Fingerprint such data byte for byte (FingerprintParts).
 func FingerprintJSON(data []byte) ([]byte, error) {
-	switch {
-	case !json.Valid(data):
-		var v any
-		err := json.Unmarshal(data, &v) // says what is wrong, and where
-		if err == nil {
-			err = errors.New("not a single JSON value")
-		}
-		return nil, fmt.Errorf("idem: fingerprint: %w", err)
-	case !utf8.Valid(data):
-		return nil, errors.New("idem: fingerprint: the document is not valid UTF-8")
-	case loneSurrogate(data):
-		return nil, errors.New("idem: fingerprint: a \\u escape is half a surrogate pair")
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	doc, err := canonicalValue(dec)
-	if err != nil {
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("idem: fingerprint: %w", err)
+	}
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
+		return nil, errors.New("idem: fingerprint: data after the JSON value")
+	}
+	if !utf8.Valid(data) {
+		return nil, errors.New("idem: fingerprint: the document is not valid UTF-8")
+	}
+	members, lone := scan(data)
+	if lone {
+		return nil, errors.New("idem: fingerprint: a \\u escape is half a surrogate pair")
+	}
+	if countMembers(doc) != members { // a repeated name kept one member
+		return nil, errors.New("idem: fingerprint: an object names a member twice")
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -77,56 +77,21 @@ func FingerprintJSON(data []byte) ([]byte, error) {
 	return sum[:], nil
 }
 
-// canonicalValue reads the next JSON value from dec (numbers as
-// json.Number) and fails on an object that names a member twice.
-func canonicalValue(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch tok {
-	case json.Delim('{'):
-		obj := map[string]any{}
-		for dec.More() {
-			name, err := dec.Token()
-			if err != nil {
-				return nil, err
-			}
-			k := name.(string)
-			if _, dup := obj[k]; dup {
-				return nil, fmt.Errorf("member %q appears twice in an object", k)
-			}
-			if obj[k], err = canonicalValue(dec); err != nil {
-				return nil, err
-			}
-		}
-		_, err := dec.Token() // '}'
-		return obj, err
-	case json.Delim('['):
-		arr := []any{}
-		for dec.More() {
-			v, err := canonicalValue(dec)
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
-		}
-		_, err := dec.Token() // ']'
-		return arr, err
-	}
-	return tok, nil
-}
-
-// loneSurrogate reports whether a string of the valid JSON document data
-// holds a \u escape of a UTF-16 surrogate that is not part of a pair.
-// encoding/json decodes each such escape to U+FFFD.
-func loneSurrogate(data []byte) bool {
+// scan reads the valid JSON document data and returns how many object
+// members it writes (its colons outside strings), and whether a string
+// holds a \u escape of a UTF-16 surrogate that is not part of a pair,
+// which encoding/json decodes to U+FFFD.
+func scan(data []byte) (members int, lone bool) {
 	inString := false
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; {
 		case c == '"':
 			inString = !inString
-		case c != '\\' || !inString:
+		case !inString:
+			if c == ':' {
+				members++
+			}
+		case c != '\\':
 		case data[i+1] != 'u':
 			i++ // a one-character escape
 		default:
@@ -134,19 +99,36 @@ func loneSurrogate(data []byte) bool {
 			i += 5
 			switch {
 			case r >= 0xdc00 && r < 0xe000:
-				return true // a low half with no high half before it
+				return members, true // a low half with no high half before it
 			case r >= 0xd800 && r < 0xdc00:
 				if i+6 >= len(data) || data[i+1] != '\\' || data[i+2] != 'u' {
-					return true
+					return members, true
 				}
 				if lo := hex4(data[i+3 : i+7]); lo < 0xdc00 || lo >= 0xe000 {
-					return true
+					return members, true
 				}
 				i += 6
 			}
 		}
 	}
-	return false
+	return members, false
+}
+
+// countMembers counts the members of every object in a decoded document.
+func countMembers(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		n = len(v)
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	case []any:
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	}
+	return n
 }
 
 // hex4 decodes four hex digits, which a valid JSON \u escape has.
