@@ -442,6 +442,7 @@ func TestUpsertSteps(t *testing.T) {
 		{"equal", []answer{casRefused(row("v", 9))}, false, []string{"raise"}},
 		{"created lower meanwhile", []answer{casRefused(absent), casRefused(row("v", 3)), casApplied()}, true, []string{"raise", "create", "raise"}},
 		{"created higher meanwhile", []answer{casRefused(absent), casRefused(row("v", 30))}, false, []string{"raise", "create"}},
+		{"not an item", []answer{casRefused(stray), casApplied()}, true, []string{"raise", "overwrite"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, ex := scriptedStore(t, tc.steps...)
@@ -467,6 +468,8 @@ func TestPutIfAbsentSteps(t *testing.T) {
 		{"live", []answer{casRefused(row("v", 3))}, false, true, []string{"create"}},
 		{"expired", []answer{casRefused(expiredRow("old", 2)), casApplied()}, true, false, []string{"create", "replace"}},
 		{"expired then deleted", []answer{casRefused(expiredRow("old", 2)), casRefused(absent), casApplied()}, true, false, []string{"create", "replace", "create"}},
+		{"not an item", []answer{casRefused(stray), casApplied()}, true, false, []string{"create", "overwrite"}},
+		{"not an item, then live", []answer{casRefused(stray), casRefused(row("v", 3))}, false, true, []string{"create", "overwrite"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, ex := scriptedStore(t, tc.steps...)
@@ -503,12 +506,42 @@ func TestContention(t *testing.T) {
 
 func checkSteps(t *testing.T, s *Store, ex *scripted, want []string) {
 	t.Helper()
-	names := map[string]string{s.q.create: "create", s.q.replace: "replace", s.q.raise: "raise", s.q.swap: "swap", s.q.delete: "delete"}
+	names := map[string]string{s.q.create: "create", s.q.replace: "replace", s.q.overwrite: "overwrite", s.q.raise: "raise", s.q.swap: "swap", s.q.delete: "delete"}
 	var got []string
 	for _, c := range ex.calls {
 		got = append(got, names[c.stmt])
+		// The overwrite's condition is the row as the previous statement
+		// returned it, NULLs included.
+		if c.stmt == s.q.overwrite && fmt.Sprint(c.args[len(c.args)-4:]) != fmt.Sprint(stray.stray) {
+			t.Errorf("overwrite condition: got %v, want the row as read, %v", c.args[len(c.args)-4:], stray.stray)
+		}
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got statements %v, want %v", got, want)
+	}
+}
+
+// TestPutIfAbsentFreshVersion: PutIfAbsent writes a fresh version, at least
+// the clock in microseconds and above every version returned before, the
+// same one in each statement of its attempt (here over an expired row),
+// and returns it.
+func TestPutIfAbsentFreshVersion(t *testing.T) {
+	before := time.Now().UnixMicro()
+	s, ex := scriptedStore(t, casApplied(), casRefused(expiredRow("old", 4)), casApplied())
+	first, err := s.PutIfAbsent(context.Background(), key, []byte("a"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.PutIfAbsent(context.Background(), key, []byte("b"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Version < before || second.Version <= first.Version {
+		t.Errorf("versions: got %d then %d, want fresh ones: at least %d, increasing", first.Version, second.Version, before)
+	}
+	for i, want := range []int64{first.Version, second.Version, second.Version} {
+		if got := ex.calls[i].args[2]; got != want {
+			t.Errorf("statement %d writes version %v, want %d", i, got, want)
+		}
 	}
 }

@@ -508,7 +508,7 @@ func (s *Store) checkWrite(key string, value []byte, ttl time.Duration) error {
 		secs, _ := expiry(now, ttl)
 		if end := now.Add(time.Duration(secs) * time.Second); end.After(latestExpiry) {
 			return &idem.InputError{Key: short(key), Reason: fmt.Sprintf(
-				"ttl %v ends after %s: Cassandra refuses expirations past %s, and the Store keeps %v of that for clock skew",
+				"ttl %v ends after %s, the latest expiry the Store accepts: Cassandra refuses expirations past %s (%v earlier leaves room for clock skew)",
 				ttl, latestExpiry.Format(time.RFC3339), serverExpiryLimit.Format(time.RFC3339), expirySkew)}
 		}
 	}
