@@ -14,95 +14,137 @@ import (
 	"github.com/idemkit/idemkit/idem/idemhttp"
 )
 
-// hangUpStore delegates PutIfAbsent and then, once, calls hook before it
-// answers: the write has been applied and its answer is on its way. If
-// the call's context has ended meanwhile it answers as a store does whose
-// caller gave up mid-write: the outcome is unknown.
+// hangUpStore delegates every call and then, once, after the write named
+// by on, calls hook before it answers: the write has been applied and its
+// answer is on its way. If the call's context has ended meanwhile it
+// answers as a store does whose caller gave up mid-write: the outcome is
+// unknown.
 type hangUpStore struct {
 	idem.Store
+	on   string // "PutIfAbsent" or "CompareAndSwap"
 	hook atomic.Pointer[func()]
 }
 
 func (s *hangUpStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
 	it, err := s.Store.PutIfAbsent(ctx, key, value, ttl)
+	return s.answer(ctx, "PutIfAbsent", key, it, err)
+}
+
+func (s *hangUpStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	it, err := s.Store.CompareAndSwap(ctx, key, version, value, ttl)
+	return s.answer(ctx, "CompareAndSwap", key, it, err)
+}
+
+func (s *hangUpStore) answer(ctx context.Context, op, key string, it idem.Item, err error) (idem.Item, error) {
+	if op != s.on {
+		return it, err
+	}
 	if hook := s.hook.Swap(nil); hook != nil {
 		(*hook)()
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: "PutIfAbsent", Err: cerr}
+		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: op, Err: cerr}
 	}
 	return it, err
 }
 
 // testClientHangsUpDuringClaim: a client times out and closes its
 // connection while the claim's write is in flight; the write was applied.
+// The write is the PutIfAbsent of a fresh key, or the CompareAndSwap that
+// claims a key an earlier request released (its handler answered 503; the
+// released record stays, so the next claim swaps it).
 // Provoked on a real HTTP connection: the store's hook, run after the
 // write, cancels the client's request and waits until the server has seen
 // the connection close (the request's context is cancelled), then the
 // write answers. The handler must not run for a client that has gone, and
 // the client's retry with the same key must run it at once, not get 409
-// until the first request's lease passes: one run in all.
+// until the first request's lease passes.
 func testClientHangsUpDuringClaim(t *testing.T, s idem.Store) {
-	hs := &hangUpStore{Store: s}
-	o := &orders{}
-	mw := idemhttp.Middleware(hs)(o)
-	var serverCtx atomic.Pointer[context.Context]
-	served := make(chan struct{}, 3)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		serverCtx.CompareAndSwap(nil, &ctx)
-		mw.ServeHTTP(w, r)
-		served <- struct{}{}
-	}))
-	defer srv.Close()
+	for _, tc := range []struct {
+		name     string
+		on       string
+		released bool // the key was released before the client hangs up
+	}{
+		{"fresh key", "PutIfAbsent", false},
+		{"released key", "CompareAndSwap", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := &hangUpStore{Store: s, on: tc.on}
+			var runs atomic.Int64
+			var unavailable atomic.Bool // the first run answers 503
+			unavailable.Store(tc.released)
+			mw := idemhttp.Middleware(hs)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				runs.Add(1)
+				if unavailable.Swap(false) {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.WriteHeader(http.StatusCreated)
+			}))
+			var serverCtx atomic.Pointer[context.Context]
+			served := make(chan struct{}, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ctx := r.Context()
+				serverCtx.Store(&ctx)
+				mw.ServeHTTP(w, r)
+				served <- struct{}{}
+			}))
+			defer srv.Close()
 
-	key := idem.NewKey()
-	post := func(ctx context.Context) (*http.Response, error) {
-		r, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"book"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Header.Set("Idempotency-Key", key)
-		return srv.Client().Do(r)
-	}
+			key := idem.NewKey()
+			post := func(ctx context.Context) (*http.Response, error) {
+				r, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"book"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Header.Set("Idempotency-Key", key)
+				resp, err := srv.Client().Do(r)
+				if err == nil {
+					resp.Body.Close()
+				}
+				<-served
+				return resp, err
+			}
+			want := func(what string, resp *http.Response, err error, status int, replayed string) {
+				t.Helper()
+				switch {
+				case err != nil:
+					t.Fatalf("%s: %v", what, err)
+				case resp.StatusCode != status || resp.Header.Get(idemhttp.ReplayedHeader) != replayed:
+					t.Errorf("%s: status %d (Retry-After %q, replayed %q), want %d (replayed %q)", what,
+						resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get(idemhttp.ReplayedHeader), status, replayed)
+				}
+			}
+			if tc.released {
+				resp, err := post(context.Background())
+				want("the request that releases the key", resp, err, http.StatusServiceUnavailable, "")
+			}
+			before := runs.Load()
 
-	clientCtx, hangUp := context.WithCancel(context.Background())
-	defer hangUp()
-	hook := func() {
-		hangUp() // the client's timeout fires
-		select {
-		case <-(*serverCtx.Load()).Done():
-		case <-time.After(10 * time.Second):
-			t.Error("the server did not see the client leave")
-		}
+			clientCtx, hangUp := context.WithCancel(context.Background())
+			defer hangUp()
+			hook := func() {
+				hangUp() // the client's timeout fires
+				select {
+				case <-(*serverCtx.Load()).Done():
+				case <-time.After(10 * time.Second):
+					t.Error("the server did not see the client leave")
+				}
+			}
+			hs.hook.Store(&hook)
+			if _, err := post(clientCtx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("the request that hangs up: got %v, want the client's cancellation", err)
+			}
+			if got := runs.Load() - before; got != 0 {
+				t.Errorf("the handler ran %d times for a client that had gone, want 0", got)
+			}
+			resp, err := post(context.Background())
+			want("retry", resp, err, http.StatusCreated, "")
+			resp, err = post(context.Background())
+			want("second retry", resp, err, http.StatusCreated, "true")
+			if got := runs.Load() - before; got != 1 {
+				t.Errorf("handler runs since the client hung up: got %d, want 1", got)
+			}
+		})
 	}
-	hs.hook.Store(&hook)
-	if resp, err := post(clientCtx); !errors.Is(err, context.Canceled) {
-		if err == nil {
-			resp.Body.Close()
-		}
-		t.Fatalf("first request: got %v, want the client's cancellation", err)
-	}
-	<-served
-	wantRuns(t, o, 0)
-
-	resp, err := post(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	<-served
-	if resp.StatusCode != http.StatusCreated {
-		t.Errorf("retry: status %d (Retry-After %q), want %d from the handler", resp.StatusCode, resp.Header.Get("Retry-After"), http.StatusCreated)
-	}
-	resp, err = post(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	<-served
-	if resp.StatusCode != http.StatusCreated || resp.Header.Get(idemhttp.ReplayedHeader) != "true" {
-		t.Errorf("second retry: status %d, replayed %q; want the stored 201", resp.StatusCode, resp.Header.Get(idemhttp.ReplayedHeader))
-	}
-	wantRuns(t, o, 1)
 }

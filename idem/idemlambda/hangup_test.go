@@ -2,6 +2,7 @@ package idemlambda_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -14,44 +15,67 @@ import (
 	"github.com/idemkit/idemkit/idem/idemlambda"
 )
 
-// hangUpStore delegates PutIfAbsent and then, once, calls hook before it
-// answers: the write has been applied and its answer is on its way. If
-// the call's context has ended meanwhile it answers as a store does whose
-// caller gave up mid-write: the outcome is unknown.
+// hangUpStore delegates every call and then, once, after the write named
+// by on, calls hook before it answers: the write has been applied and its
+// answer is on its way. If the call's context has ended meanwhile it
+// answers as a store does whose caller gave up mid-write: the outcome is
+// unknown.
 type hangUpStore struct {
 	idem.Store
+	on   string // "PutIfAbsent" or "CompareAndSwap"
 	hook atomic.Pointer[func()]
 }
 
 func (s *hangUpStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
 	it, err := s.Store.PutIfAbsent(ctx, key, value, ttl)
+	return s.answer(ctx, "PutIfAbsent", key, it, err)
+}
+
+func (s *hangUpStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	it, err := s.Store.CompareAndSwap(ctx, key, version, value, ttl)
+	return s.answer(ctx, "CompareAndSwap", key, it, err)
+}
+
+func (s *hangUpStore) answer(ctx context.Context, op, key string, it idem.Item, err error) (idem.Item, error) {
+	if op != s.on {
+		return it, err
+	}
 	if hook := s.hook.Swap(nil); hook != nil {
 		(*hook)()
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: "PutIfAbsent", Err: cerr}
+		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: op, Err: cerr}
 	}
 	return it, err
 }
 
+var errFirstRun = errors.New("the first run fails")
+
 // testContextEndsDuringClaim: the invocation's context ends (a deadline
 // the caller set short of the function's; here the hook cancels it) while
-// the claim's write is in flight, and the write was applied. Provoked by
-// hangUpStore, whose hook cancels the context after the write and before
-// its answer. The handler must not run for that invocation, and the retry
-// (a new invocation, a redelivered record) must run it at once instead of
-// finding the key in progress until the first invocation's lease passes:
-// one run in all, for each wrapper.
+// the claim's write is in flight, and the write was applied. The write is
+// the PutIfAbsent of a fresh key, or the CompareAndSwap that claims a key
+// an earlier invocation released (its handler failed; the released record
+// stays, so the next claim swaps it). Provoked by hangUpStore, whose hook
+// cancels the context after the write and before its answer. The handler
+// must not run for that invocation, and the retry (a new invocation, a
+// redelivered record) must run it at once instead of finding the key in
+// progress until the first invocation's lease passes.
 func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
-	tests := []struct {
+	wrappers := []struct {
 		name string
-		// wrap wraps a handler that counts its runs; the invocations it
-		// returns all carry the same key, and report what went wrong.
-		wrap func(t *testing.T, s idem.Store, runs *atomic.Int64) func(ctx context.Context) error
+		// wrap wraps a handler that counts its runs and fails the first
+		// one if fail is set; the invocations it returns all carry the
+		// same key, and report what went wrong.
+		wrap func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error
 	}{
-		{"Wrap", func(t *testing.T, s idem.Store, runs *atomic.Int64) func(ctx context.Context) error {
+		{"Wrap", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
 			h, err := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-				return receipt{OrderID: o.ID, Run: runs.Add(1)}, nil
+				n := runs.Add(1)
+				if fail.Swap(false) {
+					return receipt{}, errFirstRun
+				}
+				return receipt{OrderID: o.ID, Run: n}, nil
 			}, prefix())
 			if err != nil {
 				t.Fatal(err)
@@ -61,8 +85,14 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 				return err
 			}
 		}},
-		{"SQS", func(t *testing.T, s idem.Store, runs *atomic.Int64) func(ctx context.Context) error {
-			h, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error { runs.Add(1); return nil }, prefix())
+		{"SQS", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
+			h, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error {
+				runs.Add(1)
+				if fail.Swap(false) {
+					return errFirstRun
+				}
+				return nil
+			}, prefix())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,10 +103,13 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 				return nil
 			}
 		}},
-		{"APIGateway", func(t *testing.T, s idem.Store, runs *atomic.Int64) func(ctx context.Context) error {
+		{"APIGateway", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
 			a := &api{}
 			h, err := idemlambda.APIGateway(s, func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
 				runs.Add(1)
+				if fail.Swap(false) {
+					return events.APIGatewayProxyResponse{StatusCode: http.StatusServiceUnavailable}, nil
+				}
 				return a.handle(ctx, req)
 			}, prefix())
 			if err != nil {
@@ -91,26 +124,43 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 			}
 		}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			hs := &hangUpStore{Store: s}
-			var runs atomic.Int64
-			invoke := tc.wrap(t, hs, &runs)
+	for _, w := range wrappers {
+		for _, tc := range []struct {
+			name     string
+			on       string
+			released bool // the key was released before the context ends
+		}{
+			{"fresh key", "PutIfAbsent", false},
+			{"released key", "CompareAndSwap", true},
+		} {
+			t.Run(w.name+"/"+tc.name, func(t *testing.T) {
+				hs := &hangUpStore{Store: s, on: tc.on}
+				var runs atomic.Int64
+				var fail atomic.Bool
+				fail.Store(tc.released)
+				invoke := w.wrap(t, hs, &runs, &fail)
+				if tc.released {
+					if err := invoke(invocation(t, time.Minute)); err == nil {
+						t.Fatal("the invocation that releases the key succeeded")
+					}
+				}
+				before := runs.Load()
 
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			hook := func() { cancel() }
-			hs.hook.Store(&hook)
-			invoke(ctx)
-			if got := runs.Load(); got != 0 {
-				t.Fatalf("the handler ran %d times for an invocation whose context had ended, want 0", got)
-			}
-			if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load() != 1 {
-				t.Errorf("retry: %d runs, err %v; want the handler to run once now", runs.Load(), err)
-			}
-			if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load() != 1 {
-				t.Errorf("second retry: %d runs, err %v; want the stored result", runs.Load(), err)
-			}
-		})
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				hook := func() { cancel() }
+				hs.hook.Store(&hook)
+				invoke(ctx)
+				if got := runs.Load() - before; got != 0 {
+					t.Fatalf("the handler ran %d times for an invocation whose context had ended, want 0", got)
+				}
+				if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
+					t.Errorf("retry: %d runs, err %v; want the handler to run once now", runs.Load()-before, err)
+				}
+				if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
+					t.Errorf("second retry: %d runs, err %v; want the stored result", runs.Load()-before, err)
+				}
+			})
+		}
 	}
 }
