@@ -216,14 +216,17 @@ func markReplayed(r events.APIGatewayProxyResponse) events.APIGatewayProxyRespon
 // headerValues returns the values of the header name, matched without
 // regard to case, from the event's single- and multi-value headers.
 func headerValues(req events.APIGatewayProxyRequest, name string) []string {
-	for k, vs := range req.MultiValueHeaders {
-		if strings.EqualFold(k, name) && len(vs) > 0 {
+	// Names are compared without case; when an event carries the header
+	// under several casings, the first name in byte order wins, so a retry
+	// of the same event always reads the same value.
+	for _, k := range slices.Sorted(maps.Keys(req.MultiValueHeaders)) {
+		if vs := req.MultiValueHeaders[k]; strings.EqualFold(k, name) && len(vs) > 0 {
 			return vs
 		}
 	}
-	for k, v := range req.Headers {
+	for _, k := range slices.Sorted(maps.Keys(req.Headers)) {
 		if strings.EqualFold(k, name) {
-			return []string{v}
+			return []string{req.Headers[k]}
 		}
 	}
 	return nil
