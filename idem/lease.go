@@ -231,8 +231,8 @@ func (l *Lease) lost(op string) error {
 }
 
 // KeepAlive extends the lease by its claim's lease duration (WithLease)
-// every interval (a third of the lease if every <= 0; never more than half
-// of it) until stop is called, and returns a context derived from ctx that
+// every interval (a third of the lease if every <= 0; lowered to half the
+// lease if longer, and at least a millisecond) until stop is called, and returns a context derived from ctx that
 // is cancelled, with a cause matching ErrLeaseLost, once the lease is lost:
 // taken over, or not extended before it passed. Do uses it while fn runs;
 // adapters that hold a Lease from Claim use it while their work runs.
