@@ -60,7 +60,8 @@ func TestLimits(t *testing.T) {
 					t.Logf("%s: not checking that the server accepts a %d-byte value: %s", srv.Name, len(biggest), reason)
 					first = biggest[:300_000]
 				}
-				if _, err := s.PutIfAbsent(ctx, key, first, time.Hour); err != nil {
+				created, err := s.PutIfAbsent(ctx, key, first, time.Hour)
+				if err != nil {
 					t.Fatalf("PutIfAbsent with the largest value (%d bytes): %v", len(first), err)
 				}
 				it, err := s.Get(ctx, key)
@@ -83,7 +84,7 @@ func TestLimits(t *testing.T) {
 					{"CompareAndDelete long key", tooLong, l.maxKey, func() error { return s.CompareAndDelete(ctx, tooLong, 1) }},
 					{"Upsert long key", tooLong, l.maxKey, func() error { _, _, err := s.Upsert(ctx, tooLong, nil, 1, 0); return err }},
 					{"PutIfAbsent big item", "big2", dynamo.MaxItemBytes, func() error { _, err := s.PutIfAbsent(ctx, "big2", tooBig, 0); return err }},
-					{"CompareAndSwap big item", key, dynamo.MaxItemBytes, func() error { _, err := s.CompareAndSwap(ctx, key, 1, tooBig, 0); return err }},
+					{"CompareAndSwap big item", key, dynamo.MaxItemBytes, func() error { _, err := s.CompareAndSwap(ctx, key, created.Version, tooBig, 0); return err }},
 					{"Upsert big item", "big2", dynamo.MaxItemBytes, func() error { _, _, err := s.Upsert(ctx, "big2", tooBig, 5, 0); return err }},
 				} {
 					err := tc.call()
@@ -107,7 +108,7 @@ func TestLimits(t *testing.T) {
 				if _, err := plain.Get(ctx, "big2"); !errors.Is(err, idem.ErrNotFound) {
 					t.Errorf("Get big2: got %v, want ErrNotFound", err)
 				}
-				if it, err := plain.Get(ctx, key); err != nil || it.Version != 1 || !bytes.Equal(it.Value, first) {
+				if it, err := plain.Get(ctx, key); err != nil || it.Version != created.Version || !bytes.Equal(it.Value, first) {
 					t.Errorf("Get %s after rejected writes: version %d, %v; want the first item unchanged", key, it.Version, err)
 				}
 			})

@@ -3,8 +3,11 @@ package dynamo
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,25 +126,48 @@ func unix(t time.Time) int64 {
 	return t.Unix()
 }
 
-func TestRefused(t *testing.T) {
-	resp := func(code int) error {
-		return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: errors.New("api error")}
+// TestAppliedNothing: which failed attempts the SDK may resend. Only a 4xx,
+// a connection that never opened, or a request whose write failed on the
+// socket prove that nothing was applied. The dial error of a refused
+// connection arrives inside a response error with status 0, and a failed
+// write of a body copied to the socket inside a "readfrom" error.
+func TestAppliedNothing(t *testing.T) {
+	resp := func(code int, err error) error {
+		return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: err}
 	}
+	send := func(err error) error {
+		return resp(0, &smithyhttp.RequestSendError{Err: &url.Error{Op: "Post", URL: "http://127.0.0.1:4566/", Err: err}})
+	}
+	api := errors.New("api error")
+	write := &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
 	for _, tc := range []struct {
-		name string
-		err  error
-		want bool
+		name   string
+		err    error
+		traced bool // net/http's trace hooks ran
+		conns  int  // connections the request got
+		want   bool
 	}{
-		{"condition failed (400)", resp(400), true},
-		{"throttled (400)", fmt.Errorf("wrapped: %w", resp(400)), true},
-		{"internal error (500)", resp(500), false},
-		{"service unavailable (503)", resp(503), false},
-		{"dial refused", &smithyhttp.RequestSendError{Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, true},
-		{"reset after send", &smithyhttp.RequestSendError{Err: &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}}, false},
-		{"dns", &net.DNSError{Err: "no such host", IsNotFound: true}, true},
-		{"timeout", errors.New("context deadline exceeded"), false},
+		{"condition failed (400)", resp(400, api), false, 0, true},
+		{"throttled (400), wrapped", fmt.Errorf("wrapped: %w", resp(400, api)), true, 1, true},
+		{"internal error (500)", resp(500, api), true, 1, false},
+		{"service unavailable (503), untraced", resp(503, api), false, 0, false},
+		{"connection refused", send(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true, 0, true},
+		{"connection refused, untraced", send(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), false, 0, true},
+		{"dns", send(&net.DNSError{Err: "no such host", IsNotFound: true}), false, 0, true},
+		{"no connection (TLS handshake failed)", send(errors.New("tls: handshake failure")), true, 0, true},
+		{"request write failed", send(write), true, 1, true},
+		{"body write failed", send(&net.OpError{Op: "readfrom", Net: "tcp", Err: write}), true, 1, true},
+		{"connection broken while writing", send(fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", write)), true, 1, true},
+		{"response lost after the request was written", send(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), true, 1, false},
+		{"response lost, untraced", send(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), false, 0, false},
+		{"server closed the connection after the request", send(io.EOF), true, 1, false},
+		{"body error, not the socket", send(&net.OpError{Op: "readfrom", Net: "tcp", Err: errors.New("body failed")}), true, 1, false},
+		{"200 with an unreadable body", resp(200, &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}), true, 1, false},
+		{"joined errors", errors.Join(errors.New("other"), send(write)), true, 1, true},
+		{"timeout, untraced", errors.New("context deadline exceeded"), false, 0, false},
 	} {
-		if got := refused(tc.err); got != tc.want {
+		w := wireTrace{traced: tc.traced, conns: tc.conns}
+		if got := w.appliedNothing(tc.err); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -16,11 +16,12 @@ import (
 )
 
 // Client is the part of the DynamoDB API the Store uses. *dynamodb.Client
-// satisfies it, and so can a DAX client or a test double. The Store passes
-// an optFn that adds a middleware to watch the SDK's retries; a client that
-// ignores it still gets its own writes recognised (by their write token),
-// but a refusal that follows a lost attempt is then reported as a plain
-// conflict rather than as an unknown outcome.
+// satisfies it, and so can a DAX client or a test double. With each write
+// the Store passes an optFn that adds a middleware to the SDK's stack: it
+// lets the retryer resend only after attempts that provably applied nothing
+// and stops it after any other (see the package documentation). A client
+// that ignores optFns must not resend writes by itself: a resend after an
+// attempt that may have been applied can apply it twice.
 type Client interface {
 	GetItem(ctx context.Context, params *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
@@ -89,21 +90,19 @@ func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
 }
 
 // PutIfAbsent implements idem.Store with one PutItem conditioned on the key
-// being absent or expired.
+// being absent or expired. The item gets a fresh version (idem.FreshVersion).
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
 	const op = "PutIfAbsent"
 	if err := s.checkInput(key, value, true); err != nil {
 		return idem.Item{}, err
 	}
 	now := s.cfg.now()
-	w := s.put(ctx, op, key, value, 1, expiry(now, ttl), now, s.absent(now))
+	w := s.put(ctx, op, key, value, idem.FreshVersion(now), expiry(now, ttl), now, s.absent(now))
 	switch {
 	case w.err != nil:
 		return idem.Item{}, w.err
 	case w.conflict == nil:
 		return w.item, nil
-	case w.ambiguous:
-		return idem.Item{}, w.unknown()
 	case !w.conflict.Exists:
 		return idem.Item{}, w.unsupported()
 	}
@@ -128,8 +127,6 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 		return idem.Item{}, w.err
 	case w.conflict == nil:
 		return w.item, nil
-	case w.ambiguous:
-		return idem.Item{}, w.unknown()
 	}
 	return idem.Item{}, w.refused()
 }
@@ -146,7 +143,7 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 		return idem.Item{}, false, err
 	}
 	now := s.cfg.now()
-	cond := s.absent(now).Or(expression.Name(s.cfg.ver).LessThan(expression.Value(version)))
+	cond := s.absent(now).Or(name(s.cfg.ver).LessThan(expression.Value(version)))
 	w := s.put(ctx, op, key, value, version, expiry(now, ttl), now, cond)
 	switch {
 	case w.err != nil:
@@ -154,27 +151,18 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 	case w.conflict == nil:
 		return w.item, true, nil
 	case !w.conflict.Exists:
-		if w.ambiguous {
-			return idem.Item{}, false, w.unknown()
-		}
 		return idem.Item{}, false, w.unsupported()
 	}
-	// Not applied: a version at least as high is stored. After a resend,
-	// our first attempt may have been applied and then overtaken by a
-	// higher version, which for a monotonic write is the same outcome.
 	return w.conflict.Current, false, nil
 }
 
 // CompareAndDelete implements idem.Store with one DeleteItem conditioned on
 // the stored version and on the item not being expired.
 //
-// A deletion leaves nothing to recognise. When the SDK resent the request
-// after an attempt whose response was lost, and the resend's condition
-// fails (typically: the key is absent), DynamoDB cannot say whether our
-// first attempt deleted the item or something else changed it first, so
-// the call returns an error matching idem.ErrUnknownOutcome, not
-// idem.ErrConflict. Retrying it is safe: once the key is absent it returns a
-// conflict with Exists false.
+// A deletion leaves nothing to recognise: when the request may have been
+// applied but its response was lost, the call returns an error matching
+// idem.ErrUnknownOutcome, without sending anything more. Retrying it is
+// safe: once the key is absent it returns a conflict with Exists false.
 func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64) error {
 	const op = "CompareAndDelete"
 	if err := idem.ValidateVersion(key, version); err != nil {
@@ -200,23 +188,26 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 	if err == nil {
 		return nil
 	}
-	w := s.refusal(op, key, err, &a, now)
-	switch {
-	case w.err != nil:
-		return w.err
-	case w.ambiguous:
-		return w.unknown()
+	if ccf, ok := conditionFailed(err); ok {
+		w := s.refusal(op, key, err, ccf, now)
+		if w.err != nil {
+			return w.err
+		}
+		return w.refused()
 	}
-	return w.refused()
+	if mayHaveApplied(err) {
+		return &idem.UnknownOutcomeError{Key: key, Op: op, Err: fmt.Errorf(
+			"the request may have been applied and a deletion leaves nothing to check: %w", s.wrapSDK(op, key, err))}
+	}
+	return s.wrapSDK(op, key, err)
 }
 
 // write is the outcome of one conditional write.
 type write struct {
-	item      idem.Item           // the item written, when applied
-	conflict  *idem.ConflictError // the condition failed (and it was not our own write)
-	ambiguous bool                // ...after a resend of an attempt that may have been applied
-	sdkErr    error               // the SDK's error behind conflict
-	err       error               // any other failure, translated
+	item     idem.Item           // the item written, when applied
+	conflict *idem.ConflictError // the condition failed
+	sdkErr   error               // the SDK's error behind conflict
+	err      error               // any other failure, translated
 }
 
 // refused returns the conflict, with the SDK's error kept in the chain.
@@ -232,25 +223,14 @@ type conflictError struct {
 func (e *conflictError) Error() string   { return e.conflict.Error() }
 func (e *conflictError) Unwrap() []error { return []error{e.conflict, e.cause} }
 
-// unknown reports a refusal that a resend met after an attempt whose
-// response was lost: that attempt may have been applied, then overtaken.
-func (w write) unknown() error {
-	found := "the key absent"
-	if w.conflict.Exists {
-		found = fmt.Sprintf("version %d", w.conflict.Current.Version)
-	}
-	return &idem.UnknownOutcomeError{Key: w.conflict.Key, Op: w.conflict.Op, Err: fmt.Errorf(
-		"the SDK resent the request after a lost response and the resend found %s: %w", found, w.sdkErr)}
-}
-
 func (w write) unsupported() error {
 	return fmt.Errorf("dynamo: %s %q: condition failed but no current item was returned (ReturnValuesOnConditionCheckFailure=ALL_OLD ignored?): %w: %w",
 		w.conflict.Op, w.conflict.Key, ErrUnsupported, w.sdkErr)
 }
 
-// put writes the whole item under cond, with a fresh write token. A refusal
-// whose current item carries that token can only be a resend finding our
-// own first attempt, whose response was lost: the write counts as applied.
+// put writes the whole item under cond, with a fresh write token. When the
+// request may have been applied but its response was lost, nothing is sent
+// again: settle reads the key once and finds the token or not.
 func (s *Store) put(ctx context.Context, op, key string, value []byte, version, exp int64, now time.Time, cond expression.ConditionBuilder) write {
 	ex, err := expression.NewBuilder().WithCondition(cond).Build()
 	if err != nil {
@@ -273,24 +253,51 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, version, 
 	if err == nil {
 		return write{item: written}
 	}
-	ccf, ok := conditionFailed(err)
-	if ok && s.writtenBy(ccf.Item, tok) {
-		return write{item: written} // our own first attempt, found by a resend
+	if ccf, ok := conditionFailed(err); ok {
+		if s.writtenBy(ccf.Item, tok) {
+			// Only a client that resends on its own (one that skips the
+			// middleware) gets here: the refusal shows our own write.
+			return write{item: written}
+		}
+		return s.refusal(op, key, err, ccf, now)
 	}
-	return s.refusal(op, key, err, &a, now)
+	if mayHaveApplied(err) {
+		return s.settle(ctx, op, key, tok, written, s.wrapSDK(op, key, err))
+	}
+	return write{err: s.wrapSDK(op, key, err)}
 }
 
-// refusal translates a write's error. now is the time the condition was
-// built with, which also decides whether the returned item has expired.
-func (s *Store) refusal(op, key string, err error, a *attempts, now time.Time) write {
-	ccf, ok := conditionFailed(err)
-	if !ok {
-		err = s.wrapSDK(op, key, err)
-		if a.maybeApplied {
-			err = &idem.UnknownOutcomeError{Key: key, Op: op, Err: err}
-		}
-		return write{err: err}
+// settle decides a write that may have been applied, whose response was
+// lost, by one strongly consistent read: the item carries the write's token
+// (applied), or the outcome is unknown. An absent key or another writer's
+// item proves nothing: our write may have been applied and then replaced or
+// deleted.
+func (s *Store) settle(ctx context.Context, op, key string, tok []byte, written idem.Item, cause error) write {
+	unknown := func(why string, args ...any) write {
+		return write{err: &idem.UnknownOutcomeError{Key: key, Op: op, Err: fmt.Errorf(why+": %w", append(args, cause)...)}}
 	}
+	if ctx.Err() != nil {
+		return unknown("the request may have been applied and the context ended before it could be checked")
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            s.keyAttrs(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	switch {
+	case err != nil:
+		return unknown("the request may have been applied and reading the key to check failed (%v)", err)
+	case s.writtenBy(out.Item, tok):
+		return write{item: written}
+	case len(out.Item) == 0:
+		return unknown("the request may have been applied and the key is now absent")
+	}
+	return unknown("the request may have been applied and the key now holds another write")
+}
+
+// refusal translates a failed condition. now is the time the condition was
+// built with, which also decides whether the returned item has expired.
+func (s *Store) refusal(op, key string, err error, ccf *types.ConditionalCheckFailedException, now time.Time) write {
 	ce := &idem.ConflictError{Key: key, Op: op}
 	if len(ccf.Item) > 0 {
 		cur, derr := s.decode(key, ccf.Item)
@@ -301,20 +308,26 @@ func (s *Store) refusal(op, key string, err error, a *attempts, now time.Time) w
 			ce.Current, ce.Exists = cur, true
 		}
 	}
-	return write{conflict: ce, ambiguous: a.resent(), sdkErr: err}
+	return write{conflict: ce, sdkErr: err}
+}
+
+// name is an attribute name in an expression, taken whole: a configured name
+// such as "idem.key" is one attribute, not a document path.
+func name(attr string) expression.NameBuilder {
+	return expression.NameNoDotSplit(attr)
 }
 
 // absent is true when the key has no item or its item has expired. A
 // comparison with a missing attribute is false in DynamoDB, so items without
 // an expiry attribute (never expiring) are never absent.
 func (s *Store) absent(now time.Time) expression.ConditionBuilder {
-	return expression.AttributeNotExists(expression.Name(s.cfg.pk)).
-		Or(expression.Name(s.cfg.exp).LessThanEqual(expression.Value(now.Unix())))
+	return expression.AttributeNotExists(name(s.cfg.pk)).
+		Or(name(s.cfg.exp).LessThanEqual(expression.Value(now.Unix())))
 }
 
 // liveAt is true when a live (unexpired) item at version is stored.
 func (s *Store) liveAt(now time.Time, version int64) expression.ConditionBuilder {
-	exp := expression.Name(s.cfg.exp)
-	return expression.Name(s.cfg.ver).Equal(expression.Value(version)).
+	exp := name(s.cfg.exp)
+	return name(s.cfg.ver).Equal(expression.Value(version)).
 		And(expression.AttributeNotExists(exp).Or(exp.GreaterThan(expression.Value(now.Unix()))))
 }

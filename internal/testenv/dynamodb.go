@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -163,16 +165,39 @@ func kindOf(s string) string {
 	return ""
 }
 
+// DynamoDBIdleConnTimeout is how long the clients testenv makes keep an idle connection:
+// below every emulator's own keep-alive timeout, so that a request never goes out on a
+// connection the server is closing (the request is written, the server drops it unread, and
+// the outcome is unknown). hypercorn, ministack's server, closes connections idle for longer
+// than its keep-alive timeout: 5 s by default, 75 s as ministack 1.5.33 sets it. moto's
+// werkzeug server closes every connection after its response. The SDK's default is 90 s.
+const DynamoDBIdleConnTimeout = 4 * time.Second
+
+// NewDynamoDBTransport returns the SDK's default transport with IdleConnTimeout set to
+// DynamoDBIdleConnTimeout, as the clients Client makes use. Tests that put their own
+// http.RoundTripper in front of a server forward to one.
+func NewDynamoDBTransport() *http.Transport {
+	return newDynamoDBHTTPClient().GetTransport()
+}
+
+func newDynamoDBHTTPClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.IdleConnTimeout = DynamoDBIdleConnTimeout
+	})
+}
+
 // Client returns a DynamoDB client for the server: region us-east-1, static test credentials,
-// BaseEndpoint = s.Endpoint, and a standard retryer with 3 attempts, short backoff and no
-// client-side retry quota (so fault-injection tests cannot exhaust it). Nothing is read from
-// the machine's AWS configuration. optFns adjust the options further, e.g. to install an
-// http.RoundTripper that injects faults.
+// BaseEndpoint = s.Endpoint, idle connections closed after DynamoDBIdleConnTimeout, and a
+// standard retryer with 3 attempts, short backoff and no client-side retry quota (so
+// fault-injection tests cannot exhaust it). Nothing is read from the machine's AWS
+// configuration. optFns adjust the options further, e.g. to install an http.RoundTripper
+// that injects faults.
 func (s DynamoDBServer) Client(t testing.TB, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
 	t.Helper()
 	cfg := aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:  newDynamoDBHTTPClient(),
 		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = 3
