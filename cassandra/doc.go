@@ -75,18 +75,21 @@
 // purged. Keep client clocks in sync (NTP): a client whose clock runs ahead
 // sees items expire early (a claim's lease passes for it while the owner's
 // clock still counts it live, so the two can overlap by the skew), and one
-// that runs behind sees them until the server deletes them. ttl <= 0 means no expiry: USING TTL 0, which also
-// overrides a table's default_time_to_live. Cassandra caps TTLs at 20 years
-// (MaxTTL), and Cassandra 5.0 in its default storage_compatibility_mode
-// (and every earlier version) keeps expirations as 32-bit seconds: it
-// refuses a TTL that ends after 2038-01-19T03:14:06Z. The Store rejects a
-// ttl ending after 2038-01-18T03:14:06Z with an error matching
-// idem.ErrInvalid before sending anything; the day between leaves room for
-// a server clock ahead of the client's. It does not shorten such a TTL on
-// the server instead: the server would delete the row before its
-// ExpiresAt, and a claim could vanish while its owner still works. Each
-// write sets a fresh TTL, so there is never a remaining TTL to carry over.
-// A CompareAndDelete leaves a tombstone for gc_grace_seconds.
+// that runs behind sees them until the server deletes them. ttl <= 0 means
+// no expiry: USING TTL 0, which also overrides a table's
+// default_time_to_live. Each write sets a fresh TTL, so there is never a
+// remaining TTL to carry over. A CompareAndDelete leaves a tombstone for
+// gc_grace_seconds.
+//
+// Cassandra caps TTLs at 20 years (MaxTTL), and Cassandra 5.0 in its
+// default storage_compatibility_mode (and every earlier version) keeps
+// expirations as 32-bit seconds: it refuses a TTL that ends after
+// 2038-01-19T03:14:06Z. The Store rejects a ttl ending after
+// 2038-01-18T03:14:06Z with an error matching idem.ErrInvalid before
+// sending anything; the day between leaves room for a server clock ahead of
+// the client's. It does not shorten such a TTL on the server instead: the
+// server would delete the row before its ExpiresAt, and a claim could
+// vanish while its owner still works.
 //
 // # Unknown outcomes
 //
@@ -117,8 +120,9 @@
 //     returns an *idem.UnknownOutcomeError naming the key and wrapping the
 //     driver's error, as it does when the read fails three times.
 //   - A CompareAndDelete leaves nothing to recognise: its unknown outcome is
-//     reported at once, without a read. Lease.Release in idem settles that
-//     case itself.
+//     reported at once, without a read. (idem's claims never delete: a
+//     released claim is a tombstone written by CompareAndSwap, which its
+//     write_id settles.)
 //
 // Every idem helper can be retried on an unknown outcome, and settles it by
 // its own tokens. The settling read runs even if the caller's context is
