@@ -3,6 +3,7 @@ package dynamo_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/idemkit/idemkit/dynamo"
+	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -115,5 +117,74 @@ func TestCreateTableBadArgs(t *testing.T) {
 	}
 	if err := dynamo.CreateTable(ctx, c, "t", dynamo.WithValueAttribute("pk")); err == nil {
 		t.Error("clashing attribute names: got nil error")
+	}
+}
+
+// TestDottedAttributeNames: attribute names with a dot are single
+// attributes, never document paths. Conditions naming "idem.key" as the
+// path idem → key found it missing, so every PutIfAbsent overwrote the item
+// it should have refused.
+func TestDottedAttributeNames(t *testing.T) {
+	layouts := []struct {
+		name string
+		opts []dynamo.Option
+	}{
+		{"PartitionKey", []dynamo.Option{dynamo.WithKeyAttribute("idem.key")}},
+		{"AllDotted", []dynamo.Option{
+			dynamo.WithKeyAttribute("idem.pk"),
+			dynamo.WithSortKey("idem.sk", "idem#dotted"),
+			dynamo.WithValueAttribute("idem.val"),
+			dynamo.WithVersionAttribute("idem.ver"),
+			dynamo.WithExpiryAttribute("idem.exp"),
+			dynamo.WithTokenAttribute("idem.tok"),
+		}},
+	}
+	for _, srv := range testenv.DynamoDBServers(t) {
+		for _, l := range layouts {
+			t.Run(srv.Name+"/"+l.name, func(t *testing.T) {
+				t.Parallel()
+				c, name := table(t, srv, l.opts...)
+				ctx := ctxT(t)
+				now := time.Now()
+				clock := func() time.Time { return now }
+				s := mustStore(t, c, name, append(slices.Clone(l.opts), dynamo.WithClock(clock))...)
+
+				it, err := s.PutIfAbsent(ctx, "k", []byte("first"), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = s.PutIfAbsent(ctx, "k", []byte("second"), 0)
+				var ce *idem.ConflictError
+				if !errors.As(err, &ce) || !ce.Exists || string(ce.Current.Value) != "first" || ce.Current.Version != it.Version {
+					t.Fatalf("PutIfAbsent on a live key: got %v, want a conflict carrying the first item", err)
+				}
+				if _, err := s.CompareAndSwap(ctx, "k", it.Version+1, []byte("x"), 0); !errors.Is(err, idem.ErrConflict) {
+					t.Errorf("CompareAndSwap at a wrong version: got %v, want a conflict", err)
+				}
+				if it, err = s.CompareAndSwap(ctx, "k", it.Version, []byte("swapped"), time.Minute); err != nil {
+					t.Fatalf("CompareAndSwap: %v", err)
+				}
+				if _, applied, err := s.Upsert(ctx, "k", []byte("low"), it.Version-1, 0); err != nil || applied {
+					t.Errorf("Upsert below the stored version: applied %v, %v; want not applied", applied, err)
+				}
+				if err := s.CompareAndDelete(ctx, "k", it.Version-1); !errors.Is(err, idem.ErrConflict) {
+					t.Errorf("CompareAndDelete at a wrong version: got %v, want a conflict", err)
+				}
+				// Once the item has expired, it is absent to every condition.
+				now = now.Add(2 * time.Minute)
+				if err := s.CompareAndDelete(ctx, "k", it.Version); !errors.Is(err, idem.ErrConflict) {
+					t.Errorf("CompareAndDelete of an expired item: got %v, want a conflict", err)
+				}
+				if it, err = s.PutIfAbsent(ctx, "k", []byte("again"), 0); err != nil {
+					t.Fatalf("PutIfAbsent over an expired item: %v", err)
+				}
+				if err := s.CompareAndDelete(ctx, "k", it.Version); err != nil {
+					t.Fatalf("CompareAndDelete: %v", err)
+				}
+				if _, err := s.Get(ctx, "k"); !errors.Is(err, idem.ErrNotFound) {
+					t.Errorf("Get after the delete: got %v, want ErrNotFound", err)
+				}
+			})
+		}
 	}
 }
