@@ -569,3 +569,4 @@ func TestNilStore(t *testing.T) {
 		}
 	}
 }
+

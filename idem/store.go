@@ -106,10 +106,19 @@ type Store interface {
 // lastFresh is the last version FreshVersion returned in this process.
 var lastFresh atomic.Int64
 
+// freshBase is the process's start, on both the wall and the monotonic
+// clock: fresh versions count from it on the monotonic clock, so a step of
+// the wall clock (backwards, or forwards and back) cannot make them slow
+// down behind a key's chain of versions.
+var freshBase = time.Now()
+
 // FreshVersion returns the version a backend gives an item created by
 // PutIfAbsent at now: now in microseconds since 1970, raised above every
 // version returned before in this process, so two calls never return the
-// same version.
+// same version. When now carries a monotonic clock reading (it comes from
+// time.Now), the time since the process started is measured on that clock,
+// so a wall clock stepped back while the process runs does not hold fresh
+// versions back.
 //
 // Fencing rests on it. An incarnation of a key starts at FreshVersion and
 // goes up by one per CompareAndSwap; the next incarnation, created after the
@@ -118,12 +127,11 @@ var lastFresh atomic.Int64
 // takes far longer) and (b) the clock of the process that creates the new
 // incarnation is not behind the clock of the process that created the old
 // one by more than the time between the two creations (a create that is
-// delayed on its way to the database counts as that much lag). Claims never delete
-// their records (a released claim stays as a tombstone), so for Do, Claim
-// and Once that time is at least the shortest lifetime of a record, the
-// lease or the retention (WithTTL), whichever is shorter.
+// delayed on its way to the database counts as that much lag). Claims never
+// delete their records (a released claim stays as a tombstone), so for Do,
+// Claim and Once that time is at least the retention (WithTTL).
 func FreshVersion(now time.Time) int64 {
-	v := max(now.UnixMicro(), 1)
+	v := max(freshBase.UnixMicro()+now.Sub(freshBase).Microseconds(), 1)
 	for {
 		last := lastFresh.Load()
 		next := max(v, last+1)
