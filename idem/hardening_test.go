@@ -569,4 +569,3 @@ func TestNilStore(t *testing.T) {
 		}
 	}
 }
-
