@@ -2,6 +2,7 @@ package dynamo_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -180,6 +181,80 @@ func TestErrors(t *testing.T) {
 			_, err = mustStore(t, raw2, name2).PutIfAbsent(ctx, "k", nil, 0)
 			if !errors.Is(err, dynamo.ErrValidation) || errors.Is(err, idem.ErrUnknownOutcome) {
 				t.Errorf("PutIfAbsent without the table's sort key: got %v, want dynamo.ErrValidation", err)
+			}
+		})
+	}
+}
+
+// TestLargestResult measures, through idem.Do, the largest result a Store
+// keeps, by storing growing results under keys of 16 bytes on a table of
+// the default layout. idem's record holds the encoded result as base64
+// inside its JSON, which goes in a Binary value, so a []byte result (JSON
+// makes it base64 first) takes about 16/9 of its size and a string result
+// about 4/3. One byte more than the largest, the Store refuses the item
+// before sending it and Do stores a permanent "result not stored" answer,
+// so that fn never runs again for the key.
+//
+// The figures the package documentation gives are those of a server with
+// DynamoDB's full item size (ministack), within a few bytes: the record's
+// timestamps vary in length.
+func TestLargestResult(t *testing.T) {
+	const (
+		largestBytes  = 230_226
+		largestString = 306_970
+		slack         = 32
+	)
+	for _, srv := range testenv.DynamoDBServers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			t.Parallel()
+			c, name := table(t, srv)
+			s := mustStore(t, c, name)
+			ctx := ctxT(t)
+			_, lacksFullSize := srv.Lacks(testenv.CapFullItemSize)
+			for _, kind := range []struct {
+				name   string
+				result func(n int) any
+				want   int // the largest result on a server with DynamoDB's full item size
+			}{
+				{"bytes", func(n int) any { return bytes.Repeat([]byte{0xa5}, n) }, largestBytes},
+				{"string", func(n int) any { return strings.Repeat("a", n) }, largestString},
+			} {
+				runs := 0
+				do := func(n int) error {
+					key := fmt.Sprintf("%s/%09d", kind.name[:1], n)
+					_, err := idem.Do(ctx, s, key, func(context.Context) (any, error) { runs++; return kind.result(n), nil })
+					return err
+				}
+				lo, hi := 100_000, dynamo.MaxItemBytes // do(lo) stores, do(hi) does not
+				if err := do(lo); err != nil {
+					t.Fatalf("%s: a %d-byte result: %v", kind.name, lo, err)
+				}
+				if do(hi) == nil {
+					t.Fatalf("%s: a %d-byte result was stored", kind.name, hi)
+				}
+				for hi-lo > 1 {
+					mid := (lo + hi) / 2
+					if do(mid) == nil {
+						lo = mid
+					} else {
+						hi = mid
+					}
+				}
+				t.Logf("%s: the largest %s result idem.Do stores is %d bytes", srv.Name, kind.name, lo)
+				if lacksFullSize {
+					continue // the server's own limit came first; nothing to compare
+				}
+				if lo < kind.want-slack || lo > kind.want+slack {
+					t.Errorf("%s: the largest result is %d bytes, the documentation says %d", kind.name, lo, kind.want)
+				}
+				// The duplicate of one byte more gets the permanent answer,
+				// without running fn.
+				runs = 0
+				err := do(hi)
+				var pe *idem.PermanentError
+				if !errors.As(err, &pe) || pe.Code != idem.CodeResultNotStored || runs != 0 {
+					t.Errorf("%s: a duplicate of the %d-byte result: %v (fn ran %d times); want the permanent %s answer", kind.name, hi, err, runs, idem.CodeResultNotStored)
+				}
 			}
 		})
 	}

@@ -27,6 +27,7 @@ const (
 	MaxItemBytes = 400 * 1024
 )
 
+
 // Option configures New and CreateTable. Pass the same options to both.
 type Option func(*config)
 
