@@ -20,50 +20,118 @@
 // *idem.ConflictError carrying the current item (Exists false when the key
 // is absent or expired) at the cost of that one request, never a second
 // read. Conditional writes on one item are serialised by DynamoDB, so the
-// kernel is linearizable per key.
+// kernel is linearizable per key, lost responses included (see below).
+// Attribute names are taken whole: a name with a dot, such as "idem.key",
+// is one attribute, never a document path.
 //
-// # Lost responses and own writes
+// PutIfAbsent creates an item at a fresh version, idem.FreshVersion: the
+// clock in microseconds, above every version this process returned before.
+// CompareAndSwap adds exactly one and Upsert keeps the caller's version. A
+// version therefore never comes back for a key across a delete and a
+// re-create, or an expiry, within the bound idem.FreshVersion states.
 //
-// The SDK's retryer resends a request whose response was lost: a reset
-// connection, a 5xx, a timeout, or aws-sdk-go-v2's own "use of closed
-// network connection" on a kept-alive connection (aws/aws-sdk-go-v2#1825,
-// #2737), which the SDK has retried since 2025. The first attempt may have
-// been applied, so the resend's condition fails because of it. Every write
-// stores a random write token (attribute "tok"); when a refusal's ALL_OLD
-// item carries the token of this very call, it is the call's own first
-// attempt and the call succeeds. Another writer's identical value is never
-// mistaken for our own.
+// # Lost responses: settled by proof, never by a resend
 //
-// A middleware on each request watches the retry loop. When an attempt may
-// have been applied (no answer, or a 5xx) and the resend is refused by an
-// item that is not ours, the first attempt may have been applied and then
-// overtaken, so the call returns an error matching idem.ErrUnknownOutcome
-// instead of a conflict. CompareAndDelete leaves nothing behind to
-// recognise: a resend that finds the key absent cannot tell our deletion
-// from another, so it too is an unknown outcome. Retrying such a call is
-// safe, and idem's algorithms settle unknown outcomes by reading the claim
-// token. An attempt refused with a 4xx (throttling, validation) or a
-// connection that never opened proves nothing was applied and does not make
-// a later refusal ambiguous. Upsert is the exception: a monotonic write
-// overtaken by a higher version has the same outcome as one never applied,
-// so it returns the current item with applied == false.
+// A write whose response is lost (a reset connection, a 5xx, a timeout or
+// a cancelled context while the request is out, a connection cut after the
+// request was written) may or may not have been applied. The SDK's retryer
+// would send it again, and a resend is not harmless: between the two the
+// key can be deleted and re-created, and the resend then applies a second
+// time, or deletes an item it never targeted, and reports success. So the
+// Store adds a middleware to every write that lets the retryer resend only
+// after an attempt that provably applied nothing:
+//
+//   - DynamoDB answered with a 4xx: throttling, validation, a missing
+//     table;
+//   - the connection never opened: refused, a name that does not resolve, a
+//     failed TLS handshake;
+//   - writing the request failed on the socket, so the server never had all
+//     of it (a DynamoDB request cut short is JSON that does not parse).
+//
+// After any other failure the SDK sends nothing more for the call, and the
+// Store settles it. PutIfAbsent, CompareAndSwap and Upsert store a fresh
+// random write token with the item (attribute "tok") and read the key once,
+// strongly consistent: the item carries this call's token, so the write was
+// applied and the call succeeds with it; or it does not, and the call
+// returns an *idem.UnknownOutcomeError (errors.Is(err,
+// idem.ErrUnknownOutcome)). An absent key or another writer's item proves
+// nothing: our write may have been applied and then replaced or deleted.
+// Another writer's identical value is never taken for ours, and an Upsert
+// overtaken by a higher version is unknown, not "not applied". A
+// CompareAndDelete leaves nothing to find, so it returns the unknown
+// outcome without a read; so does every write whose context ended before
+// the read. A refusal (a *idem.ConflictError, or Upsert's applied == false)
+// is always DynamoDB's answer, after attempts that applied nothing: it is
+// the outcome. Retrying an unknown outcome is safe, and idem's algorithms
+// settle it through their own claim tokens.
+//
+// The middleware marks the error of an attempt that may have been applied
+// as not retryable (a RetryableError method returning false, which the
+// SDK's standard and adaptive retryers honour) and refuses to send any
+// further attempt of that call itself. A Client that does not run the SDK's
+// middleware stack must not resend writes on its own.
+//
+// The SDK closes a request's body once the response has arrived, and
+// net/http may still be reading it then; the SDK's body then fails
+// net/http's read, which closes the connection under the response and
+// loses it (aws/aws-sdk-go-v2#2737, seen on every loaded machine). The
+// Store hands net/http a body that simply ends instead.
+//
+// # Idle connections
+//
+// A request sent on a kept-alive connection at the moment the server closes
+// it for being idle is written but never read, and its outcome is unknown
+// to the client. Let the client close idle connections first: set the HTTP
+// transport's IdleConnTimeout below the endpoint's keep-alive timeout. The
+// SDK's default is 90 seconds; ministack (hypercorn) closes connections
+// idle for 75 seconds, hypercorn's own default is 5, moto closes each
+// connection after its response. A few seconds costs a new connection (and
+// TLS handshake) per idle gap:
+//
+//	client := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+//		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+//			tr.IdleConnTimeout = 4 * time.Second
+//		})
+//	})
+//
+// # Limits
+//
+// Keys are at most MaxPartitionKeyBytes (2048) bytes, or MaxSortKeyBytes
+// (1024) with WithSortKey. An item is at most MaxItemBytes (409,600 bytes),
+// attribute names included; the Store counts 21 bytes for each number (the
+// most DynamoDB can take) and 16 for the write token, so with the default
+// names the largest value for a key of k bytes is 409,528 - k bytes. A
+// larger one is refused with idem.ErrInvalid before anything is sent.
+//
+// idem.Do keeps its record as JSON in the value, and the record holds the
+// encoded result as base64: with the default JSON codec a []byte result
+// (base64 once more) takes about 16/9 of its size, a string of ASCII
+// letters about 4/3. Measured with keys of 16 bytes (TestLargestResult),
+// the largest result Do stores is 230,226 bytes for a []byte and 306,970
+// for such a string (on moto, which caps items at 405,000 bytes: 227,649
+// and 303,532); each byte more of key takes about half a byte off. Do
+// stores a larger result's key as a permanent answer with code
+// idem.CodeResultNotStored, so fn does not run again for it.
 //
 // # Failure modes
 //
 //   - Conflict: errors.Is(err, idem.ErrConflict); errors.As gives the
 //     *idem.ConflictError and, further down the chain, the SDK's
 //     *types.ConditionalCheckFailedException.
-//   - Bad input (empty or non-UTF-8 key, a key over MaxPartitionKeyBytes or,
-//     with WithSortKey, MaxSortKeyBytes, an item over MaxItemBytes counting
-//     attribute names, or a bad version): *idem.InputError matching
-//     idem.ErrInvalid, naming the key and the limit. Nothing is sent.
+//   - Bad input (empty or non-UTF-8 key, a key or item over the limits
+//     above, or a bad version): *idem.InputError matching idem.ErrInvalid,
+//     naming the key and the limit. Nothing is sent.
 //   - Throttling after the SDK's retries: ErrThrottled. A missing table:
 //     ErrTableNotFound. A request DynamoDB rejects (typically a table whose
 //     key schema does not match the options): ErrValidation. All three wrap
 //     the SDK's error and say that nothing was written.
-//   - A write whose outcome is unknown (every attempt lost, or the ambiguous
-//     refusals above): *idem.UnknownOutcomeError matching
-//     idem.ErrUnknownOutcome, wrapping the SDK's error.
+//   - A refused connection or a request never fully written, after the
+//     SDK's retries: the SDK's error, wrapping the *net.OpError. Nothing
+//     was written.
+//   - A write that may have been applied and whose token the read did not
+//     find, or a CompareAndDelete that may have been applied:
+//     *idem.UnknownOutcomeError matching idem.ErrUnknownOutcome, wrapping
+//     the SDK's error.
 //   - A stored item this package cannot decode: *idem.CorruptError.
 //
 // # Table schema
@@ -77,14 +145,15 @@
 //	ver  Number  the version
 //	exp  Number  expiry in epoch seconds, rounded up; the table's time-to-live
 //	             attribute; omitted when the item never expires
-//	tok  Binary  16 random bytes written by each write, for own-write
-//	             recognition
+//	tok  Binary  16 random bytes written by each write, by which the Store
+//	             recognises its own write after a lost response
 //
 // Billing can be on-demand or provisioned. A PutItem or DeleteItem costs one
 // write unit per started KB of the larger of the old and new item, whether
 // its condition holds or not; a strongly consistent Get costs one read unit
 // per started 4 KB (half with WithConsistentRead(false)). A first idem.Do is
-// 2 writes, a duplicate is 1 refused write and no read.
+// 2 writes, a duplicate is 1 refused write and no read. Settling a lost
+// response costs one strongly consistent read.
 //
 // The IAM actions needed are dynamodb:GetItem, dynamodb:PutItem and
 // dynamodb:DeleteItem on the table; CreateTable also needs

@@ -27,7 +27,6 @@ const (
 	MaxItemBytes = 400 * 1024
 )
 
-
 // Option configures New and CreateTable. Pass the same options to both.
 type Option func(*config)
 
@@ -145,9 +144,9 @@ func WithExpiryAttribute(name string) Option {
 
 // WithTokenAttribute names the attribute holding the write token (type
 // Binary, 16 random bytes): every write stores a token of its own, so that
-// when the SDK resends a request whose response was lost, the Store
-// recognises its own first attempt exactly, never mistaking another
-// writer's identical value for its own. The default is "tok".
+// when a write's response is lost, one read of the key tells whether it was
+// applied, never mistaking another writer's identical value for its own.
+// The default is "tok".
 func WithTokenAttribute(name string) Option {
 	return func(c *config) { c.tok = name }
 }
