@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -37,6 +39,11 @@ func Example() {
 		// For moto, ministack or LocalStack; leave unset for AWS.
 		// (AWS_ENDPOINT_URL_DYNAMODB in the environment does the same.)
 		o.BaseEndpoint = aws.String("http://127.0.0.1:5000")
+		// Close idle connections before the endpoint does: a request sent
+		// on a connection the server is closing has an unknown outcome.
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.IdleConnTimeout = 4 * time.Second
+		})
 	})
 
 	// Once, at deploy time or in a test; production tables usually come
