@@ -1,0 +1,714 @@
+package idem_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+// atkHook runs around one call of a Store operation: n counts the calls of
+// that operation from 1, and send delegates the call to the store (at most
+// once; if the hook never calls it, the call is delegated after the hook
+// returns nil). A non-nil return replaces the store's answer. A hook can
+// so lose a response after delegating, answer without delegating, delegate
+// late (keep send and call it after a competitor ran), or run a competitor
+// inside the gap.
+type atkHook func(ctx context.Context, n int, send func() error) error
+
+// atkStore wraps a Store with a hook per operation.
+type atkStore struct {
+	idem.Store
+	mu    sync.Mutex
+	hooks map[string]atkHook
+	calls map[string]int
+}
+
+func newAtk(s idem.Store) *atkStore {
+	return &atkStore{Store: s, hooks: map[string]atkHook{}, calls: map[string]int{}}
+}
+
+func (a *atkStore) on(op string, h atkHook) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hooks[op] = h
+}
+
+func (a *atkStore) count(op string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.calls[op]
+}
+
+// run counts the call and runs op's hook around send. A competitor inside
+// a gap goes straight to the wrapped store (s.Store) unless the test wants
+// it hooked too.
+func (a *atkStore) run(ctx context.Context, op string, send func() error) error {
+	a.mu.Lock()
+	a.calls[op]++
+	n := a.calls[op]
+	h := a.hooks[op]
+	a.mu.Unlock()
+	sent := false
+	once := func() error {
+		if sent {
+			return errors.New("attack: send called twice")
+		}
+		sent = true
+		return send()
+	}
+	if h != nil {
+		if herr := h(ctx, n, once); herr != nil {
+			return herr
+		}
+	}
+	if !sent {
+		return once()
+	}
+	return nil
+}
+
+func (a *atkStore) Get(ctx context.Context, key string) (it idem.Item, err error) {
+	if herr := a.run(ctx, "Get", func() error { it, err = a.Store.Get(ctx, key); return err }); herr != nil {
+		return idem.Item{}, herr
+	}
+	return it, err
+}
+
+func (a *atkStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (it idem.Item, err error) {
+	if herr := a.run(ctx, "PutIfAbsent", func() error { it, err = a.Store.PutIfAbsent(ctx, key, value, ttl); return err }); herr != nil {
+		return idem.Item{}, herr
+	}
+	return it, err
+}
+
+func (a *atkStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (it idem.Item, err error) {
+	if herr := a.run(ctx, "CompareAndSwap", func() error { it, err = a.Store.CompareAndSwap(ctx, key, version, value, ttl); return err }); herr != nil {
+		return idem.Item{}, herr
+	}
+	return it, err
+}
+
+func atkLost(op string) error {
+	return &idem.UnknownOutcomeError{Op: op, Err: errors.New("attack: response lost")}
+}
+
+// atkClock is a settable clock for idem.WithClock and memstore.WithClock.
+type atkClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newAtkClock() *atkClock { return &atkClock{t: time.Unix(1_900_000_000, 0)} }
+
+func (c *atkClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *atkClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestAttackSuccessAfterLocalLeaseLossRunsTwice: the heartbeat's
+// extensions fail for a whole lease (the store unreachable: a plain error
+// without delegating; or the extensions apply and every response is lost),
+// nobody takes the key over, and fn, which ignores its cancelled context,
+// returns a result. Do must not throw that result away and free the key:
+// a retry must not run fn a second time. synctest's clock drives the
+// heartbeat; the outage starts inside fn and ends when fn sees its context
+// cancelled.
+func TestAttackSuccessAfterLocalLeaseLossRunsTwice(t *testing.T) {
+	for _, mode := range []string{"unreachable", "extensions-applied-responses-lost"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newAtk(memstore.New())
+				var outage atomic.Bool
+				s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+					if !outage.Load() {
+						return nil
+					}
+					if mode == "unreachable" {
+						return errors.New("attack: connection refused")
+					}
+					_ = send()
+					return atkLost("CompareAndSwap")
+				})
+				opts := []idem.Option{idem.WithLease(300 * time.Millisecond)}
+				var runs atomic.Int32
+				fn := func(ctx context.Context) (int, error) {
+					runs.Add(1)
+					outage.Store(true)
+					<-ctx.Done()
+					outage.Store(false)
+					return 7, nil // the work is done; the result is good
+				}
+				v, err := idem.Do(context.Background(), s, "k", fn, opts...)
+				t.Logf("first Do: %v, %v", v, err)
+				v, err = idem.Do(context.Background(), s, "k", fn, opts...)
+				if got := runs.Load(); got != 1 {
+					t.Fatalf("fn ran %d times (second Do: %v, %v), want 1: a successful fn's key was released", got, v, err)
+				}
+			})
+		})
+	}
+}
+
+// TestAttackLeaseWriteAnsweredLostAfterCompetitor: a Lease write applies,
+// its response is lost, and inside the gap a competitor legitimately moves
+// the key on (claims the tombstone Release left; or, after the retention,
+// claims a fresh incarnation over an expired completion). The resend finds
+// the competitor's record. The write did apply, so the answer must be
+// success or ErrUnknownOutcome, never ErrLeaseLost ("taken over, must not
+// complete"), and the competitor's claim must stand.
+func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
+	for _, op := range []string{"Release", "Complete"} {
+		t.Run(op, func(t *testing.T) {
+			ctx := context.Background()
+			clk := newAtkClock()
+			s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
+			opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
+			a, _, err := idem.Claim(ctx, s, "k", opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b *idem.Lease
+			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+				if n != 1 {
+					return nil
+				}
+				if err := send(); err != nil {
+					return err
+				}
+				if op == "Complete" {
+					clk.Advance(2 * time.Minute) // the completion's retention passes
+				}
+				var cerr error
+				if b, _, cerr = idem.Claim(ctx, s.Store, "k", opts...); cerr != nil || b == nil {
+					t.Errorf("competitor's claim in the gap: %v, %v", b, cerr)
+				}
+				return atkLost("CompareAndSwap")
+			})
+			if op == "Release" {
+				err = a.Release(ctx)
+			} else {
+				err = a.Complete(ctx, []byte(`1`))
+			}
+			if b == nil {
+				t.Fatal("no competitor")
+			}
+			if cerr := b.Complete(ctx, []byte(`2`)); cerr != nil {
+				t.Fatalf("competitor's Complete after A's resend: %v", cerr)
+			}
+			if errors.Is(err, idem.ErrLeaseLost) {
+				t.Fatalf("%s applied (response lost) and answered %v; want nil or ErrUnknownOutcome", op, err)
+			}
+		})
+	}
+}
+
+// TestAttackStaleOwnerUnderLostResponses: A stalls past its lease; B takes
+// over and the takeover's response is lost; B's Release applies, its
+// response is lost, and C claims the tombstone inside the gap (C's own
+// response lost too); then, after C completes and its retention passes, E
+// claims a fresh incarnation. A wakes at each stage and tries every Lease
+// write: each must fail with ErrLeaseLost and leave the later owner's
+// record alone.
+func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
+	ctx := context.Background()
+	clk := newAtkClock()
+	s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
+	stale := func(stage string, a *idem.Lease) {
+		t.Helper()
+		for name, w := range map[string]func() error{
+			"Extend":   func() error { return a.Extend(ctx, time.Hour) },
+			"Complete": func() error { return a.Complete(ctx, []byte(`"stale"`)) },
+			"Fail":     func() error { return a.Fail(ctx, "stale", "stale") },
+			"Release":  func() error { return a.Release(ctx) },
+		} {
+			if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
+				t.Errorf("%s: stale %s: got %v, want ErrLeaseLost", stage, name, err)
+			}
+		}
+	}
+	a, _, err := idem.Claim(ctx, s, "k", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _, err := idem.Claim(ctx, s, "k2", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+		_ = send()
+		return atkLost("CompareAndSwap") // B's takeover
+	})
+	b, _, err := idem.Claim(ctx, s, "k", opts...)
+	if err != nil || b == nil || !b.Takeover() {
+		t.Fatalf("B's takeover: %v, %v", b, err)
+	}
+	s.on("CompareAndSwap", nil)
+	stale("after B's takeover", a)
+	var c *idem.Lease
+	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+		_ = send() // B's release
+		s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+			_ = send()
+			return atkLost("CompareAndSwap") // C's claim of the tombstone
+		})
+		var cerr error
+		if c, _, cerr = idem.Claim(ctx, s, "k", opts...); cerr != nil {
+			t.Errorf("C's claim: %v", cerr)
+		}
+		s.on("CompareAndSwap", nil)
+		return atkLost("CompareAndSwap")
+	})
+	berr := b.Release(ctx)
+	t.Logf("B's release answered %v", berr)
+	if c == nil {
+		t.Fatal("no C")
+	}
+	stale("over C's claim", a)
+	stale("over C's claim", b)
+	if _, _, err := idem.Claim(ctx, s, "k", opts...); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("D while C runs: %v, want ErrInProgress", err)
+	}
+	if err := c.Complete(ctx, []byte(`"c"`)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	e, _, err := idem.Claim(ctx, s, "k", opts...)
+	if err != nil || e == nil {
+		t.Fatalf("E's fresh claim: %v, %v", e, err)
+	}
+	stale("over E's fresh incarnation", a)
+	if err := e.Complete(ctx, []byte(`"e"`)); err != nil {
+		t.Fatal(err)
+	}
+	// k2: its in-progress record expired (lease + retention), a fresh one
+	// replaced it; the stale lease must not adopt or touch it.
+	if _, _, err := idem.Claim(ctx, s, "k2", opts...); err != nil {
+		t.Fatal(err)
+	}
+	stale("k2 over a fresh incarnation", a2)
+}
+
+// TestAttackCompleteLostDuplicateInGap: Complete applies and its response
+// is lost; inside the gap a duplicate Do replays the stored answer. Then
+// the same with Complete's first two attempts answered lost without being
+// delegated at all (the resend is what applies). fn runs once, every
+// caller gets the same answer, and the owner's Do succeeds.
+func TestAttackCompleteLostDuplicateInGap(t *testing.T) {
+	for _, delegated := range []bool{true, false} {
+		t.Run(fmt.Sprint("delegated=", delegated), func(t *testing.T) {
+			ctx := context.Background()
+			s := newAtk(memstore.New())
+			var runs atomic.Int32
+			fn := func(context.Context) (int32, error) { return 100 + runs.Add(1), nil }
+			var dup int32
+			var duperr error
+			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+				if n > 2 {
+					return nil
+				}
+				if delegated {
+					if n > 1 {
+						return nil
+					}
+					_ = send()
+				}
+				if n == 1 {
+					dup, duperr = idem.Do(ctx, s.Store, "k", fn)
+				}
+				return atkLost("CompareAndSwap")
+			})
+			v, err := idem.Do(ctx, s, "k", fn)
+			if err != nil || runs.Load() != 1 {
+				t.Fatalf("owner: %v, %v; runs %d", v, err, runs.Load())
+			}
+			if delegated && (duperr != nil || dup != v) {
+				t.Fatalf("duplicate in the gap: %v, %v; owner got %v", dup, duperr, v)
+			}
+			if !delegated && !errors.Is(duperr, idem.ErrInProgress) {
+				t.Fatalf("duplicate before the completion applied: %v, %v", dup, duperr)
+			}
+			if again, err := idem.Do(ctx, s, "k", fn); err != nil || again != v {
+				t.Fatalf("replay: %v, %v; want %v", again, err, v)
+			}
+		})
+	}
+}
+
+// TestAttackClaimHangUpLostResponses: the caller hangs up while its
+// PutIfAbsent is in flight; the claim applies and its response is lost,
+// and the Release Claim then makes also loses its response once. The key
+// must be free for the next caller, and the hung-up Claim must return the
+// caller's error.
+func TestAttackClaimHangUpLostResponses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := newAtk(memstore.New())
+	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
+		_ = send()
+		cancel()
+		return atkLost("PutIfAbsent")
+	})
+	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
+		if n == 1 {
+			_ = send()
+			return atkLost("CompareAndSwap")
+		}
+		return nil
+	})
+	l, rec, err := idem.Claim(ctx, s, "k")
+	if !errors.Is(err, context.Canceled) || l != nil || rec != nil {
+		t.Fatalf("hung-up claim: %v, %v, %v", l, rec, err)
+	}
+	s.on("PutIfAbsent", nil)
+	l, _, err = idem.Claim(context.Background(), s, "k")
+	if err != nil || l == nil {
+		t.Fatalf("next caller: %v, %v; want the key free", l, err)
+	}
+}
+
+// TestAttackClaimUnknownWithoutDelegating: every PutIfAbsent answers
+// ErrUnknownOutcome without reaching the store (a dead link), every read
+// says absent. Claim must fail with an error that says so (the store's
+// unknown outcome), after pausing between attempts, not report a lost race
+// (ErrConflict) after a burst of back-to-back writes.
+func TestAttackClaimUnknownWithoutDelegating(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newAtk(memstore.New())
+		s.on("PutIfAbsent", func(context.Context, int, func() error) error {
+			return atkLost("PutIfAbsent")
+		})
+		start := time.Now()
+		_, _, err := idem.Claim(context.Background(), s, "k")
+		t.Logf("Claim: %v after %d writes in %v", err, s.count("PutIfAbsent"), time.Since(start))
+		if errors.Is(err, idem.ErrConflict) || !errors.Is(err, idem.ErrUnknownOutcome) {
+			t.Errorf("got %v, want an error matching ErrUnknownOutcome, not ErrConflict", err)
+		}
+		if s.count("PutIfAbsent") > 1 && time.Since(start) == 0 {
+			t.Errorf("%d writes back to back, no pause between them", s.count("PutIfAbsent"))
+		}
+	})
+}
+
+// TestAttackAddLostResponses: Add's write (a) applies and its response is
+// lost while more than the window of competitors land in the gap; (b) is
+// answered lost without being delegated while the same happens; (c) is
+// answered lost without being delegated, a competitor lands, Add re-sends,
+// and then the first write is delivered late. The total must count every
+// operation once, and Add must answer ErrUnknownOutcome exactly when it
+// cannot prove what happened.
+func TestAttackAddLostResponses(t *testing.T) {
+	for _, mode := range []string{"applied", "not-delegated", "delivered-late"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			s := newAtk(memstore.New())
+			if _, _, err := idem.Add(ctx, s, "c", "seed", 1, idem.WithWindow(3)); err != nil {
+				t.Fatal(err)
+			}
+			competitors := 4
+			if mode == "delivered-late" {
+				competitors = 1
+			}
+			var late func() error
+			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+				if n != 1 {
+					return nil
+				}
+				switch mode {
+				case "applied":
+					_ = send()
+				case "delivered-late":
+					late = send
+				}
+				for i := range competitors {
+					if _, _, err := idem.Add(ctx, s.Store, "c", fmt.Sprint("other", i), 10, idem.WithWindow(3)); err != nil {
+						t.Error(err)
+					}
+				}
+				return atkLost("CompareAndSwap")
+			})
+			total, applied, err := idem.Add(ctx, s, "c", "mine", 100, idem.WithWindow(3))
+			t.Logf("Add: %d, %v, %v", total, applied, err)
+			if late != nil {
+				if lerr := late(); !errors.Is(lerr, idem.ErrConflict) {
+					t.Errorf("the late first write: %v, want a conflict", lerr)
+				}
+			}
+			got, _ := idem.CounterValue(ctx, s.Store, "c")
+			base := int64(1 + 10*competitors)
+			switch {
+			case got != base && got != base+100:
+				t.Fatalf("total %d, want %d or %d", got, base, base+100)
+			case err == nil && (!applied || got != base+100):
+				t.Fatalf("answered applied=%v with total %d", applied, got)
+			case mode == "applied" && !errors.Is(err, idem.ErrUnknownOutcome):
+				t.Fatalf("applied, then pushed out of the window: %v, want ErrUnknownOutcome", err)
+			case mode == "delivered-late" && err != nil:
+				t.Fatalf("provable case answered %v", err)
+			}
+		})
+	}
+}
+
+// TestAttackPanicReleaseLostResponse: fn panics; the Release Do makes
+// applies and its response is lost, and a competitor claims the tombstone
+// and completes inside the gap. The panic must reach the caller unchanged,
+// the competitor's answer must stand, and a third caller must replay it.
+func TestAttackPanicReleaseLostResponse(t *testing.T) {
+	ctx := context.Background()
+	s := newAtk(memstore.New())
+	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
+		if n != 1 {
+			return nil
+		}
+		_ = send()
+		if v, err := idem.Do(ctx, s.Store, "k", func(context.Context) (string, error) { return "b", nil }); err != nil || v != "b" {
+			t.Errorf("competitor in the gap: %v, %v", v, err)
+		}
+		return atkLost("CompareAndSwap")
+	})
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want boom", r)
+			}
+		}()
+		_, _ = idem.Do(ctx, s, "k", func(context.Context) (string, error) { panic("boom") })
+	}()
+	if v, err := idem.Do(ctx, s, "k", func(context.Context) (string, error) { return "c", nil }); err != nil || v != "b" {
+		t.Fatalf("third caller: %v, %v; want b", v, err)
+	}
+}
+
+// TestAttackGoexitKeepsClaim: fn calls runtime.Goexit. The claim must stay
+// in progress (a duplicate gets ErrInProgress) and after the lease a
+// duplicate takes over with Takeover true.
+func TestAttackGoexitKeepsClaim(t *testing.T) {
+	ctx := context.Background()
+	clk := newAtkClock()
+	s := memstore.New(memstore.WithClock(clk.Now))
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithHeartbeat(-1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = idem.Do(ctx, s, "k", func(context.Context) (int, error) { runtime.Goexit(); return 0, nil }, opts...)
+	}()
+	<-done
+	if _, err := idem.Do(ctx, s, "k", func(context.Context) (int, error) { return 1, nil }, opts...); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("duplicate after Goexit: %v, want ErrInProgress", err)
+	}
+	clk.Advance(2 * time.Second)
+	v, err := idem.Do(ctx, s, "k", func(ctx context.Context) (int, error) {
+		if l, ok := idem.LeaseFrom(ctx); !ok || !l.Takeover() {
+			return 0, errors.New("not a takeover")
+		}
+		return 2, nil
+	}, opts...)
+	if err != nil || v != 2 {
+		t.Fatalf("takeover: %v, %v", v, err)
+	}
+}
+
+// atkLossy loses the response of every third write after delegating it.
+func atkLossy(s *atkStore) {
+	h := func(op string) atkHook {
+		return func(_ context.Context, n int, send func() error) error {
+			if n%3 != 0 {
+				return nil
+			}
+			_ = send()
+			return atkLost(op)
+		}
+	}
+	s.on("PutIfAbsent", h("PutIfAbsent"))
+	s.on("CompareAndSwap", h("CompareAndSwap"))
+}
+
+// TestAttackConcurrentDuplicatesLossyStore: eight duplicates of Do, and of
+// Once sharing one option slice with spare capacity, race on one key with
+// WithWait while every third write loses its response after applying
+// (run with -race; synctest's clock drives waits and heartbeats). fn runs
+// once, every Do gets the same answer, exactly one Once reports ran.
+func TestAttackConcurrentDuplicatesLossyStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newAtk(memstore.New())
+		atkLossy(s)
+		base := make([]idem.Option, 0, 8)
+		base = append(base, idem.WithWait(time.Minute), idem.WithLease(300*time.Millisecond))
+		var runs, ran atomic.Int32
+		var wg sync.WaitGroup
+		answers := make([]int32, 8)
+		errs := make([]error, 16)
+		for i := range 8 {
+			wg.Go(func() {
+				answers[i], errs[i] = idem.Do(context.Background(), s, "k", func(context.Context) (int32, error) {
+					n := runs.Add(1)
+					time.Sleep(time.Second) // several heartbeats
+					return 100 + n, nil
+				}, base...)
+			})
+			wg.Go(func() {
+				r, err := idem.Once(context.Background(), s, "e", func(context.Context) error {
+					time.Sleep(time.Second)
+					return nil
+				}, base...)
+				if r {
+					ran.Add(1)
+				}
+				errs[8+i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("caller %d: %v", i, err)
+			}
+		}
+		if runs.Load() != 1 || ran.Load() != 1 {
+			t.Fatalf("Do's fn ran %d times, Once ran %d times; want 1 and 1", runs.Load(), ran.Load())
+		}
+		if slices.ContainsFunc(answers, func(a int32) bool { return a != 101 }) {
+			t.Fatalf("answers %v, want all 101", answers)
+		}
+	})
+}
+
+// TestAttackSagaAbortLostResponse: a saga's second step fails permanently;
+// the abort decision's PutIfAbsent applies and its response is lost, and
+// the compensation's completion loses its response too. A re-run must
+// report the abort, the first step's compensation must run exactly once,
+// and no action may run twice.
+func TestAttackSagaAbortLostResponse(t *testing.T) {
+	ctx := context.Background()
+	s := newAtk(memstore.New())
+	var book, charge, refund atomic.Int32
+	body := func(ctx context.Context, sg *idem.Saga) error {
+		if _, err := idem.Step(ctx, sg, "book", func(context.Context) (int, error) {
+			book.Add(1)
+			return 1, nil
+		}, func(context.Context, int) error { refund.Add(1); return nil }); err != nil {
+			return err
+		}
+		_, err := idem.Step(ctx, sg, "charge", func(context.Context) (int, error) {
+			charge.Add(1)
+			return 0, idem.Permanent(errors.New("card declined"))
+		}, nil)
+		return err
+	}
+	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
+		if n == 4 { // saga, book, charge, abort
+			_ = send()
+			return atkLost("PutIfAbsent")
+		}
+		return nil
+	})
+	err1 := idem.RunSaga(ctx, s, "trip", body)
+	t.Logf("first run: %v", err1)
+	s.on("PutIfAbsent", nil)
+	lostOnce := false
+	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
+		if !lostOnce && refund.Load() == 1 {
+			lostOnce = true
+			_ = send()
+			return atkLost("CompareAndSwap")
+		}
+		return nil
+	})
+	var err error
+	for range 3 {
+		if err = idem.RunSaga(ctx, s, "trip", body); errors.Is(err, idem.ErrAborted) {
+			break
+		}
+		t.Logf("re-run: %v", err)
+	}
+	if !errors.Is(err, idem.ErrAborted) {
+		t.Fatalf("re-runs: %v, want ErrAborted", err)
+	}
+	if err := idem.RunSaga(ctx, s, "trip", body); !errors.Is(err, idem.ErrAborted) {
+		t.Fatalf("another re-run: %v", err)
+	}
+	if book.Load() != 1 || charge.Load() != 1 || refund.Load() != 1 {
+		t.Fatalf("book %d, charge %d, refund %d; want 1 each", book.Load(), charge.Load(), refund.Load())
+	}
+}
+
+// TestAttackWriteAfterCompleteAnswersLost: once a lease is completed,
+// every write other than a repeat of the same Complete must fail with
+// ErrLeaseLost (the Lease doc). Extend and a Complete with another answer
+// are tried on a completed lease; the stored answer must not change.
+func TestAttackWriteAfterCompleteAnswersLost(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	l, _, err := idem.Claim(ctx, s, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Complete(ctx, []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Complete(ctx, []byte(`1`)); err != nil {
+		t.Fatalf("repeated Complete: %v", err)
+	}
+	for name, w := range map[string]func() error{
+		"Extend":          func() error { return l.Extend(ctx, time.Hour) },
+		"Complete(other)": func() error { return l.Complete(ctx, []byte(`2`)) },
+		"Fail":            func() error { return l.Fail(ctx, "x", "x") },
+		"Release":         func() error { return l.Release(ctx) },
+	} {
+		if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
+			t.Errorf("%s after Complete: got %v, want ErrLeaseLost", name, err)
+		}
+	}
+	_, rec, err := idem.Claim(ctx, s, "k")
+	if err != nil || rec == nil || string(rec.Result) != "1" {
+		t.Fatalf("replay: %v, %v", rec, err)
+	}
+}
+
+// TestAttackExtendLostThenComplete: an extension applies but every
+// response to it and to its resends is lost, so Extend answers
+// ErrUnknownOutcome with the store one version ahead of the lease. The
+// owner's Complete must still land (on its own newer record), a duplicate
+// in between must find the key in progress, and the answer must replay.
+func TestAttackExtendLostThenComplete(t *testing.T) {
+	ctx := context.Background()
+	s := newAtk(memstore.New())
+	l, _, err := idem.Claim(ctx, s, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
+		_ = send()
+		return atkLost("CompareAndSwap")
+	})
+	if err := l.Extend(ctx, time.Minute); !errors.Is(err, idem.ErrUnknownOutcome) {
+		t.Fatalf("Extend with every response lost: %v", err)
+	}
+	s.on("CompareAndSwap", nil)
+	if _, _, err := idem.Claim(ctx, s, "k"); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if err := l.Complete(ctx, []byte(`5`)); err != nil {
+		t.Fatalf("Complete after the lost extension: %v", err)
+	}
+	if _, rec, err := idem.Claim(ctx, s, "k"); err != nil || rec == nil || string(rec.Result) != "5" {
+		t.Fatalf("replay: %v, %v", rec, err)
+	}
+}
