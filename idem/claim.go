@@ -15,6 +15,11 @@ import (
 // key, so a livelock surfaces as an error instead of a hang.
 const maxConflicts = 32
 
+// maxUnknown bounds how often Claim writes again after writes whose outcome
+// the store could not tell and whose record a read did not find; it backs
+// off between them.
+const maxUnknown = 8
+
 // writeTimeout bounds each write that Claim and Lease make detached from
 // the caller's context, and the writes Do makes after fn returns: a caller
 // that gives up mid-write must not leave its key blocked.
@@ -69,6 +74,11 @@ type claimer struct {
 	mine  Record    // the in-progress record a fresh claim writes
 	races int       // writes lost to a race or of unknown outcome
 	until time.Time // WithWait's deadline
+
+	unknowns int   // unknown outcomes whose read found the key absent
+	unknown  error // the last of them
+
+	backoff *backoff
 }
 
 // step is where one write or read of a claim leads.
@@ -94,9 +104,12 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 		Attempt:     1,
 		CreatedAt:   now,
 	}}
-	backoff := newBackoff(20*time.Millisecond, time.Second)
+	c.backoff = newBackoff(20*time.Millisecond, time.Second)
 	var st step
 	for {
+		if c.unknowns > maxUnknown {
+			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d writes of unknown outcome: %w", key, c.unknowns, c.unknown)
+		}
 		if c.races > maxConflicts {
 			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d lost races: %w", key, c.races, ErrConflict)
 		}
@@ -116,7 +129,7 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 			}
 			return nil, st.rec, nil
 		case !st.busy.IsZero():
-			if err := c.pause(ctx, backoff, st.busy); err != nil {
+			if err := c.pause(ctx, c.backoff, st.busy); err != nil {
 				return nil, nil, err
 			}
 			st = c.read(ctx)
@@ -139,8 +152,18 @@ func (c *claimer) create(ctx context.Context) step {
 		c.races++ // absent yet refused: it expired between the check and the write
 		return step{}
 	case errors.Is(err, ErrUnknownOutcome):
-		c.races++ // the store could not tell; our token will
-		return c.read(wctx)
+		// The store could not tell; our token will. If the key is absent,
+		// nothing is proven: write again, after a pause.
+		c.races++
+		st := c.read(wctx)
+		if st.err == nil && !st.have {
+			c.unknowns++
+			c.unknown = err
+			if err := sleep(ctx, c.backoff.next()); err != nil {
+				return step{err: err}
+			}
+		}
+		return st
 	}
 	return step{err: err}
 }
@@ -153,10 +176,17 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 	}
 	now := c.cfg.now()
 	switch {
-	case rec.Token == c.mine.Token:
+	case rec.Token == c.mine.Token && now.Before(rec.LeaseUntil.Add(-c.cfg.lease/2)):
 		// Our own write, whose response was lost and which a read or a
 		// conflict showed us: we hold the claim.
 		return step{lease: newLease(c.s, c.key, c.cfg, cur.Version, rec, rec.Attempt > 1)}
+	case rec.Token == c.mine.Token && rec.Status == StatusInProgress:
+		// Our own write, found so late that half its lease or more has
+		// gone: renew the lease before handing it out, fenced by the
+		// version, so nobody can take it over while fn starts.
+		next := rec
+		next.LeaseUntil = now.Add(c.cfg.lease)
+		return c.swap(ctx, cur.Version, next, rec.Attempt > 1)
 	case rec.Status == StatusReleased:
 		// Free again; claiming it over the tombstone keeps the key's
 		// version chain, which fences every earlier owner.

@@ -31,9 +31,11 @@ const CodeResultNotStored = "idem.result-not-stored"
 //   - While fn runs, a heartbeat extends the lease, for as long as fn runs,
 //     even after ctx is cancelled (fn's context is cancelled with it), so
 //     only an owner that died loses its key. If the lease is lost anyway
-//     (the store was unreachable for a whole lease and another caller took
-//     over), fn's context is cancelled with cause ErrLeaseLost and Do
-//     returns an error matching ErrLeaseLost.
+//     (the store was unreachable for a whole lease), fn's context is
+//     cancelled with cause ErrLeaseLost. If fn still returns a result, Do
+//     tries to store it, fenced by the claim's version: it is stored unless
+//     another caller did take the key over, and then Do returns fn's result
+//     with an error matching ErrLeaseLost.
 //
 // If fn succeeded but its result could not be stored, Do returns fn's
 // result together with the error, so the caller can tell "done but not
@@ -63,7 +65,7 @@ func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 	if ferr != nil {
 		return zero, settleError(cctx, lease, key, ferr)
 	}
-	data, err := cfg.codec.Marshal(v)
+	data, err := encode(cctx, lease, key, cfg.codec, v)
 	if err != nil {
 		err = fmt.Errorf("idem: encoding the result for %q: %w", key, err)
 		return v, notStored(cctx, lease, key, err)
@@ -106,12 +108,11 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 	}()
 	v, err = fn(fctx)
 	returned = true
-	if cause := context.Cause(fctx); errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
-		if err == nil {
-			err = cause
-		} else {
-			err = fmt.Errorf("%w (%w)", err, cause)
-		}
+	// The heartbeat may only presume the lease lost (the store was out of
+	// reach for a whole lease): a result is still stored, fenced by the
+	// version, and that write tells whether another caller took over.
+	if cause := context.Cause(fctx); err != nil && errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
+		err = fmt.Errorf("%w (%w)", err, cause)
 	}
 	return v, err
 }
@@ -151,6 +152,25 @@ func replay[T any](key string, cfg *config, rec *Record) (T, error) {
 		return v, &CorruptError{Key: key, Err: fmt.Errorf("decoding the stored result: %w", err)}
 	}
 	return v, nil
+}
+
+// encode encodes fn's result. A codec that panics gets the key a permanent
+// CodeResultNotStored answer before the panic goes on, so fn, which has
+// run, never runs again for the key.
+func encode[T any](ctx context.Context, lease *Lease, key string, codec Codec, v T) (data []byte, err error) {
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		if r := recover(); r != nil {
+			_ = notStored(ctx, lease, key, fmt.Errorf("idem: encoding the result for %q: the codec panicked: %v", key, r))
+			panic(r)
+		}
+	}()
+	data, err = codec.Marshal(v)
+	done = true
+	return data, err
 }
 
 // checkStore rejects a nil Store before anything is attempted.

@@ -569,3 +569,60 @@ func TestNilStore(t *testing.T) {
 		}
 	}
 }
+
+type panickingCodec struct{ idem.JSONCodec }
+
+func (panickingCodec) Marshal(any) ([]byte, error) { panic("MarshalJSON blew up") }
+
+// TestCodecPanicStoresAnswer: fn succeeded, then the codec panics while
+// encoding its result. The panic goes on, but the key gets a permanent
+// answer first, so a retry does not run fn (and its side effect) again.
+func TestCodecPanicStoresAnswer(t *testing.T) {
+	s := memstore.New()
+	runs := 0
+	fn := func(context.Context) (int, error) { runs++; return 1, nil }
+	func() {
+		defer func() {
+			if r := recover(); r != "MarshalJSON blew up" {
+				t.Fatalf("recovered %v, want the codec's panic", r)
+			}
+		}()
+		idem.Do(context.Background(), s, "k", fn, idem.WithCodec(panickingCodec{}))
+	}()
+	_, err := idem.Do(context.Background(), s, "k", fn)
+	var perm *idem.PermanentError
+	if !errors.As(err, &perm) || perm.Code != idem.CodeResultNotStored || runs != 1 {
+		t.Fatalf("retry: got %v after %d runs; want the stored %s and 1 run", err, runs, idem.CodeResultNotStored)
+	}
+}
+
+// TestLateOwnClaimIsRenewed: the claim's write applied but its answer was
+// lost, and the read that finds it comes when most of the lease has gone
+// (the hook moves the clock in that gap). The claim renews the lease,
+// fenced by the version, before handing it out, so a duplicate cannot take
+// the key over just as fn starts.
+func TestLateOwnClaimIsRenewed(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s := &hooked{Store: memstore.New()}
+	s.after = func(_ context.Context, op string) error {
+		if op == "PutIfAbsent" {
+			clk.Advance(900 * time.Millisecond)
+			return lostResponse(op)
+		}
+		return nil
+	}
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second)}
+	lease, _, err := idem.Claim(ctx, s, "k", opts...)
+	if err != nil || lease == nil {
+		t.Fatalf("claim: %v", err)
+	}
+	if want := clk.Now().Add(time.Second); lease.Until().Before(want) {
+		t.Fatalf("lease until %v, want renewed to %v", lease.Until(), want)
+	}
+	s.after = nil
+	clk.Advance(500 * time.Millisecond) // the first lease has passed, the renewed one has not
+	if _, _, err := idem.Claim(ctx, s, "k", opts...); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("duplicate: got %v, want ErrInProgress", err)
+	}
+}

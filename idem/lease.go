@@ -136,8 +136,11 @@ var errVanished = errors.New("idem: the claim's record is gone")
 // record holds the owner token), is our own. l.mu must be held.
 func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Duration) error {
 	if l.done {
-		if next.Status == StatusCompleted && l.rec.Status == StatusCompleted && sameAnswer(l.rec, next) {
+		switch {
+		case (op == "complete" || op == "fail") && l.rec.Status == StatusCompleted && sameAnswer(l.rec, next):
 			return nil // a retry of the Complete or Fail that ended the lease
+		case op == "release" && l.rec.Status == StatusReleased:
+			return nil // a retry of the Release that ended it
 		}
 		return fmt.Errorf("idem: %s %q (attempt %d): the lease has ended (%s): %w", op, l.key, l.rec.Attempt, l.rec.Status, ErrLeaseLost)
 	}
@@ -155,7 +158,7 @@ func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Durat
 			if next.Status == StatusReleased {
 				return errVanished
 			}
-			return l.lost(op)
+			return l.moved(op, settles > 0)
 		case errors.As(err, &ce):
 			switch l.recognise(ce.Current, next, value) {
 			case mineApplied:
@@ -168,7 +171,7 @@ func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Durat
 					continue
 				}
 			}
-			return l.lost(op)
+			return l.moved(op, settles > 0)
 		case errors.Is(err, ErrUnknownOutcome) && settles < maxSettles && ctx.Err() == nil:
 			settles++
 			if err := sleep(ctx, backoff.next()); err != nil {
@@ -224,6 +227,19 @@ func sameAnswer(a, b Record) bool {
 		return false
 	}
 	return bytes.Equal(a.Result, b.Result)
+}
+
+// moved reports a write that found the key moved on to a record not ours.
+// If an earlier copy of the write may have applied (unsure), the key may
+// have moved on after it: for an answer or a release that is an unknown
+// outcome, not a lost lease. An extension finding someone else's record
+// has lost the lease either way.
+func (l *Lease) moved(op string, unsure bool) error {
+	if unsure && op != "extend" {
+		return &UnknownOutcomeError{Key: l.key, Op: op, Err: fmt.Errorf(
+			"an earlier attempt's response was lost, and the key has since moved on to a record not ours (attempt %d)", l.rec.Attempt)}
+	}
+	return l.lost(op)
 }
 
 func (l *Lease) lost(op string) error {
