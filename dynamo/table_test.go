@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,8 +146,16 @@ func TestDottedAttributeNames(t *testing.T) {
 				t.Parallel()
 				c, name := table(t, srv, l.opts...)
 				ctx := ctxT(t)
-				now := time.Now()
-				clock := func() time.Time { return now }
+				// The clock starts two minutes behind and then catches up, so
+				// that an item expires without waiting. (A clock ahead would
+				// raise idem.FreshVersion for the whole process.)
+				var late atomic.Bool
+				clock := func() time.Time {
+					if late.Load() {
+						return time.Now()
+					}
+					return time.Now().Add(-2 * time.Minute)
+				}
 				s := mustStore(t, c, name, append(slices.Clone(l.opts), dynamo.WithClock(clock))...)
 
 				it, err := s.PutIfAbsent(ctx, "k", []byte("first"), 0)
@@ -171,7 +180,7 @@ func TestDottedAttributeNames(t *testing.T) {
 					t.Errorf("CompareAndDelete at a wrong version: got %v, want a conflict", err)
 				}
 				// Once the item has expired, it is absent to every condition.
-				now = now.Add(2 * time.Minute)
+				late.Store(true)
 				if err := s.CompareAndDelete(ctx, "k", it.Version); !errors.Is(err, idem.ErrConflict) {
 					t.Errorf("CompareAndDelete of an expired item: got %v, want a conflict", err)
 				}
