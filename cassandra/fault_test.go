@@ -219,7 +219,7 @@ func TestFaultsOnCassandra(t *testing.T) {
 						t.Fatal(err)
 					}
 					f.add(fault{apply: applyFirst, err: e.err})
-					sent0, reads0, fresh := f.sent.Load(), f.reads.Load(), time.Now().UnixMicro()
+					sent0, reads0, fresh := f.sent.Load(), f.reads.Load(), time.Now().Add(-time.Second).UnixMicro()
 					it, applied, err := o.call(ctx, s, key)
 					want, exists := o.want(applyFirst)
 					if o.name == "CompareAndDelete" || !applyFirst {

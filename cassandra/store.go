@@ -163,7 +163,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	// The process's clock, not s.cfg.now: FreshVersion keeps one sequence
 	// for the whole process, which a store on a clock of its own (tests)
 	// would push ahead of every other store's.
-	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(time.Now()), ttl)
+	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(), ttl)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, err

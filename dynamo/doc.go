@@ -25,7 +25,8 @@
 // is one attribute, never a document path.
 //
 // PutIfAbsent creates an item at a fresh version, idem.FreshVersion: the
-// clock in microseconds, above every version this process returned before.
+// process's clock in microseconds (not WithClock's), above every version
+// this process returned before.
 // CompareAndSwap adds exactly one and Upsert keeps the caller's version. A
 // version therefore never comes back for a key across a delete and a
 // re-create, or an expiry, within the bound idem.FreshVersion states.

@@ -97,7 +97,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return idem.Item{}, err
 	}
 	now := s.cfg.now()
-	w := s.put(ctx, op, key, value, idem.FreshVersion(now), expiry(now, ttl), now, s.absent(now))
+	w := s.put(ctx, op, key, value, idem.FreshVersion(), expiry(now, ttl), now, s.absent(now))
 	switch {
 	case w.err != nil:
 		return idem.Item{}, w.err

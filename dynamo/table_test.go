@@ -147,8 +147,7 @@ func TestDottedAttributeNames(t *testing.T) {
 				c, name := table(t, srv, l.opts...)
 				ctx := ctxT(t)
 				// The clock starts two minutes behind and then catches up, so
-				// that an item expires without waiting. (A clock ahead would
-				// raise idem.FreshVersion for the whole process.)
+				// that an item expires without waiting.
 				var late atomic.Bool
 				clock := func() time.Time {
 					if late.Load() {

@@ -113,12 +113,13 @@ var lastFresh atomic.Int64
 var freshBase = time.Now()
 
 // FreshVersion returns the version a backend gives an item created by
-// PutIfAbsent at now: now in microseconds since 1970, raised above every
+// PutIfAbsent: the time in microseconds since 1970, raised above every
 // version returned before in this process, so two calls never return the
-// same version. When now carries a monotonic clock reading (it comes from
-// time.Now), the time since the process started is measured on that clock,
-// so a wall clock stepped back while the process runs does not hold fresh
-// versions back.
+// same version. The time is the wall clock when the process started plus
+// the time since on the monotonic clock, so a wall clock stepped back while
+// the process runs cannot hold fresh versions back, and no clock a caller
+// configures (WithClock, a test's fake clock running ahead) can push them
+// ahead of real time for every store in the process.
 //
 // Fencing rests on it. An incarnation of a key starts at FreshVersion and
 // goes up by one per CompareAndSwap; the next incarnation, created after the
@@ -130,8 +131,8 @@ var freshBase = time.Now()
 // delayed on its way to the database counts as that much lag). Claims never
 // delete their records (a released claim stays as a tombstone), so for Do,
 // Claim and Once that time is at least the retention (WithTTL).
-func FreshVersion(now time.Time) int64 {
-	v := max(freshBase.UnixMicro()+now.Sub(freshBase).Microseconds(), 1)
+func FreshVersion() int64 {
+	v := max(freshBase.UnixMicro()+time.Since(freshBase).Microseconds(), 1)
 	for {
 		last := lastFresh.Load()
 		next := max(v, last+1)

@@ -103,7 +103,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if s.highest == math.MaxInt64 {
 		return idem.Item{}, &idem.InputError{Key: key, Reason: "no fresh version is left above the highest version stored"}
 	}
-	return s.put(key, value, max(idem.FreshVersion(s.now()), s.highest+1), ttl), nil
+	return s.put(key, value, max(idem.FreshVersion(), s.highest+1), ttl), nil
 }
 
 // CompareAndSwap implements idem.Store.
