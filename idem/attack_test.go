@@ -98,30 +98,6 @@ func (a *atkStore) CompareAndSwap(ctx context.Context, key string, version int64
 	return it, err
 }
 
-func atkLost(op string) error {
-	return &idem.UnknownOutcomeError{Op: op, Err: errors.New("attack: response lost")}
-}
-
-// atkClock is a settable clock for idem.WithClock and memstore.WithClock.
-type atkClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newAtkClock() *atkClock { return &atkClock{t: time.Unix(1_900_000_000, 0)} }
-
-func (c *atkClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *atkClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestAttackSuccessAfterLocalLeaseLossRunsTwice: the heartbeat's
 // extensions fail for a whole lease (the store unreachable: a plain error
 // without delegating; or the extensions apply and every response is lost),
@@ -144,7 +120,7 @@ func TestAttackSuccessAfterLocalLeaseLossRunsTwice(t *testing.T) {
 						return errors.New("attack: connection refused")
 					}
 					_ = send()
-					return atkLost("CompareAndSwap")
+					return lostResponse("CompareAndSwap")
 				})
 				opts := []idem.Option{idem.WithLease(300 * time.Millisecond)}
 				var runs atomic.Int32
@@ -177,7 +153,7 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 	for _, op := range []string{"Release", "Complete"} {
 		t.Run(op, func(t *testing.T) {
 			ctx := context.Background()
-			clk := newAtkClock()
+			clk := newFakeClock()
 			s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
 			opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
 			a, _, err := idem.Claim(ctx, s, "k", opts...)
@@ -199,7 +175,7 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 				if b, _, cerr = idem.Claim(ctx, s.Store, "k", opts...); cerr != nil || b == nil {
 					t.Errorf("competitor's claim in the gap: %v, %v", b, cerr)
 				}
-				return atkLost("CompareAndSwap")
+				return lostResponse("CompareAndSwap")
 			})
 			if op == "Release" {
 				err = a.Release(ctx)
@@ -228,7 +204,7 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 // record alone.
 func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	ctx := context.Background()
-	clk := newAtkClock()
+	clk := newFakeClock()
 	s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
 	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
 	stale := func(stage string, a *idem.Lease) {
@@ -255,7 +231,7 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	clk.Advance(2 * time.Second)
 	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
 		_ = send()
-		return atkLost("CompareAndSwap") // B's takeover
+		return lostResponse("CompareAndSwap") // B's takeover
 	})
 	b, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil || b == nil || !b.Takeover() {
@@ -268,14 +244,14 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 		_ = send() // B's release
 		s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
 			_ = send()
-			return atkLost("CompareAndSwap") // C's claim of the tombstone
+			return lostResponse("CompareAndSwap") // C's claim of the tombstone
 		})
 		var cerr error
 		if c, _, cerr = idem.Claim(ctx, s, "k", opts...); cerr != nil {
 			t.Errorf("C's claim: %v", cerr)
 		}
 		s.on("CompareAndSwap", nil)
-		return atkLost("CompareAndSwap")
+		return lostResponse("CompareAndSwap")
 	})
 	berr := b.Release(ctx)
 	t.Logf("B's release answered %v", berr)
@@ -334,7 +310,7 @@ func TestAttackCompleteLostDuplicateInGap(t *testing.T) {
 				if n == 1 {
 					dup, duperr = idem.Do(ctx, s.Store, "k", fn)
 				}
-				return atkLost("CompareAndSwap")
+				return lostResponse("CompareAndSwap")
 			})
 			v, err := idem.Do(ctx, s, "k", fn)
 			if err != nil || runs.Load() != 1 {
@@ -364,12 +340,12 @@ func TestAttackClaimHangUpLostResponses(t *testing.T) {
 	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
 		_ = send()
 		cancel()
-		return atkLost("PutIfAbsent")
+		return lostResponse("PutIfAbsent")
 	})
 	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
 		if n == 1 {
 			_ = send()
-			return atkLost("CompareAndSwap")
+			return lostResponse("CompareAndSwap")
 		}
 		return nil
 	})
@@ -393,7 +369,7 @@ func TestAttackClaimUnknownWithoutDelegating(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newAtk(memstore.New())
 		s.on("PutIfAbsent", func(context.Context, int, func() error) error {
-			return atkLost("PutIfAbsent")
+			return lostResponse("PutIfAbsent")
 		})
 		start := time.Now()
 		_, _, err := idem.Claim(context.Background(), s, "k")
@@ -442,7 +418,7 @@ func TestAttackAddLostResponses(t *testing.T) {
 						t.Error(err)
 					}
 				}
-				return atkLost("CompareAndSwap")
+				return lostResponse("CompareAndSwap")
 			})
 			total, applied, err := idem.Add(ctx, s, "c", "mine", 100, idem.WithWindow(3))
 			t.Logf("Add: %d, %v, %v", total, applied, err)
@@ -482,7 +458,7 @@ func TestAttackPanicReleaseLostResponse(t *testing.T) {
 		if v, err := idem.Do(ctx, s.Store, "k", func(context.Context) (string, error) { return "b", nil }); err != nil || v != "b" {
 			t.Errorf("competitor in the gap: %v, %v", v, err)
 		}
-		return atkLost("CompareAndSwap")
+		return lostResponse("CompareAndSwap")
 	})
 	func() {
 		defer func() {
@@ -502,7 +478,7 @@ func TestAttackPanicReleaseLostResponse(t *testing.T) {
 // duplicate takes over with Takeover true.
 func TestAttackGoexitKeepsClaim(t *testing.T) {
 	ctx := context.Background()
-	clk := newAtkClock()
+	clk := newFakeClock()
 	s := memstore.New(memstore.WithClock(clk.Now))
 	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithHeartbeat(-1)}
 	done := make(chan struct{})
@@ -534,7 +510,7 @@ func atkLossy(s *atkStore) {
 				return nil
 			}
 			_ = send()
-			return atkLost(op)
+			return lostResponse(op)
 		}
 	}
 	s.on("PutIfAbsent", h("PutIfAbsent"))
@@ -615,7 +591,7 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
 		if n == 4 { // saga, book, charge, abort
 			_ = send()
-			return atkLost("PutIfAbsent")
+			return lostResponse("PutIfAbsent")
 		}
 		return nil
 	})
@@ -627,7 +603,7 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 		if !lostOnce && refund.Load() == 1 {
 			lostOnce = true
 			_ = send()
-			return atkLost("CompareAndSwap")
+			return lostResponse("CompareAndSwap")
 		}
 		return nil
 	})
@@ -696,7 +672,7 @@ func TestAttackExtendLostThenComplete(t *testing.T) {
 	}
 	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
 		_ = send()
-		return atkLost("CompareAndSwap")
+		return lostResponse("CompareAndSwap")
 	})
 	if err := l.Extend(ctx, time.Minute); !errors.Is(err, idem.ErrUnknownOutcome) {
 		t.Fatalf("Extend with every response lost: %v", err)
