@@ -413,9 +413,9 @@ func TestStatements(t *testing.T) {
 		want string
 	}{
 		{ops[0], "IF version = null AND value = null AND expires_at = null AND write_id = null"},
-		{ops[1], "IF version = ? AND expires_at > ? AND value != null AND write_id != 0x"},
-		{ops[2], "DELETE FROM ks.tbl WHERE key = ? IF version = ? AND expires_at > ? AND value != null AND write_id != 0x"},
-		{ops[3], "IF version < ? AND expires_at > ? AND value != null AND write_id != 0x"},
+		{ops[1], "IF version = ? AND expires_at > ? AND value != null AND write_id != 0x0000000000000000000000000000000000"},
+		{ops[2], "DELETE FROM ks.tbl WHERE key = ? IF version = ? AND expires_at > ? AND value != null AND write_id != 0x0000000000000000000000000000000000"},
+		{ops[3], "IF version < ? AND expires_at > ? AND value != null AND write_id != 0x0000000000000000000000000000000000"},
 	} {
 		s, ex := scriptedStore(t, casApplied())
 		if _, _, err := tc.o.call(context.Background(), s); err != nil {

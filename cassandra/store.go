@@ -122,8 +122,11 @@ func newStatements(table string) statements {
 	const (
 		set = "UPDATE %s USING TTL ? SET value = ?, version = ?, expires_at = ?, write_id = ? WHERE key = ? IF "
 		// rest holds for every row we wrote; it makes a refusal return the
-		// whole row. (write_id != 0x also holds where write_id is NULL.)
-		rest = " AND value != null AND write_id != 0x"
+		// whole row. The write_id it compares with is 17 bytes, one more
+		// than any write_id, so the comparison holds for every row: one
+		// written by the Store, one whose write_id is NULL, and one whose
+		// write_id is empty (written by hand).
+		rest = " AND value != null AND write_id != 0x0000000000000000000000000000000000"
 	)
 	return statements{
 		get:       fmt.Sprintf("SELECT value, version, expires_at, write_id FROM %s WHERE key = ?", table),

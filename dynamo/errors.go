@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Sentinel errors for failures DynamoDB reports. Every error the Store returns
@@ -38,10 +39,17 @@ var (
 	ErrUnsupported = errors.New("dynamo: endpoint does not support a required feature")
 )
 
-// sentinelFor returns the sentinel matching an SDK error, or nil.
+// sentinelFor returns the sentinel matching an SDK error, or nil. Each
+// sentinel says nothing was written, which only a refusal (a 4xx) proves: an
+// error code inside a 5xx answer (an endpoint or proxy that failed after
+// forwarding the request) gets none.
 func sentinelFor(err error) error {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
+		return nil
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
 		return nil
 	}
 	switch ae.ErrorCode() {
