@@ -138,7 +138,8 @@ func (a *attacker) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.ContentLength = int64(len(body))
 		r.GetBody = nil
 		if ctx != req.Context() {
-			r.Cancel = nil // http.Client's timeout closes it; a detached delivery ignores it
+			//lint:ignore SA1019 http.Client's timeout still closes Cancel; a detached delivery must not see it
+			r.Cancel = nil
 		}
 		return a.base.RoundTrip(r)
 	}
