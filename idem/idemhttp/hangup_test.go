@@ -12,41 +12,8 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/internal/storetest"
 )
-
-// hangUpStore delegates every call and then, once, after the write named
-// by on, calls hook before it answers: the write has been applied and its
-// answer is on its way. If the call's context has ended meanwhile it
-// answers as a store does whose caller gave up mid-write: the outcome is
-// unknown.
-type hangUpStore struct {
-	idem.Store
-	on   string // "PutIfAbsent" or "CompareAndSwap"
-	hook atomic.Pointer[func()]
-}
-
-func (s *hangUpStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := s.Store.PutIfAbsent(ctx, key, value, ttl)
-	return s.answer(ctx, "PutIfAbsent", key, it, err)
-}
-
-func (s *hangUpStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := s.Store.CompareAndSwap(ctx, key, version, value, ttl)
-	return s.answer(ctx, "CompareAndSwap", key, it, err)
-}
-
-func (s *hangUpStore) answer(ctx context.Context, op, key string, it idem.Item, err error) (idem.Item, error) {
-	if op != s.on {
-		return it, err
-	}
-	if hook := s.hook.Swap(nil); hook != nil {
-		(*hook)()
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: op, Err: cerr}
-	}
-	return it, err
-}
 
 // testClientHangsUpDuringClaim: a client times out and closes its
 // connection while the claim's write is in flight; the write was applied.
@@ -69,7 +36,7 @@ func testClientHangsUpDuringClaim(t *testing.T, s idem.Store) {
 		{"released key", "CompareAndSwap", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hs := &hangUpStore{Store: s, on: tc.on}
+			hs := &storetest.HangUp{Store: s, On: tc.on}
 			var runs atomic.Int64
 			var unavailable atomic.Bool // the first run answers 503
 			unavailable.Store(tc.released)
@@ -131,7 +98,7 @@ func testClientHangsUpDuringClaim(t *testing.T, s idem.Store) {
 					t.Error("the server did not see the client leave")
 				}
 			}
-			hs.hook.Store(&hook)
+			hs.Arm(hook)
 			if _, err := post(clientCtx); !errors.Is(err, context.Canceled) {
 				t.Fatalf("the request that hangs up: got %v, want the client's cancellation", err)
 			}

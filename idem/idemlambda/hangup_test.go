@@ -13,41 +13,8 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemlambda"
+	"github.com/idemkit/idemkit/internal/storetest"
 )
-
-// hangUpStore delegates every call and then, once, after the write named
-// by on, calls hook before it answers: the write has been applied and its
-// answer is on its way. If the call's context has ended meanwhile it
-// answers as a store does whose caller gave up mid-write: the outcome is
-// unknown.
-type hangUpStore struct {
-	idem.Store
-	on   string // "PutIfAbsent" or "CompareAndSwap"
-	hook atomic.Pointer[func()]
-}
-
-func (s *hangUpStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := s.Store.PutIfAbsent(ctx, key, value, ttl)
-	return s.answer(ctx, "PutIfAbsent", key, it, err)
-}
-
-func (s *hangUpStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := s.Store.CompareAndSwap(ctx, key, version, value, ttl)
-	return s.answer(ctx, "CompareAndSwap", key, it, err)
-}
-
-func (s *hangUpStore) answer(ctx context.Context, op, key string, it idem.Item, err error) (idem.Item, error) {
-	if op != s.on {
-		return it, err
-	}
-	if hook := s.hook.Swap(nil); hook != nil {
-		(*hook)()
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: op, Err: cerr}
-	}
-	return it, err
-}
 
 var errFirstRun = errors.New("the first run fails")
 
@@ -56,7 +23,7 @@ var errFirstRun = errors.New("the first run fails")
 // the claim's write is in flight, and the write was applied. The write is
 // the PutIfAbsent of a fresh key, or the CompareAndSwap that claims a key
 // an earlier invocation released (its handler failed; the released record
-// stays, so the next claim swaps it). Provoked by hangUpStore, whose hook
+// stays, so the next claim swaps it). Provoked by storetest.HangUp, whose hook
 // cancels the context after the write and before its answer. The handler
 // must not run for that invocation, and the retry (a new invocation, a
 // redelivered record) must run it at once instead of finding the key in
@@ -134,7 +101,7 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 			{"released key", "CompareAndSwap", true},
 		} {
 			t.Run(w.name+"/"+tc.name, func(t *testing.T) {
-				hs := &hangUpStore{Store: s, on: tc.on}
+				hs := &storetest.HangUp{Store: s, On: tc.on}
 				var runs atomic.Int64
 				var fail atomic.Bool
 				fail.Store(tc.released)
@@ -149,7 +116,7 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				hook := func() { cancel() }
-				hs.hook.Store(&hook)
+				hs.Arm(hook)
 				invoke(ctx)
 				if got := runs.Load() - before; got != 0 {
 					t.Fatalf("the handler ran %d times for an invocation whose context had ended, want 0", got)
