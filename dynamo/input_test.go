@@ -2,7 +2,6 @@ package dynamo_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/internal/storetest"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -219,27 +219,7 @@ func TestLargestResult(t *testing.T) {
 				{"bytes", func(n int) any { return bytes.Repeat([]byte{0xa5}, n) }, largestBytes},
 				{"string", func(n int) any { return strings.Repeat("a", n) }, largestString},
 			} {
-				runs := 0
-				do := func(n int) error {
-					key := fmt.Sprintf("%s/%09d", kind.name[:1], n)
-					_, err := idem.Do(ctx, s, key, func(context.Context) (any, error) { runs++; return kind.result(n), nil })
-					return err
-				}
-				lo, hi := 100_000, dynamo.MaxItemBytes // do(lo) stores, do(hi) does not
-				if err := do(lo); err != nil {
-					t.Fatalf("%s: a %d-byte result: %v", kind.name, lo, err)
-				}
-				if do(hi) == nil {
-					t.Fatalf("%s: a %d-byte result was stored", kind.name, hi)
-				}
-				for hi-lo > 1 {
-					mid := (lo + hi) / 2
-					if do(mid) == nil {
-						lo = mid
-					} else {
-						hi = mid
-					}
-				}
+				lo := storetest.LargestResult(t, ctx, s, kind.name, 100_000, dynamo.MaxItemBytes, kind.result)
 				t.Logf("%s: the largest %s result idem.Do stores is %d bytes", srv.Name, kind.name, lo)
 				if lacksFullSize {
 					continue // the server's own limit came first; nothing to compare
@@ -247,14 +227,7 @@ func TestLargestResult(t *testing.T) {
 				if lo < kind.want-slack || lo > kind.want+slack {
 					t.Errorf("%s: the largest result is %d bytes, the documentation says %d", kind.name, lo, kind.want)
 				}
-				// The duplicate of one byte more gets the permanent answer,
-				// without running fn.
-				runs = 0
-				err := do(hi)
-				var pe *idem.PermanentError
-				if !errors.As(err, &pe) || pe.Code != idem.CodeResultNotStored || runs != 0 {
-					t.Errorf("%s: a duplicate of the %d-byte result: %v (fn ran %d times); want the permanent %s answer", kind.name, hi, err, runs, idem.CodeResultNotStored)
-				}
+				storetest.ResultNotStored(t, ctx, s, kind.name, lo+1)
 			}
 		})
 	}

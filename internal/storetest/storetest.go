@@ -3,8 +3,9 @@
 // (the DynamoDB emulators and Cassandra 5.0). A missing server skips its
 // subtest, or fails it when IDEM_REQUIRE_SERVERS=1.
 //
-// The backends' own packages do not use it (their tests sit inside the
-// packages this one imports); everything built on idem.Store does.
+// The backends' internal tests cannot use it (they sit inside the packages
+// this one imports); their external tests use its helpers (LargestResult),
+// and everything built on idem.Store uses all of it.
 package storetest
 
 import (
