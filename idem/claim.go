@@ -85,8 +85,8 @@ type claimer struct {
 type step struct {
 	lease *Lease    // the caller holds the key
 	rec   *Record   // the key is completed: replay rec
-	cur   Item      // the key's current item, when have is true
-	have  bool      //
+	cur   Item      // the key's current item...
+	have  bool      // ...when have is true
 	busy  time.Time // in progress under a lease live until then
 	err   error
 }
