@@ -7,16 +7,25 @@
 #   testenv/cassandra.sh status    say whether it runs, where, with which Paxos variant
 #   testenv/cassandra.sh logs [N]  last N lines of the node's system.log (default 100)
 #   testenv/cassandra.sh reset     stop and delete the node's data (next start is a fresh node)
+#   testenv/cassandra.sh kill      SIGKILL the node (no shutdown runs; data stays for the next start)
 #
 # Environment: IDEM_CASSANDRA_PORT (native CQL port, 9042), IDEM_CASSANDRA_STORAGE_PORT (7000),
 # IDEM_CASSANDRA_ADDRESS (127.0.0.1), IDEM_CASSANDRA_HEAP (1G), IDEM_PAXOS_VARIANT (v1|v2, v1),
 # IDEM_CASSANDRA_START_TIMEOUT (seconds, 180), IDEM_JAVA (Java 17 binary).
+# testenv/cluster.sh runs this script once per node of its cluster with three more:
+# IDEM_CASSANDRA_NODE_DIR (testenv/.run/cassandra), IDEM_CASSANDRA_SEEDS (this node),
+# IDEM_CASSANDRA_TOKEN (0), IDEM_CASSANDRA_JMX_PORT (unset: no JMX).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONF_DIR=$TESTENV_DIR/cassandra
 LIB_DIR=$CACHE_DIR/cassandra-$CASSANDRA_VERSION/lib
-NODE_DIR=$RUN_DIR/cassandra
+NODE_DIR=${IDEM_CASSANDRA_NODE_DIR:-$RUN_DIR/cassandra}
+NAME=cassandra${IDEM_CASSANDRA_NODE_DIR:+ $(basename "$NODE_DIR")}
+SEEDS=${IDEM_CASSANDRA_SEEDS:-$CASSANDRA_ADDRESS:$CASSANDRA_STORAGE_PORT}
+TOKEN=${IDEM_CASSANDRA_TOKEN:-0}
+JMX_PORT=${IDEM_CASSANDRA_JMX_PORT:-}
+LOCK=$NODE_DIR.lock
 PID_FILE=$NODE_DIR/cassandra.pid
 OUT_LOG=$NODE_DIR/logs/stdout.log
 SYS_LOG=$NODE_DIR/logs/system.log
@@ -75,6 +84,8 @@ write_yaml() {
 		-e "s|@STORAGE_PORT@|$CASSANDRA_STORAGE_PORT|g" \
 		-e "s|@PAXOS_VARIANT@|$PAXOS_VARIANT|g" \
 		-e "s|@RUN_DIR@|$NODE_DIR|g" \
+		-e "s|@SEEDS@|$SEEDS|g" \
+		-e "s|@TOKEN@|$TOKEN|g" \
 		"$CONF_DIR/cassandra.yaml" >"$NODE_DIR/cassandra.yaml"
 }
 
@@ -87,18 +98,18 @@ start_locked() {
 		local have
 		have=$(running_variant)
 		[[ $have == "$PAXOS_VARIANT" ]] ||
-			die "cassandra: running (pid $pid) with paxos_variant $have, but IDEM_PAXOS_VARIANT=$PAXOS_VARIANT: run 'testenv/cassandra.sh stop' first"
+			die "$NAME: running (pid $pid) with paxos_variant $have, but IDEM_PAXOS_VARIANT=$PAXOS_VARIANT: run 'testenv/cassandra.sh stop' first"
 		wait_ready "$pid" "$EPOCHREALTIME"
-		say "cassandra: already running (pid $pid) on $CASSANDRA_ADDRESS:$CASSANDRA_PORT, paxos $have"
+		say "$NAME: already running (pid $pid) on $CASSANDRA_ADDRESS:$CASSANDRA_PORT, paxos $have"
 		return 0
 	fi
 	if port_open "$CASSANDRA_ADDRESS" "$CASSANDRA_PORT"; then
-		die "cassandra: $CASSANDRA_ADDRESS:$CASSANDRA_PORT is taken by a process testenv did not start; stop it or set IDEM_CASSANDRA_PORT"
+		die "$NAME: $CASSANDRA_ADDRESS:$CASSANDRA_PORT is taken by a process testenv did not start; stop it or set IDEM_CASSANDRA_PORT"
 	fi
 	if port_open "$CASSANDRA_ADDRESS" "$CASSANDRA_STORAGE_PORT"; then
-		die "cassandra: storage port $CASSANDRA_ADDRESS:$CASSANDRA_STORAGE_PORT is taken; stop that process or set IDEM_CASSANDRA_STORAGE_PORT"
+		die "$NAME: storage port $CASSANDRA_ADDRESS:$CASSANDRA_STORAGE_PORT is taken; stop that process or set IDEM_CASSANDRA_STORAGE_PORT"
 	fi
-	install
+	with_lock "$RUN_DIR/cassandra-install.lock" install
 	mkdir -p "$NODE_DIR/logs" "$NODE_DIR/tmp" "$NODE_DIR/triggers"
 	write_yaml
 
@@ -122,12 +133,13 @@ start_locked() {
 		-Dcassandra.load_ring_state=false \
 		-Dcassandra.unsafesystem=true \
 		-Dcassandra.superuser_setup_delay_ms=0 \
+		${JMX_PORT:+-Dcassandra.jmx.local.port=$JMX_PORT} \
 		-cp "$LIB_DIR/*" \
 		"$MARKER"
 	pid=$(<"$PID_FILE")
-	say "cassandra: starting $CASSANDRA_VERSION (pid $pid, paxos $PAXOS_VARIANT, heap $CASSANDRA_HEAP) on $CASSANDRA_ADDRESS:$CASSANDRA_PORT"
+	say "$NAME: starting $CASSANDRA_VERSION (pid $pid, paxos $PAXOS_VARIANT, heap $CASSANDRA_HEAP) on $CASSANDRA_ADDRESS:$CASSANDRA_PORT"
 	wait_ready "$pid" "$t0"
-	say "cassandra: CQL answers on $CASSANDRA_ADDRESS:$CASSANDRA_PORT after $(elapsed "$t0"), RSS $(rss_of "$pid")"
+	say "$NAME: CQL answers on $CASSANDRA_ADDRESS:$CASSANDRA_PORT after $(elapsed "$t0"), RSS $(rss_of "$pid")"
 }
 
 # wait_ready PID T0: until CQL answers, the process dies, or the timeout passes.
@@ -138,13 +150,13 @@ wait_ready() {
 			rm -f "$PID_FILE"
 			tail_log "cassandra stdout" "$OUT_LOG" 30
 			tail_log cassandra "$SYS_LOG" 60
-			die "cassandra: the JVM (pid $pid) exited during startup after $(elapsed "$t0"); logs above"
+			die "$NAME: the JVM (pid $pid) exited during startup after $(elapsed "$t0"); logs above"
 		fi
 		if ((SECONDS >= deadline)); then
 			tail_log "cassandra stdout" "$OUT_LOG" 30
 			tail_log cassandra "$SYS_LOG" 60
-			stop_pid cassandra "$PID_FILE" "$MARKER" 30 || true
-			die "cassandra: no CQL answer on $CASSANDRA_ADDRESS:$CASSANDRA_PORT within ${START_TIMEOUT}s (IDEM_CASSANDRA_START_TIMEOUT); stopped it; logs above"
+			stop_pid "$NAME" "$PID_FILE" "$MARKER" 30 || true
+			die "$NAME: no CQL answer on $CASSANDRA_ADDRESS:$CASSANDRA_PORT within ${START_TIMEOUT}s (IDEM_CASSANDRA_START_TIMEOUT); stopped it; logs above"
 		fi
 		sleep 0.5
 	done
@@ -154,34 +166,44 @@ status() {
 	local pid
 	if pid=$(pid_of "$PID_FILE" "$MARKER"); then
 		if cql_ready; then
-			echo "cassandra: running, pid $pid, CQL on $CASSANDRA_ADDRESS:$CASSANDRA_PORT, paxos_variant $(running_variant), RSS $(rss_of "$pid"), version $CASSANDRA_VERSION"
+			echo "$NAME: running, pid $pid, CQL on $CASSANDRA_ADDRESS:$CASSANDRA_PORT, paxos_variant $(running_variant), RSS $(rss_of "$pid"), version $CASSANDRA_VERSION"
 		else
-			echo "cassandra: starting (pid $pid), CQL on $CASSANDRA_ADDRESS:$CASSANDRA_PORT not answering yet"
+			echo "$NAME: starting (pid $pid), CQL on $CASSANDRA_ADDRESS:$CASSANDRA_PORT not answering yet"
 		fi
 		return 0
 	fi
 	if port_open "$CASSANDRA_ADDRESS" "$CASSANDRA_PORT"; then
-		echo "cassandra: not started by testenv, but something listens on $CASSANDRA_ADDRESS:$CASSANDRA_PORT"
+		echo "$NAME: not started by testenv, but something listens on $CASSANDRA_ADDRESS:$CASSANDRA_PORT"
 	else
-		echo "cassandra: stopped"
+		echo "$NAME: stopped"
 	fi
 	return 3
 }
 
 cmd=${1:-}
 case $cmd in
-install) with_lock "$RUN_DIR/cassandra.lock" install ;;
-start) with_lock "$RUN_DIR/cassandra.lock" start_locked ;;
-stop) with_lock "$RUN_DIR/cassandra.lock" stop_pid cassandra "$PID_FILE" "$MARKER" 60 ;;
+install) with_lock "$RUN_DIR/cassandra-install.lock" install ;;
+start) with_lock "$LOCK" start_locked ;;
+stop) with_lock "$LOCK" stop_pid "$NAME" "$PID_FILE" "$MARKER" 60 ;;
 status) status ;;
 logs) tail -n "${2:-100}" "$SYS_LOG" ;;
+kill)
+	if pid=$(pid_of "$PID_FILE" "$MARKER"); then
+		kill -KILL "$pid"
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		rm -f "$PID_FILE"
+		say "$NAME: killed (SIGKILL, pid $pid)"
+	else
+		say "$NAME: not running"
+	fi
+	;;
 reset)
-	with_lock "$RUN_DIR/cassandra.lock" stop_pid cassandra "$PID_FILE" "$MARKER" 60
+	with_lock "$LOCK" stop_pid "$NAME" "$PID_FILE" "$MARKER" 60
 	rm -rf "$NODE_DIR"
-	say "cassandra: data and logs deleted"
+	say "$NAME: data and logs deleted"
 	;;
 *)
-	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
