@@ -10,6 +10,8 @@
 #   testenv/cluster.sh status      each node: running or not, where, RSS
 #   testenv/cluster.sh logs N [L]  last L lines of node N's system.log (default 100)
 #   testenv/cluster.sh reset       stop every node and delete the cluster's data
+#   testenv/cluster.sh hosts       print the nodes' CQL host:port, comma-separated, if any node
+#                                  runs (testenv/env.sh exports it); exit 3 if none does
 #
 # Node N (1, 2, 3) listens on 127.0.0.1N: CQL 9042, storage 7000, JMX 720N on 127.0.0.1 (local
 # only); node 1 is the seed; one token each, evenly spaced; heap IDEM_CLUSTER_HEAP (640M).
@@ -101,6 +103,14 @@ kill)
 	node "$2" kill
 	;;
 status) status ;;
+hosts)
+	up=0
+	for n in 1 2 3; do
+		pid_of "$CLUSTER_DIR/node$n/cassandra.pid" org.apache.cassandra.service.CassandraDaemon >/dev/null && up=1
+	done
+	((up)) || exit 3
+	printf '%s:9042\n' "${ADDRESSES[@]}" | paste -sd,
+	;;
 logs)
 	[[ -n ${2:-} ]] || die "usage: testenv/cluster.sh logs N [LINES]"
 	node "$2" logs "${3:-100}"
@@ -111,7 +121,7 @@ reset)
 	say "cluster: data and logs deleted"
 	;;
 *)
-	sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
