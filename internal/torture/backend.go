@@ -71,6 +71,7 @@ func (b Backend) session() (*gocql.Session, error) {
 	c := gocql.NewCluster(hosts...)
 	c.Timeout, c.ConnectTimeout = cassandraTimeout, cassandraTimeout
 	c.Consistency, c.SerialConsistency = gocql.Quorum, gocql.Serial
+	c.ReconnectInterval = time.Second // a restarted node is used again soon
 	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy(), gocql.DoNotShuffleReplicas())
 	if b.Proxied {
 		host, port, err := net.SplitHostPort(b.Endpoint)

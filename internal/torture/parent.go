@@ -45,28 +45,42 @@ type WireStats struct{ Requests, Dropped, Cut, Delayed int64 }
 // NemesisReport is what a nemesis did.
 type NemesisReport struct {
 	NodeKills int
+	Down      []Window // when a node was down
 	Note      string
 }
+
+// Window is a span of time.
+type Window struct{ From, To time.Time }
 
 // Torture runs plan against backend: the chaos phase (child processes, or
 // in-process workers on memstore), then, once every lease has passed, the
 // recovery pass; then it checks the records and returns the figures. It
 // fails t on any violation, and when a fault the plan injects never
-// happened. The logs stay in a directory named in the output if t failed.
+// happened. The logs stay in a directory named in the output if t failed
+// or IDEM_TORTURE_KEEP is set.
 func Torture(t *testing.T, b Backend, p Plan, o Options) Figures {
+	t.Helper()
+	f := runTorture(t, b, p, o)
+	f.emit()
+	f.assert(t, b, p, o)
+	return f
+}
+
+// runTorture is Torture without the verdict.
+func runTorture(t *testing.T, b Backend, p Plan, o Options) Figures {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "idem-torture-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("IDEM_TORTURE_KEEP") != "" {
 			t.Logf("torture: logs kept in %s (replay the workload with IDEM_TORTURE_SEED=%d)", dir, p.Seed)
 			return
 		}
 		_ = os.RemoveAll(dir)
 	})
-	f := Figures{Backend: b.Name, Seed: p.Seed}
+	f := Figures{Backend: b.Name, Seed: p.Seed, InProcess: b.Kind == "memory"}
 	began := time.Now()
 	ctx, stopNemesis := context.WithCancel(context.Background())
 	nemesis := make(chan NemesisReport, 1)
@@ -82,7 +96,7 @@ func Torture(t *testing.T, b Backend, p Plan, o Options) Figures {
 	stopNemesis()
 	if o.Nemesis != nil {
 		nr := <-nemesis
-		f.NodeKills, f.Note = nr.NodeKills, nr.Note
+		f.NodeKills, f.Note, f.down = nr.NodeKills, nr.Note, nr.Down
 	}
 	f.Chaos = time.Since(began)
 	if o.Wire != nil {
@@ -97,10 +111,28 @@ func Torture(t *testing.T, b Backend, p Plan, o Options) Figures {
 		t.Fatal(err)
 	}
 	f.Report = Check(recs, p)
+	f.DownAnswers = answeredWithin(recs, f.down)
 	f.Total = time.Since(began)
 	f.print(t)
-	f.assert(t, b, p, o)
 	return f
+}
+
+// answeredWithin counts the successful answers given while a node was
+// down.
+func answeredWithin(recs []Record, down []Window) int {
+	n := 0
+	for _, r := range recs {
+		if r.Ev != EvAnswer || r.Err != "" {
+			continue
+		}
+		for _, w := range down {
+			if r.T >= w.From.UnixNano() && r.T <= w.To.UnixNano() {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // child is one running child process.

@@ -83,9 +83,26 @@ func SeedFromEnv() (uint64, error) {
 	return n, nil
 }
 
-// NewPlan returns the plan of a scale for a backend kind ("memory",
-// "dynamodb", "cassandra", "cluster"); slower backends get fewer keys.
-func NewPlan(scale Scale, kind string, seed uint64) Plan {
+// KeysFromEnv reads IDEM_TORTURE_KEYS, which, when set, overrides the
+// number of Do keys of every plan (Once events follow at a sixth of it):
+// for sizing a run to a machine.
+func KeysFromEnv() (int, error) {
+	v := os.Getenv("IDEM_TORTURE_KEYS")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("torture: IDEM_TORTURE_KEYS=%q: want a positive number", v)
+	}
+	return n, nil
+}
+
+// NewPlan returns the plan of a scale for a backend, by its report name
+// (memstore, moto, ministack, cassandra, cluster; any other DynamoDB
+// server is sized as ministack). Sizes follow each server's throughput on
+// a loaded two-core machine: moto serves its requests one at a time.
+func NewPlan(scale Scale, backend string, seed uint64) Plan {
 	p := Plan{
 		Seed:        seed,
 		DoKeys:      240,
@@ -105,27 +122,32 @@ func NewPlan(scale Scale, kind string, seed uint64) Plan {
 		KillLate:    0.005,
 		SlowFn:      0.02,
 		KillEvery:   3 * time.Second,
-		Drop:        0.004,
-		CutAtResp:   0.003,
-		CutNow:      0.003,
-		Delay:       0.004,
+		Drop:        0.01,
+		CutAtResp:   0.006,
+		CutNow:      0.006,
+		Delay:       0.008,
 		Deadline:    3 * time.Minute,
 	}
-	if kind == "memory" {
-		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 2000, 600, 8, 100
-		p.Workers = 16
+	switch backend {
+	case "memstore":
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps, p.Workers = 2000, 600, 8, 100, 16
+	case "cluster":
+		p.DoKeys, p.OnceEvents = 400, 100
 	}
-	if scale == Full {
-		p.Deadline = 12 * time.Minute
-		switch kind {
-		case "memory":
-			p.DoKeys, p.OnceEvents = 20000, 4000
-		case "cluster":
-			p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 600, 8, 100
-		default:
-			p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 9000, 1500, 12, 150
-			p.Children, p.Workers = 4, 8
-		}
+	if scale != Full {
+		return p
+	}
+	p.Deadline = 12 * time.Minute
+	p.Children, p.Workers = 4, 8
+	switch backend {
+	case "memstore":
+		p.DoKeys, p.OnceEvents, p.Children, p.Workers = 20000, 4000, 3, 16
+	case "moto":
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 6, 100
+	case "cluster":
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 8, 100
+	default:
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 12000, 2000, 12, 150
 	}
 	return p
 }

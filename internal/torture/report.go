@@ -72,12 +72,15 @@ func recovery(t *testing.T, p Plan, s idem.Store, dir string) {
 // Figures are a run's results as reported: faults, calls, violations,
 // throughput.
 type Figures struct {
-	Backend   string
-	Seed      uint64
-	Kills     int // children the parent SIGKILLed
-	NodeKills int // Cassandra nodes killed (the cluster run)
-	Note      string
-	Wire      WireStats
+	Backend     string
+	Seed        uint64
+	InProcess   bool // memstore: crashes are goroutine exits, not SIGKILLs
+	Kills       int  // children the parent SIGKILLed
+	NodeKills   int  // Cassandra nodes killed (the cluster run)
+	DownAnswers int  // successful answers given while a node was down
+	Note        string
+	down        []Window
+	Wire        WireStats
 	Report
 	Chaos time.Duration // the chaos phase
 	Total time.Duration // the whole run, recovery and checking included
@@ -96,13 +99,17 @@ func (f Figures) DoPerSecond() float64 {
 func (f Figures) Faults() string {
 	parts := []string{}
 	if f.NodeKills > 0 {
-		parts = append(parts, fmt.Sprintf("%d node kills", f.NodeKills))
+		parts = append(parts, plural(f.NodeKills, "node kill"))
 	}
-	parts = append(parts, fmt.Sprintf("%d kills", f.Kills), fmt.Sprintf("%d self-kills", f.SelfKills))
+	if f.InProcess {
+		parts = append(parts, plural(f.SelfKills, "crash")+" (goroutine exits)")
+	} else {
+		parts = append(parts, plural(f.Kills, "kill"), plural(f.SelfKills, "self-kill"))
+	}
 	if f.Wire.Requests > 0 {
-		parts = append(parts, fmt.Sprintf("%d drops", f.Wire.Dropped), fmt.Sprintf("%d cuts", f.Wire.Cut), fmt.Sprintf("%d delays", f.Wire.Delayed))
+		parts = append(parts, plural(int(f.Wire.Dropped), "drop"), plural(int(f.Wire.Cut), "cut"), plural(int(f.Wire.Delayed), "delay"))
 	}
-	parts = append(parts, fmt.Sprintf("%d fn failures", f.FnFailures))
+	parts = append(parts, plural(f.FnFailures, "fn failure"))
 	return strings.Join(parts, ", ")
 }
 
@@ -119,8 +126,7 @@ func (f Figures) Row() string {
 
 var headerOnce sync.Once
 
-// print logs the figures in full and writes the table row (and, once per
-// process, the header) to stdout, each line prefixed with "torture: ".
+// print logs the figures in full.
 func (f Figures) print(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
@@ -130,7 +136,7 @@ func (f Figures) print(t *testing.T) {
 		fmt.Fprintf(&b, " (of %d requests through the proxy)", f.Wire.Requests)
 	}
 	if f.Note != "" {
-		fmt.Fprintf(&b, "; %s", f.Note)
+		fmt.Fprintf(&b, "; %s, %d successful answers while it was down", f.Note, f.DownAnswers)
 	}
 	fmt.Fprintf(&b, "\n  calls             Do %d (%d in the chaos phase), Once %d, Add %d\n", f.DoCalls, f.ChaosDoCalls, f.OnceCalls, f.AddCalls)
 	fmt.Fprintf(&b, "  executions        %d: %d takeovers, %d cut by a crash, %d failed, %d finished unrecorded, %d stale starts\n",
@@ -140,12 +146,27 @@ func (f Figures) print(t *testing.T) {
 	fmt.Fprintf(&b, "  failed answers    %s\n", errorCounts(f.Errors))
 	fmt.Fprintf(&b, "  throughput        %.1f Do calls/s over a %.1f s chaos phase (%.1f s in all)", f.DoPerSecond(), f.Chaos.Seconds(), f.Total.Seconds())
 	t.Log(b.String())
+}
+
+// emit writes the table row (and, once per process, the header) to
+// stdout, each line prefixed with "torture: ".
+func (f Figures) emit() {
 	headerOnce.Do(func() {
 		for _, line := range strings.Split(TableHeader, "\n") {
 			fmt.Println("torture: " + line)
 		}
 	})
 	fmt.Println("torture: " + f.Row())
+}
+
+func plural(n int, what string) string {
+	switch {
+	case n == 1:
+		return "1 " + what
+	case strings.HasSuffix(what, "sh"):
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func errorCounts(m map[string]int) string {

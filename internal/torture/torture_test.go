@@ -2,6 +2,7 @@ package torture
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestTortureChild(t *testing.T) {
 	RunChild(t)
 }
 
-func newPlan(t *testing.T, kind string) Plan {
+func newPlan(t *testing.T, backend string) Plan {
 	t.Helper()
 	scale, err := ScaleFromEnv()
 	if err != nil {
@@ -32,8 +33,16 @@ func newPlan(t *testing.T, kind string) Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys, err := KeysFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("torture: scale %s, seed %d (IDEM_TORTURE_SEED=%d replays the workload)", scale, seed, seed)
-	return NewPlan(scale, kind, seed)
+	p := NewPlan(scale, backend, seed)
+	if keys > 0 {
+		p.DoKeys, p.OnceEvents = keys, max(keys/6, 1)
+	}
+	return p
 }
 
 // TestTortureMemstore tortures the algorithms on memstore, in process:
@@ -42,7 +51,7 @@ func newPlan(t *testing.T, kind string) Plan {
 // deliver every key several times, concurrently and later. It fails on
 // any violation Check counts.
 func TestTortureMemstore(t *testing.T) {
-	p := newPlan(t, "memory")
+	p := newPlan(t, "memstore")
 	Torture(t, Backend{Kind: "memory", Name: "memstore"}, p, Options{Store: memstore.New()})
 }
 
@@ -54,7 +63,7 @@ func TestTortureMemstore(t *testing.T) {
 func TestTortureDynamoDB(t *testing.T) {
 	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
-			p := newPlan(t, "dynamodb")
+			p := newPlan(t, srv.Name)
 			store := storetest.DynamoDB(t, srv).(*dynamo.Store)
 			wire, endpoint := startHTTPWire(t, p, srv.Endpoint)
 			b := Backend{Kind: "dynamodb", Name: srv.Name, Endpoint: endpoint, Table: store.Table()}
@@ -82,4 +91,57 @@ func TestTortureCassandra(t *testing.T) {
 	wire, endpoint := startCQLWire(t, p, testenv.CassandraHosts(t)[0])
 	b := Backend{Kind: "cassandra", Name: "cassandra", Endpoint: endpoint, Proxied: wire != nil, Table: table}
 	Torture(t, b, p, Options{Store: store, Wire: wire})
+}
+
+// TestTortureClusterNodeKill tortures the algorithms on the three-node
+// cluster (replication factor 3, QUORUM and SERIAL), with a node SIGKILLed
+// mid-run and started again, on top of the child kills, self-kills, fn
+// failures and duplicate deliveries; children connect to all three nodes
+// directly. The node is chosen by the seed; the kill comes a few seconds
+// into the chaos phase, and the node is started again after a few seconds
+// more, while the workload runs. It fails on any violation (it must report
+// 0 double executions and 0 stuck keys), and when no call succeeded while
+// the node was down.
+func TestTortureClusterNodeKill(t *testing.T) {
+	cl := testenv.CassandraCluster(t)
+	p := newPlan(t, "cluster")
+	session, ks := cl.Keyspace(t)
+	table := ks + ".idem"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cassandra.CreateTable(ctx, session, table); err != nil {
+		t.Fatal(err)
+	}
+	store, err := cassandra.New(session, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Backend{Kind: "cluster", Name: "cluster", Hosts: cl.Hosts(), Table: table}
+	node := 1 + int(p.Seed%3)
+	Torture(t, b, p, Options{Store: store, Nemesis: func(ctx context.Context) NemesisReport {
+		return killNode(ctx, cl, node, 4*time.Second, 6*time.Second)
+	}})
+}
+
+// killNode waits after, kills node, leaves it down for hold, and starts it
+// again (waiting until every node sees it up), whatever ctx says by then:
+// the recovery pass runs on the whole cluster.
+func killNode(ctx context.Context, cl *testenv.Cluster, node int, after, hold time.Duration) NemesisReport {
+	select {
+	case <-ctx.Done():
+		return NemesisReport{Note: "the chaos phase ended before the node kill"}
+	case <-time.After(after):
+	}
+	from := time.Now()
+	if err := cl.KillNode(node); err != nil {
+		return NemesisReport{Note: err.Error()}
+	}
+	time.Sleep(hold)
+	err := cl.StartNode(context.Background(), node)
+	w := Window{From: from, To: time.Now()}
+	note := fmt.Sprintf("node %d killed, down %.1f s until it served again", node, w.To.Sub(w.From).Seconds())
+	if err != nil {
+		note = fmt.Sprintf("node %d killed; starting it again failed: %v", node, err)
+	}
+	return NemesisReport{NodeKills: 1, Down: []Window{w}, Note: note}
 }
