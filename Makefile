@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: lint help test test-integration services-up services-down services-status vet fmt bench demo
+.PHONY: lint help test test-integration services-up services-down services-status vet fmt bench demo cluster-up cluster-down cluster-status torture
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,18 @@ services-status: ## Show which testenv servers run, where, and their memory
 	@testenv/cassandra.sh status || true
 	@testenv/moto.sh status || true
 	@testenv/ministack.sh status || true
+
+cluster-up: ## Start the 3-node Cassandra cluster on 127.0.0.11-13 (testenv/cluster.sh; ~3.3 GiB); its tests run when its env is set
+	testenv/cluster.sh start
+
+cluster-down: ## Stop the 3-node Cassandra cluster
+	testenv/cluster.sh stop
+
+cluster-status: ## Show the cluster's nodes, their memory, and which peers see them
+	@testenv/cluster.sh status || true
+
+torture: services-up ## The torture run at scale (>= 10^5 Do calls across moto, ministack and Cassandra), printing its figures
+	eval "$$(testenv/env.sh)" && IDEM_REQUIRE_SERVERS=1 IDEM_TORTURE_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestTorture' -v ./internal/torture/ | grep -E '^(torture|---|===|ok|FAIL|PASS)|figures'
 
 vet: ## Run go vet
 	$(GO) vet ./...
