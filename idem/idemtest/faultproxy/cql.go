@@ -196,7 +196,13 @@ func (c *cqlLink) refuse(f []byte) {
 	body := binary.BigEndian.AppendUint32(nil, cqlProtocolErr)
 	body = binary.BigEndian.AppendUint16(body, uint16(len(msg)))
 	body = append(body, msg...)
-	h := []byte{0x80 | cqlVersion, 0, f[2], f[3], opError, 0, 0, 0, 0}
+	v := f[0] & 0x7F
+	if v < 3 { // 8-byte headers: answer in v4, which such a client will not read anyway
+		v = cqlVersion
+	}
+	// In the client's own version, before any v5 framing begins: drivers
+	// take an error in another version for a broken connection.
+	h := []byte{0x80 | v, 0, f[2], f[3], opError, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(h[5:], uint32(len(body)))
 	if c.writeClient(append(h, body...)) != nil {
 		return

@@ -67,9 +67,11 @@
 // Protocol v5 wraps frames in checksummed segments the proxy cannot read,
 // so it requires v4. A connection whose first frame is not v4 gets a
 // protocol error saying so ("Invalid or unsupported protocol version ...:
-// faultproxy reads native protocol v4 frames only") and is closed; a
-// driver that probes versions then tries v4, one forced to v5 fails with
-// that message. Stats.Refused counts these. Connect with protocol 4 and
+// faultproxy reads native protocol v4 frames only"), in the client's own
+// version, and is closed. A driver that probes versions then tries v4 (gocql
+// does with ProtoVersion 0); one forced to v5 fails to connect (gocql:
+// "unsupported protocol version 5 for host ..."). Stats.Refused counts
+// these. Connect with protocol 4 and
 // translate every node's address to the proxy, or the driver will find the
 // node's own address in system.peers and go around it:
 //

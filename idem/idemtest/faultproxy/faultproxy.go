@@ -135,7 +135,6 @@ type Proxy struct {
 	ln     net.Listener
 	ctx    context.Context // done when the proxy closes
 	cancel context.CancelFunc
-	timer  *time.Timer // Lifetime
 	once   sync.Once
 	wg     sync.WaitGroup // every goroutine the proxy started
 
@@ -147,6 +146,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	closed bool
 	links  map[*link]struct{}
+	timer  *time.Timer // Lifetime
 }
 
 // Defaults of Config.
@@ -175,7 +175,9 @@ func Start(cfg Config) (*Proxy, error) {
 	p.faultsOn.Store(true)
 	p.wg.Add(1)
 	go p.accept()
+	p.mu.Lock()
 	p.timer = time.AfterFunc(cfg.Lifetime, func() { p.Close() })
+	p.mu.Unlock()
 	return p, nil
 }
 
@@ -251,13 +253,13 @@ func (p *Proxy) Stats() Stats {
 // again does nothing more. Do not call it from Decide or Trace.
 func (p *Proxy) Close() error {
 	p.once.Do(func() {
-		p.timer.Stop()
 		p.cancel()
 		p.ln.Close()
 		p.mu.Lock()
 		p.closed = true
 		links := p.links
 		p.links = nil
+		p.timer.Stop() // set under mu by Start before the timer can call Close
 		p.mu.Unlock()
 		for l := range links {
 			l.close()

@@ -218,6 +218,9 @@ func (h *httpLink) up() {
 			return
 		}
 		w.Write(m.raw)
+		if strings.EqualFold(m.header.Get("Expect"), "100-continue") {
+			w.Flush() // the client sends the body once the server says to
+		}
 		if err := copyBody(w, r, kind, n); err != nil {
 			if h.silenced.Load() {
 				h.drain(r)
