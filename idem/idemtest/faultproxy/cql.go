@@ -135,6 +135,9 @@ func (c *cqlLink) apply(r Request, ft Fault, f []byte) bool {
 		c.p.stats.cutNow.Add(1)
 		c.close()
 		return false
+	case DropRequest:
+		c.p.stats.droppedRequests.Add(1)
+		return true
 	case DelayRequest:
 		c.p.stats.delayedRequests.Add(1)
 		c.p.goLater(func() {

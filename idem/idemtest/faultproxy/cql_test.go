@@ -65,8 +65,8 @@ func stored(t testing.TB, admin *gocql.Session, table, k string) bool {
 // TestCQLFaults gives each fault to one EXECUTE of a prepared INSERT
 // (non-idempotent, so the driver does not send it again) and checks both
 // ends: whether the row was written, what the driver reported, and that
-// the proxy counted the fault. A dropped response leaves the driver waiting
-// (the test gives up once the proxy has thrown the response away); a cut
+// the proxy counted the fault. A dropped response or request leaves the
+// driver waiting (the test gives up once the proxy has thrown it away); a cut
 // fails the query at once; a delay holds the response or the request at
 // least DelayBy.
 func TestCQLFaults(t *testing.T) {
@@ -82,6 +82,7 @@ func TestCQLFaults(t *testing.T) {
 		{faultproxy.CutNow, false, false, func(s faultproxy.Stats) int64 { return s.CutNow }},
 		{faultproxy.Delay, true, true, func(s faultproxy.Stats) int64 { return s.Delayed }},
 		{faultproxy.DelayRequest, true, true, func(s faultproxy.Stats) int64 { return s.DelayedRequests }},
+		{faultproxy.DropRequest, false, false, func(s faultproxy.Stats) int64 { return s.DroppedRequests }},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			var next atomic.Int64 // the fault of the next EXECUTE
@@ -98,8 +99,9 @@ func TestCQLFaults(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			if tc.fault == faultproxy.DropResponse {
-				go cancelWhenDropped(p, cancel) // the driver would wait its whole timeout
+			waits := tc.fault == faultproxy.DropResponse || tc.fault == faultproxy.DropRequest
+			if waits {
+				go cancelWhen(lost(p), cancel) // the driver would wait its whole timeout
 			}
 			next.Store(int64(tc.fault))
 			begin := time.Now()
@@ -108,8 +110,8 @@ func TestCQLFaults(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("got %v, want success %v", err, tc.ok)
 			}
-			if canceled := errors.Is(err, context.Canceled); canceled != (tc.fault == faultproxy.DropResponse) {
-				t.Errorf("got %v: want the driver to wait (until the test gives up) for a dropped response only", err)
+			if canceled := errors.Is(err, context.Canceled); canceled != waits {
+				t.Errorf("got %v: want the driver to wait (until the test gives up) for a dropped response or request only", err)
 			}
 			if tc.ok && took < delayBy {
 				t.Errorf("the query took %v, want at least %v", took, delayBy)

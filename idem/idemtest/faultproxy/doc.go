@@ -23,9 +23,11 @@
 //     arrives.
 //   - DelayRequest: held for Config.DelayBy, then forwarded (so it may land
 //     after the client gave up on it).
+//   - DropRequest: never forwarded, and the connection is left open: the
+//     server never sees the request, the client times out.
 //
-// The fault is chosen at random (Config.Drop, CutAtResponse, CutNow, Delay
-// and DelayRequest are the probabilities), or by Config.Decide. SetFaults
+// The fault is chosen at random (Config.Drop, CutAtResponse, CutNow, Delay,
+// DelayRequest and DropRequest are the probabilities), or by Config.Decide. SetFaults
 // pauses and resumes injection; Stats counts the faults applied, so a test
 // can check that what it meant to inject did happen.
 //
@@ -98,12 +100,12 @@
 // held request or response holds those behind it on the same connection.
 // Upgrades (101, CONNECT) are not supported: the connection is closed.
 //
-// A dropped response silences its connection: the server's side is closed
-// and the client's side stays open with nothing more delivered, until the
-// client hangs up (its timeout) or the proxy closes. A response that came
-// later on that connection can thus never be taken for the dropped one;
-// requests the client pipelined behind it may have reached the server, and
-// are lost with it.
+// A dropped response or request silences its connection: the server's side
+// is closed and the client's side stays open with nothing more delivered,
+// until the client hangs up (its timeout) or the proxy closes. A response
+// that came later on that connection can thus never be taken for the
+// dropped one; requests the client pipelined behind it may have reached the
+// server (behind a dropped response), and are lost with it.
 //
 // For the AWS SDK, point the endpoint at the proxy; the signature covers
 // the Host header, which the proxy leaves as the client wrote it:

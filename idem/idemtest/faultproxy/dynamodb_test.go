@@ -74,7 +74,7 @@ func TestHTTPDynamoDB(t *testing.T) {
 					cctx, cancel := context.WithCancel(ctx)
 					defer cancel()
 					if tc.fault == faultproxy.DropResponse {
-						go cancelWhenDropped(p, cancel) // the client would wait for ever
+						go cancelWhen(lost(p), cancel) // the client would wait for ever
 					}
 					begin := time.Now()
 					_, err := proxied.PutItem(cctx, &dynamodb.PutItemInput{TableName: &table, Item: map[string]types.AttributeValue{

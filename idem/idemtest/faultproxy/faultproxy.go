@@ -55,9 +55,12 @@ const (
 	// DelayRequest holds the request for Config.DelayBy, then forwards it
 	// and delivers its response.
 	DelayRequest
+	// DropRequest never forwards the request and leaves the connection
+	// open: the client waits for an answer that cannot come.
+	DropRequest
 )
 
-var faultNames = [...]string{"Pass", "DropResponse", "CutAtResponse", "CutNow", "Delay", "DelayRequest"}
+var faultNames = [...]string{"Pass", "DropResponse", "CutAtResponse", "CutNow", "Delay", "DelayRequest", "DropRequest"}
 
 func (f Fault) String() string {
 	if f >= 0 && int(f) < len(faultNames) {
@@ -94,7 +97,7 @@ type Config struct {
 
 	// The probability of each fault per faultable request. Each must be in
 	// [0, 1] and their sum at most 1; the rest of the requests pass.
-	Drop, CutAtResponse, CutNow, Delay, DelayRequest float64
+	Drop, CutAtResponse, CutNow, Delay, DelayRequest, DropRequest float64
 
 	DelayBy  time.Duration // how long Delay and DelayRequest hold; default 1s
 	Lifetime time.Duration // the proxy closes itself this long after Start; default 10m
@@ -124,6 +127,7 @@ type Stats struct {
 	CutNow          int64 // connections closed instead of forwarding a request
 	Delayed         int64 // responses delayed
 	DelayedRequests int64 // requests delayed
+	DroppedRequests int64 // requests never forwarded, their connection left open
 	Refused         int64 // CQL connections refused for not speaking protocol v4
 }
 
@@ -141,7 +145,7 @@ type Proxy struct {
 	faultsOn atomic.Bool
 	seq      atomic.Int64
 	connSeq  atomic.Int64
-	stats    struct{ requests, dropped, cutAtResponse, cutNow, delayed, delayedRequests, refused atomic.Int64 }
+	stats    struct{ requests, dropped, cutAtResponse, cutNow, delayed, delayedRequests, droppedRequests, refused atomic.Int64 }
 
 	mu     sync.Mutex
 	closed bool
@@ -199,7 +203,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("faultproxy: Config.Listen %q: want a loopback address", cfg.Listen)
 	}
 	sum := 0.0
-	for _, x := range []float64{cfg.Drop, cfg.CutAtResponse, cfg.CutNow, cfg.Delay, cfg.DelayRequest} {
+	for _, x := range []float64{cfg.Drop, cfg.CutAtResponse, cfg.CutNow, cfg.Delay, cfg.DelayRequest, cfg.DropRequest} {
 		if math.IsNaN(x) || x < 0 || x > 1 {
 			return cfg, fmt.Errorf("faultproxy: fault probability %v: want 0 to 1", x)
 		}
@@ -244,7 +248,7 @@ func (p *Proxy) Stats() Stats {
 	return Stats{
 		Requests: s.requests.Load(), Dropped: s.dropped.Load(), CutAtResponse: s.cutAtResponse.Load(),
 		CutNow: s.cutNow.Load(), Delayed: s.delayed.Load(), DelayedRequests: s.delayedRequests.Load(),
-		Refused: s.refused.Load(),
+		DroppedRequests: s.droppedRequests.Load(), Refused: s.refused.Load(),
 	}
 }
 
@@ -351,7 +355,7 @@ func (p *Proxy) decide(r Request) (Request, Fault) {
 // seq.
 func (p *Proxy) draw(seq int64) Fault {
 	x := mrand.New(mrand.NewPCG(p.seed, uint64(seq))).Float64()
-	for i, q := range []float64{p.cfg.Drop, p.cfg.CutAtResponse, p.cfg.CutNow, p.cfg.Delay, p.cfg.DelayRequest} {
+	for i, q := range []float64{p.cfg.Drop, p.cfg.CutAtResponse, p.cfg.CutNow, p.cfg.Delay, p.cfg.DelayRequest, p.cfg.DropRequest} {
 		if x < q {
 			return Fault(i + 1)
 		}

@@ -45,13 +45,18 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// cancelWhenDropped calls cancel once p has dropped a response, or after
-// a generous bound (the test then fails on its count of drops).
-func cancelWhenDropped(p *faultproxy.Proxy, cancel func()) {
+// cancelWhen calls cancel once cond holds, or after a generous bound (the
+// test then fails on its counts).
+func cancelWhen(cond func() bool, cancel func()) {
 	defer cancel()
-	for deadline := time.Now().Add(20 * time.Second); p.Stats().Dropped == 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); !cond() && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// lost reports whether p has dropped a response or a request.
+func lost(p *faultproxy.Proxy) func() bool {
+	return func() bool { s := p.Stats(); return s.Dropped+s.DroppedRequests > 0 }
 }
 
 // noGoroutines fails t if a goroutine of the proxy package is still

@@ -37,7 +37,7 @@ type httpPending struct {
 type httpLink struct {
 	*link
 	queue    chan httpPending // in request order
-	silenced atomic.Bool      // a response was dropped: nothing more goes either way
+	silenced atomic.Bool      // a request or response was dropped: nothing more goes either way
 }
 
 func (l *link) http() {
@@ -45,7 +45,7 @@ func (l *link) http() {
 	l.p.wg.Add(1)
 	go func() {
 		defer l.p.wg.Done()
-		if !h.down() {
+		if !h.down() && !h.silenced.Load() {
 			l.close()
 		}
 	}()
@@ -206,6 +206,11 @@ func (h *httpLink) up() {
 		case CutNow:
 			h.p.stats.cutNow.Add(1)
 			return
+		case DropRequest:
+			h.p.stats.droppedRequests.Add(1)
+			h.silence() // what follows on the connection would be answered in its place
+			h.drain(r)
+			return
 		case DelayRequest:
 			h.p.stats.delayedRequests.Add(1)
 			if !h.p.wait(h.p.cfg.DelayBy, h.closed) {
@@ -286,8 +291,8 @@ func (h *httpLink) down() bool {
 	}
 }
 
-// silence ends the exchange after a dropped response without telling the
-// client: the server's side is closed, and the client's stays open with
+// silence ends the exchange after a dropped response or request without
+// telling the client: the server's side is closed, and the client's stays open with
 // nothing more delivered, until the client hangs up (a timeout, typically)
 // or the proxy closes. The responses of requests behind the dropped one can
 // then never be taken for its own.

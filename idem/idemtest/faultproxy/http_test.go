@@ -77,6 +77,7 @@ func TestHTTPFaults(t *testing.T) {
 		{faultproxy.CutNow, false, false, func(s faultproxy.Stats) int64 { return s.CutNow }},
 		{faultproxy.Delay, true, true, func(s faultproxy.Stats) int64 { return s.Delayed }},
 		{faultproxy.DelayRequest, true, true, func(s faultproxy.Stats) int64 { return s.DelayedRequests }},
+		{faultproxy.DropRequest, false, false, func(s faultproxy.Stats) int64 { return s.DroppedRequests }},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			srv := newEcho(t)
@@ -89,8 +90,9 @@ func TestHTTPFaults(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			if tc.fault == faultproxy.DropResponse {
-				go cancelWhenDropped(p, cancel) // the client would wait for ever
+			waits := tc.fault == faultproxy.DropResponse || tc.fault == faultproxy.DropRequest
+			if waits {
+				go cancelWhen(lost(p), cancel) // the client would wait for ever
 			}
 			begin := time.Now()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Addr()+"/faulted", strings.NewReader("b"))
@@ -110,8 +112,8 @@ func TestHTTPFaults(t *testing.T) {
 					resp.Body.Close()
 					t.Fatal("got a response, want none")
 				}
-				if canceled := errors.Is(err, context.Canceled); canceled != (tc.fault == faultproxy.DropResponse) {
-					t.Errorf("got %v: want a timeout (here: the client giving up) for a dropped response, a cut connection otherwise", err)
+				if canceled := errors.Is(err, context.Canceled); canceled != waits {
+					t.Errorf("got %v: want a timeout (here: the client giving up) for a dropped response or request, a cut connection otherwise", err)
 				}
 			}
 			arrived := srv.arrivals("/faulted")
@@ -277,7 +279,7 @@ func TestHTTPDropSilences(t *testing.T) {
 	if string(b) != "POST /1 1" {
 		t.Fatalf("first response: got %q", b)
 	}
-	eventually(t, "the response dropped", func() bool { return p.Stats().Dropped == 1 })
+	eventually(t, "the response dropped", lost(p))
 	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	if n, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("after the dropped response: read %d bytes, %v; want nothing (a timeout)", n, err)
