@@ -7,13 +7,9 @@ package cassandra
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	mrand "math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +19,7 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/idemtest/faultproxy"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -498,200 +495,60 @@ func TestAttackTTLBoundaries(t *testing.T) {
 	}
 }
 
-// atkProxy is a TCP proxy in front of Cassandra (protocol v4 frames) that,
-// for EXECUTE requests on the driver's pool connections (never the
-// control connection, which sends REGISTER), drops the response, closes
-// the client's connection when the response comes, delays the response,
-// or delays the request, at random; or holds the next request until told.
-type atkProxy struct {
-	ln     net.Listener
-	target string
-
-	mu                             sync.Mutex
-	r                              *mrand.Rand
-	drop, cut, delayResp, delayReq float64
-	delay                          time.Duration
-	pending                        map[atkStream]int
-	control                        map[*atkLink]bool
-	links                          []*atkLink
-	hold                           chan struct{} // non-nil: hold the next EXECUTE until closed
-	held                           chan struct{} // closed when a request is held
-	nDrop, nCut, nDelResp, nDelReq int
-}
-
-type atkLink struct {
-	client, server net.Conn
-	upMu, downMu   sync.Mutex
-}
-
-type atkStream struct {
-	l *atkLink
-	s int16
-}
-
-const (
-	atkDrop = iota + 1
-	atkCut
-	atkDelay
-)
-
-func newAtkProxy(t testing.TB, target string) *atkProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &atkProxy{ln: ln, target: target, pending: map[atkStream]int{}, control: map[*atkLink]bool{}}
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, l := range p.links {
-			l.client.Close()
-			l.server.Close()
-		}
-	})
+// atkProxy starts a faultproxy in front of Cassandra with cfg (Target and
+// Protocol filled in), closed when the test ends.
+func atkProxy(t *testing.T, cfg faultproxy.Config) *faultproxy.Proxy {
+	t.Helper()
+	cfg.Target, cfg.Protocol = testenv.CassandraHosts(t)[0], faultproxy.CQL
+	p, err := faultproxy.Start(cfg)
+	must(t, err)
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 
-func (p *atkProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		l := &atkLink{client: c, server: s}
-		p.mu.Lock()
-		p.links = append(p.links, l)
-		p.mu.Unlock()
-		go p.pipe(l, true)
-		go p.pipe(l, false)
-	}
-}
-
-func (p *atkProxy) pipe(l *atkLink, up bool) {
-	src, dst, mu := l.server, l.client, &l.downMu
-	if up {
-		src, dst, mu = l.client, l.server, &l.upMu
-	}
-	defer src.Close()
-	defer dst.Close()
-	for {
-		header := make([]byte, 9)
-		if _, err := io.ReadFull(src, header); err != nil {
-			return
-		}
-		body := make([]byte, binary.BigEndian.Uint32(header[5:9]))
-		if _, err := io.ReadFull(src, body); err != nil {
-			return
-		}
-		frame := append(header, body...)
-		stream, opcode := int16(binary.BigEndian.Uint16(header[2:4])), header[4]
-		wait, pass := p.decide(l, up, stream, opcode)
-		if !pass {
-			continue
-		}
-		send := func() {
-			mu.Lock()
-			defer mu.Unlock()
-			dst.Write(frame)
-		}
-		if wait != nil {
-			go func() { wait(); send() }()
-			continue
-		}
-		send()
-	}
-}
-
-// decide returns whether the frame passes, and what to wait for first.
-func (p *atkProxy) decide(l *atkLink, up bool, stream int16, opcode byte) (func(), bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if up {
-		if opcode == 0x0B {
-			p.control[l] = true
-		}
-		if opcode != 0x0A || p.control[l] {
-			return nil, true
-		}
-		if p.hold != nil {
-			h := p.hold
-			p.hold = nil
-			close(p.held)
-			return func() { <-h }, true
-		}
-		if p.r == nil {
-			return nil, true
-		}
-		x := p.r.Float64()
-		switch {
-		case x < p.drop:
-			p.pending[atkStream{l, stream}] = atkDrop
-		case x < p.drop+p.cut:
-			p.pending[atkStream{l, stream}] = atkCut
-		case x < p.drop+p.cut+p.delayResp:
-			p.pending[atkStream{l, stream}] = atkDelay
-		case x < p.drop+p.cut+p.delayResp+p.delayReq:
-			p.nDelReq++
-			d := p.delay
-			return func() { time.Sleep(d) }, true
-		}
-		return nil, true
-	}
-	m := p.pending[atkStream{l, stream}]
-	delete(p.pending, atkStream{l, stream})
-	switch m {
-	case atkDrop:
-		p.nDrop++
-		return nil, false
-	case atkCut:
-		p.nCut++
-		l.client.Close()
-		return nil, false
-	case atkDelay:
-		p.nDelResp++
-		d := p.delay
-		return func() { time.Sleep(d) }, true
-	}
-	return nil, true
-}
-
-func atkProxiedSession(t testing.TB, p *atkProxy, timeout time.Duration) *gocql.Session {
+// atkProxiedSession connects through p only: protocol v4, every node's
+// address translated to the proxy.
+func atkProxiedSession(t *testing.T, p *faultproxy.Proxy, timeout time.Duration) *gocql.Session {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(p.ln.Addr().String())
-	n, _ := strconv.Atoi(port)
-	cluster := gocql.NewCluster(p.ln.Addr().String())
+	cluster := gocql.NewCluster(p.Addr())
 	cluster.ProtoVersion = 4
 	cluster.Timeout = timeout
 	cluster.AddressTranslator = gocql.AddressTranslatorFunc(func(net.IP, int) (net.IP, int) {
-		return net.IPv4(127, 0, 0, 1), n
+		return net.IPv4(127, 0, 0, 1), p.Port()
 	})
 	s, err := cluster.CreateSession()
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(s.Close)
 	return s
 }
 
 // TestAttackWireHeldRequest: on the wire, the proxy holds a CompareAndSwap
-// request past the driver's timeout and the settling SERIAL read (which
-// goes through at once); the call must report an unknown outcome. Then the
-// proxy lets the request through: it lands, proving "not applied" would
-// have been a lie. The store never sends it again.
+// request (its Decide blocks on the next EXECUTE) past the driver's timeout
+// and the settling SERIAL read (which goes through at once); the call must
+// report an unknown outcome. Then the proxy lets the request through: it
+// lands, proving "not applied" would have been a lie. The store never sends
+// it again.
 func TestAttackWireHeldRequest(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := ks + ".wire"
 	must(t, CreateTable(context.Background(), admin, table))
 	plain, err := New(admin, table)
 	must(t, err)
-	p := newAtkProxy(t, testenv.CassandraHosts(t)[0])
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	var p *faultproxy.Proxy
+	p = atkProxy(t, faultproxy.Config{Decide: func(r faultproxy.Request) faultproxy.Fault {
+		if r.Opcode != 0x0A || !hold.CompareAndSwap(true, false) { // EXECUTE
+			return faultproxy.Pass
+		}
+		close(held)
+		select {
+		case <-release:
+			return faultproxy.Pass
+		case <-p.Done():
+			return faultproxy.DropRequest
+		}
+	}})
 	s, err := New(atkProxiedSession(t, p, 500*time.Millisecond), table)
 	must(t, err)
 	ctx := context.Background()
@@ -700,11 +557,13 @@ func TestAttackWireHeldRequest(t *testing.T) {
 	if _, err := s.CompareAndSwap(ctx, "held", 1, []byte("warm"), 0); !errors.Is(err, idem.ErrConflict) { // prepares
 		t.Fatalf("warm-up: %v", err)
 	}
-	release := make(chan struct{})
-	p.mu.Lock()
-	p.hold, p.held = release, make(chan struct{})
-	p.mu.Unlock()
+	hold.Store(true)
 	got, callErr := s.CompareAndSwap(ctx, "held", it.Version, []byte("new"), 0)
+	select {
+	case <-held:
+	default:
+		t.Fatal("the proxy held nothing: the test did not test anything")
+	}
 	if !errors.Is(callErr, idem.ErrUnknownOutcome) {
 		t.Errorf("got %+v, %v; want ErrUnknownOutcome", got, callErr)
 	}
@@ -729,27 +588,26 @@ func TestAttackWireHeldRequest(t *testing.T) {
 // with 20% of responses dropped, 5% of connections cut at a response, 10%
 // of responses and 5% of requests delayed past the driver's timeout (so
 // they arrive after the settling read, and late answers meet reused
-// connections).
+// connections). Each kind of fault must have happened.
 func TestAttackLinearizableHarsh(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := ks + ".linear"
 	must(t, CreateTable(context.Background(), admin, table))
-	p := newAtkProxy(t, testenv.CassandraHosts(t)[0])
+	p := atkProxy(t, faultproxy.Config{Drop: 0.20, CutAtResponse: 0.05, Delay: 0.10, DelayRequest: 0.05, DelayBy: 700 * time.Millisecond})
+	p.SetFaults(false)
 	s, err := New(atkProxiedSession(t, p, 400*time.Millisecond), table, WithResolveTimeout(5*time.Second))
 	must(t, err)
 	if _, err := s.Get(context.Background(), "warm-up"); !errors.Is(err, idem.ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("proxy seed %d", seed)
-	p.mu.Lock()
-	p.r = mrand.New(mrand.NewPCG(seed, seed>>1|1))
-	p.drop, p.cut, p.delayResp, p.delayReq, p.delay = 0.20, 0.05, 0.10, 0.05, 700*time.Millisecond
-	p.mu.Unlock()
+	t.Logf("proxy seed %d", p.Seed())
+	p.SetFaults(true)
 	start := time.Now()
 	idemtest.Linearizable(t, s, idemtest.LinearConfig{Clients: 6, Keys: 3, Ops: 30, Rounds: 4, Timeout: 8 * time.Second})
-	p.mu.Lock()
+	st := p.Stats()
 	t.Logf("%v: dropped %d responses, cut %d connections, delayed %d responses and %d requests",
-		time.Since(start).Round(time.Millisecond), p.nDrop, p.nCut, p.nDelResp, p.nDelReq)
-	p.mu.Unlock()
+		time.Since(start).Round(time.Millisecond), st.Dropped, st.CutAtResponse, st.Delayed, st.DelayedRequests)
+	if st.Dropped == 0 || st.CutAtResponse == 0 || st.Delayed == 0 || st.DelayedRequests == 0 {
+		t.Errorf("stats %+v: a fault never happened; the test did not test what it says", st)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/idemkit/idemkit/cassandra"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/idemtest/faultproxy"
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
@@ -159,50 +159,33 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
-// proxiedSession connects to Cassandra through p only: protocol v4 (plain
-// frames the proxy can read), every node address translated to the proxy.
-func proxiedSession(t testing.TB, p *proxy, timeout time.Duration) *gocql.Session {
-	t.Helper()
-	cluster := gocql.NewCluster(p.addr())
-	cluster.ProtoVersion = 4
-	cluster.Timeout = timeout
-	cluster.AddressTranslator = gocql.AddressTranslatorFunc(func(net.IP, int) (net.IP, int) {
-		return net.IPv4(127, 0, 0, 1), p.port()
-	})
-	s, err := cluster.CreateSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 // TestLostOnTheWire loses a lightweight transaction's request or response
 // in a TCP proxy between the driver and a real Cassandra. When the write
 // reached the server (the response is dropped, or the connection is closed
 // before it), the SERIAL read finds the write's own write_id: applied,
-// exactly once. When the request never arrived, nothing proves either
-// outcome and the store sends nothing again: ErrUnknownOutcome, and the row
-// is as it was. A CompareAndDelete leaves nothing to recognise: unknown
+// exactly once. When the request never arrived (dropped, or its connection
+// closed before it was forwarded), nothing proves either outcome and the
+// store sends nothing again: ErrUnknownOutcome, and the row is as it was. A CompareAndDelete leaves nothing to recognise: unknown
 // either way.
 func TestLostOnTheWire(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
-	p := newProxy(t, testenv.CassandraHosts(t)[0])
+	p := newArmedProxy(t)
 	const clientTimeout = 1500 * time.Millisecond
-	s := newStore(t, proxiedSession(t, p, clientTimeout), table)
+	s := newStore(t, proxiedSession(t, p.Proxy, clientTimeout), table)
 
 	for _, tc := range []struct {
 		name     string
-		mode     lossMode
+		fault    faultproxy.Fault
 		deadline time.Duration // a caller's deadline shorter than the driver's timeout; 0: none
 		reached  bool          // the request reached the server
 	}{
-		{"response dropped, client timeout", dropResponse, 0, true},
-		{"response dropped, caller's deadline", dropResponse, 500 * time.Millisecond, true},
-		{"connection closed before the response", closeForResponse, 0, true},
-		{"request dropped", dropRequest, 0, false},
+		{"response dropped, client timeout", faultproxy.DropResponse, 0, true},
+		{"response dropped, caller's deadline", faultproxy.DropResponse, 500 * time.Millisecond, true},
+		{"connection closed before the response", faultproxy.CutAtResponse, 0, true},
+		{"request dropped", faultproxy.DropRequest, 0, false},
+		{"connection closed before the request", faultproxy.CutNow, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, o := range []struct {
@@ -245,14 +228,11 @@ func TestLostOnTheWire(t *testing.T) {
 						cctx, cancel = context.WithTimeout(ctx, tc.deadline)
 						defer cancel()
 					}
-					p.arm(tc.mode)
+					before := p.Stats()
+					p.arm(tc.fault)
 					start := time.Now()
 					it, err := o.call(cctx, key)
-					select {
-					case <-p.lost:
-					default:
-						t.Fatal("the proxy lost nothing: the test did not test anything")
-					}
+					waitApplied(t, p.Proxy, before, tc.fault)
 					want := o.before
 					if tc.reached {
 						want = o.after
@@ -297,16 +277,18 @@ func TestLostRequestCallerGone(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
-	p := newProxy(t, testenv.CassandraHosts(t)[0])
-	s := newStore(t, proxiedSession(t, p, 10*time.Second), table)
+	p := newArmedProxy(t)
+	s := newStore(t, proxiedSession(t, p.Proxy, 10*time.Second), table)
 	ctx, key := context.Background(), "gone"
 	if _, err := s.Get(ctx, key); !errors.Is(err, idem.ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	p.arm(dropRequest)
+	before := p.Stats()
+	p.arm(faultproxy.DropRequest)
 	_, err := s.PutIfAbsent(cctx, key, []byte("new"), time.Hour)
+	waitApplied(t, p.Proxy, before, faultproxy.DropRequest)
 	var ue *idem.UnknownOutcomeError
 	if !errors.As(err, &ue) || ue.Key != key || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want an *idem.UnknownOutcomeError for %q wrapping the deadline", err, key)
@@ -320,27 +302,28 @@ func TestLostRequestCallerGone(t *testing.T) {
 // kernel operations, each key's history checked against the model with
 // porcupine) on a store whose every connection to Cassandra, but the
 // driver's control connection, goes through a proxy that forwards each
-// EXECUTE request and then drops about 7% of the responses (the driver
-// times out) and, for about 1%, closes the connection when the response
-// comes (every request in flight on it is cut). Writes of unknown outcome
+// request (QUERY, PREPARE, EXECUTE, BATCH) and then drops about 7% of the
+// responses (the driver times out) and, for about 1%, closes the
+// connection when the response comes (every request in flight on it is
+// cut). Writes of unknown outcome
 // count as "may or may not have happened"; everything the store reports as
 // applied or refused must fit one sequential order.
 func TestLinearizableLossyWire(t *testing.T) {
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
-	p := newProxy(t, testenv.CassandraHosts(t)[0])
+	p := newProxy(t, faultproxy.Config{Drop: 0.07, CutAtResponse: 0.01})
+	p.SetFaults(false)
 	s := newStore(t, proxiedSession(t, p, 400*time.Millisecond), table, cassandra.WithResolveTimeout(5*time.Second))
 	if _, err := s.Get(context.Background(), "warm-up"); !errors.Is(err, idem.ErrNotFound) { // prepares the read
 		t.Fatalf("Get: %v", err)
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("proxy seed %d", seed)
-	p.lossy(seed, 0.07, 0.01)
+	t.Logf("proxy seed %d", p.Seed())
+	p.SetFaults(true)
 	start := time.Now()
 	idemtest.Linearizable(t, s, idemtest.LinearConfig{Clients: 6, Keys: 3, Ops: 40, Rounds: 4, Timeout: 8 * time.Second})
-	drops, cuts := p.losses()
-	t.Logf("%v: the proxy dropped %d responses and cut %d connections", time.Since(start).Round(time.Millisecond), drops, cuts)
-	if drops == 0 || cuts == 0 {
-		t.Errorf("the proxy dropped %d responses and cut %d connections: the test did not test what it says", drops, cuts)
+	st := p.Stats()
+	t.Logf("%v: the proxy dropped %d responses and cut %d connections", time.Since(start).Round(time.Millisecond), st.Dropped, st.CutAtResponse)
+	if st.Dropped == 0 || st.CutAtResponse == 0 {
+		t.Errorf("the proxy dropped %d responses and cut %d connections: the test did not test what it says", st.Dropped, st.CutAtResponse)
 	}
 }
