@@ -50,31 +50,12 @@ func newArmedProxy(t testing.TB) *armedProxy {
 // arm gives fault f to the next QUERY, EXECUTE or BATCH.
 func (p *armedProxy) arm(f faultproxy.Fault) { p.next.Store(int64(f)) }
 
-// applied reports how many times p applied fault f.
-func applied(s faultproxy.Stats, f faultproxy.Fault) int64 {
-	switch f {
-	case faultproxy.DropResponse:
-		return s.Dropped
-	case faultproxy.CutAtResponse:
-		return s.CutAtResponse
-	case faultproxy.CutNow:
-		return s.CutNow
-	case faultproxy.Delay:
-		return s.Delayed
-	case faultproxy.DelayRequest:
-		return s.DelayedRequests
-	case faultproxy.DropRequest:
-		return s.DroppedRequests
-	}
-	return 0
-}
-
 // waitApplied waits (up to a generous bound) until p has applied fault f
 // more times than in before. A dropped response is counted when it
 // arrives, which may be after the driver gave up on it.
 func waitApplied(t testing.TB, p *faultproxy.Proxy, before faultproxy.Stats, f faultproxy.Fault) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); applied(p.Stats(), f) <= applied(before, f); {
+	for deadline := time.Now().Add(20 * time.Second); p.Stats().Applied(f) <= before.Applied(f); {
 		if time.Now().After(deadline) {
 			t.Fatalf("the proxy applied no %v (stats %+v): the test did not test anything", f, p.Stats())
 		}

@@ -75,14 +75,13 @@ func TestCQLFaults(t *testing.T) {
 		fault   faultproxy.Fault
 		written bool // the row was written
 		ok      bool // the driver reported success
-		stat    func(faultproxy.Stats) int64
 	}{
-		{faultproxy.DropResponse, true, false, func(s faultproxy.Stats) int64 { return s.Dropped }},
-		{faultproxy.CutAtResponse, true, false, func(s faultproxy.Stats) int64 { return s.CutAtResponse }},
-		{faultproxy.CutNow, false, false, func(s faultproxy.Stats) int64 { return s.CutNow }},
-		{faultproxy.Delay, true, true, func(s faultproxy.Stats) int64 { return s.Delayed }},
-		{faultproxy.DelayRequest, true, true, func(s faultproxy.Stats) int64 { return s.DelayedRequests }},
-		{faultproxy.DropRequest, false, false, func(s faultproxy.Stats) int64 { return s.DroppedRequests }},
+		{faultproxy.DropResponse, true, false},
+		{faultproxy.CutAtResponse, true, false},
+		{faultproxy.CutNow, false, false},
+		{faultproxy.Delay, true, true},
+		{faultproxy.DelayRequest, true, true},
+		{faultproxy.DropRequest, false, false},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			var next atomic.Int64 // the fault of the next EXECUTE
@@ -119,7 +118,7 @@ func TestCQLFaults(t *testing.T) {
 			if got := stored(t, admin, table, "k"); got != tc.written {
 				t.Errorf("row written: %v, want %v", got, tc.written)
 			}
-			if n := tc.stat(p.Stats()); n != 1 {
+			if n := p.Stats().Applied(tc.fault); n != 1 {
 				t.Errorf("stats %+v: want the fault counted once", p.Stats())
 			}
 			if err := s.Query(insert, "after", "x").Exec(); err != nil {
@@ -242,7 +241,8 @@ func (c *sniffed) Close() error {
 
 // TestCQLHeld: a Decide that blocks holds its request only; another
 // statement on the same connection (one per host) goes through meanwhile,
-// and the held one completes when released.
+// and the held one completes when released. Closing the proxy under the
+// driver's open connections leaves no goroutine of it behind.
 func TestCQLHeld(t *testing.T) {
 	held, release := make(chan struct{}), make(chan struct{})
 	var p *faultproxy.Proxy
@@ -279,6 +279,8 @@ func TestCQLHeld(t *testing.T) {
 	if !stored(t, admin, table, "held") {
 		t.Error("the released statement was not written")
 	}
+	p.Close() // with the driver's connections open
+	noGoroutines(t)
 }
 
 // TestCQLRefusesV5: a driver forced to protocol v5 cannot connect; one

@@ -107,7 +107,8 @@ type Config struct {
 	// goroutine of its own, so the connection's other requests go on; with
 	// HTTP it holds the connection, whose requests are in order anyway. A
 	// Decide that blocks must also return once Proxy.Done is closed, since
-	// Close waits for it. It is not called while faults are off.
+	// Close waits for it; by then every connection is closed, so nothing
+	// it returns is forwarded. It is not called while faults are off.
 	Decide func(Request) Fault
 
 	// Trace, when set, is told every faultable request and the fault chosen
@@ -129,6 +130,25 @@ type Stats struct {
 	DelayedRequests int64 // requests delayed
 	DroppedRequests int64 // requests never forwarded, their connection left open
 	Refused         int64 // CQL connections refused for not speaking protocol v4
+}
+
+// Applied returns how many times fault f was applied (0 for Pass).
+func (s Stats) Applied(f Fault) int64 {
+	switch f {
+	case DropResponse:
+		return s.Dropped
+	case CutAtResponse:
+		return s.CutAtResponse
+	case CutNow:
+		return s.CutNow
+	case Delay:
+		return s.Delayed
+	case DelayRequest:
+		return s.DelayedRequests
+	case DropRequest:
+		return s.DroppedRequests
+	}
+	return 0
 }
 
 // Proxy is a running fault-injecting proxy. Its methods may be called from
@@ -257,7 +277,6 @@ func (p *Proxy) Stats() Stats {
 // again does nothing more. Do not call it from Decide or Trace.
 func (p *Proxy) Close() error {
 	p.once.Do(func() {
-		p.cancel()
 		p.ln.Close()
 		p.mu.Lock()
 		p.closed = true
@@ -268,6 +287,8 @@ func (p *Proxy) Close() error {
 		for l := range links {
 			l.close()
 		}
+		p.cancel() // after the links close: a Decide woken by Done forwards nothing
+
 	})
 	p.wg.Wait()
 	return nil

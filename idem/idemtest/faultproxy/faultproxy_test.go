@@ -200,6 +200,52 @@ func TestCloseEndsEverything(t *testing.T) {
 	noGoroutines(t)
 }
 
+// seeded sends n POSTs /0, /1, ... one after the other through a new proxy
+// with the seed, faults paused for the requests where pause says so, and
+// returns the fault each request got. Every cut must reach the client as
+// an error, and only cuts.
+func seeded(t *testing.T, srv *httptest.Server, n int, seed uint64, pause func(i int) bool) []faultproxy.Fault {
+	var mu sync.Mutex
+	got := make([]faultproxy.Fault, n)
+	fault := func(i int) faultproxy.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[i]
+	}
+	p := start(t, faultproxy.Config{
+		Target: srv.Listener.Addr().String(), Protocol: faultproxy.HTTP, Seed: seed,
+		CutAtResponse: 0.15, CutNow: 0.15, Delay: 0.1, DelayRequest: 0.1, DelayBy: time.Millisecond,
+		Trace: func(r faultproxy.Request, f faultproxy.Fault) {
+			i, err := strconv.Atoi(strings.TrimPrefix(r.Path, "/"))
+			if err != nil || i != int(r.Seq-1) {
+				t.Errorf("request %q has Seq %d", r.Path, r.Seq)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got[i] = f
+		},
+	})
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for i := range n {
+		p.SetFaults(!pause(i))
+		// POST: net/http does not send it again on a reused connection
+		resp, err := c.Post("http://"+p.Addr()+"/"+strconv.Itoa(i), "text/plain", strings.NewReader("x"))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if f := fault(i); (f == faultproxy.CutNow || f == faultproxy.CutAtResponse) != (err != nil) {
+			t.Errorf("request %d: fault %v, client error %v", i, f, err)
+		}
+	}
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
 // TestDecisionsFollowTheSeed: sequential requests on one client through
 // two proxies with the same seed get the same fault each, request by
 // request, even when one of them pauses its faults for a while (the
@@ -210,51 +256,10 @@ func TestDecisionsFollowTheSeed(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }))
 	defer srv.Close()
 	const n = 120
-	run := func(seed uint64, pause func(i int) bool) []faultproxy.Fault {
-		var mu sync.Mutex
-		got := make([]faultproxy.Fault, n)
-		fault := func(i int) faultproxy.Fault {
-			mu.Lock()
-			defer mu.Unlock()
-			return got[i]
-		}
-		p := start(t, faultproxy.Config{
-			Target: srv.Listener.Addr().String(), Protocol: faultproxy.HTTP, Seed: seed,
-			CutAtResponse: 0.15, CutNow: 0.15, Delay: 0.1, DelayRequest: 0.1, DelayBy: time.Millisecond,
-			Trace: func(r faultproxy.Request, f faultproxy.Fault) {
-				i, err := strconv.Atoi(strings.TrimPrefix(r.Path, "/"))
-				if err != nil || i != int(r.Seq-1) {
-					t.Errorf("request %q has Seq %d", r.Path, r.Seq)
-					return
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				got[i] = f
-			},
-		})
-		c := &http.Client{Transport: &http.Transport{}}
-		defer c.CloseIdleConnections()
-		for i := range n {
-			p.SetFaults(!pause(i))
-			// POST: net/http does not send it again on a reused connection
-			resp, err := c.Post("http://"+p.Addr()+"/"+strconv.Itoa(i), "text/plain", strings.NewReader("x"))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			if f := fault(i); (f == faultproxy.CutNow || f == faultproxy.CutAtResponse) != (err != nil) {
-				t.Errorf("request %d: fault %v, client error %v", i, f, err)
-			}
-		}
-		p.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		return got
-	}
 	always := func(int) bool { return false }
-	a := run(42, always)
-	b := run(42, func(i int) bool { return i >= 40 && i < 80 })
-	c := run(43, always)
+	a := seeded(t, srv, n, 42, always)
+	b := seeded(t, srv, n, 42, func(i int) bool { return i >= 40 && i < 80 })
+	c := seeded(t, srv, n, 43, always)
 	count := map[faultproxy.Fault]int{}
 	for i := range n {
 		count[a[i]]++

@@ -60,24 +60,23 @@ func faultOn(path string, f faultproxy.Fault) func(faultproxy.Request) faultprox
 // (after a request that passes on the same connection) and checks both
 // ends: whether the server got the request, what the client saw, and that
 // the proxy counted the fault. A dropped response must leave the client
-// waiting (it gives up after its deadline); a cut must reach it as a broken
-// connection, not a timeout; a delay must hold the response or the request
-// at least DelayBy.
+// waiting (it gives up after its deadline), and so must a dropped request;
+// a cut must reach it as a broken connection, not a timeout; a delay must
+// hold the response or the request at least DelayBy.
 func TestHTTPFaults(t *testing.T) {
 	const delayBy = 300 * time.Millisecond
 	for _, tc := range []struct {
 		fault   faultproxy.Fault
 		reached bool // the server got the request
 		ok      bool // the client got the response
-		stat    func(faultproxy.Stats) int64
 	}{
-		{faultproxy.Pass, true, true, func(faultproxy.Stats) int64 { return 1 }},
-		{faultproxy.DropResponse, true, false, func(s faultproxy.Stats) int64 { return s.Dropped }},
-		{faultproxy.CutAtResponse, true, false, func(s faultproxy.Stats) int64 { return s.CutAtResponse }},
-		{faultproxy.CutNow, false, false, func(s faultproxy.Stats) int64 { return s.CutNow }},
-		{faultproxy.Delay, true, true, func(s faultproxy.Stats) int64 { return s.Delayed }},
-		{faultproxy.DelayRequest, true, true, func(s faultproxy.Stats) int64 { return s.DelayedRequests }},
-		{faultproxy.DropRequest, false, false, func(s faultproxy.Stats) int64 { return s.DroppedRequests }},
+		{faultproxy.Pass, true, true},
+		{faultproxy.DropResponse, true, false},
+		{faultproxy.CutAtResponse, true, false},
+		{faultproxy.CutNow, false, false},
+		{faultproxy.Delay, true, true},
+		{faultproxy.DelayRequest, true, true},
+		{faultproxy.DropRequest, false, false},
 	} {
 		t.Run(tc.fault.String(), func(t *testing.T) {
 			srv := newEcho(t)
@@ -88,34 +87,11 @@ func TestHTTPFaults(t *testing.T) {
 			if got := post(t, c, p, "/before", "a"); got != "POST /before a" {
 				t.Fatalf("before: got %q", got)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			waits := tc.fault == faultproxy.DropResponse || tc.fault == faultproxy.DropRequest
-			if waits {
-				go cancelWhen(lost(p), cancel) // the client would wait for ever
-			}
 			begin := time.Now()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Addr()+"/faulted", strings.NewReader("b"))
-			resp, err := c.Do(req)
-			took := time.Since(begin)
-			if tc.ok {
-				if err != nil {
-					t.Fatalf("got %v, want the response", err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(body) != "POST /faulted b" {
-					t.Errorf("got %q", body)
-				}
-			} else {
-				if err == nil {
-					resp.Body.Close()
-					t.Fatal("got a response, want none")
-				}
-				if canceled := errors.Is(err, context.Canceled); canceled != waits {
-					t.Errorf("got %v: want a timeout (here: the client giving up) for a dropped response or request, a cut connection otherwise", err)
-				}
+			if ok := postFaulted(t, c, p, tc.fault); ok != tc.ok {
+				t.Fatalf("got a response: %v, want %v", ok, tc.ok)
 			}
+			took := time.Since(begin)
 			arrived := srv.arrivals("/faulted")
 			if (len(arrived) == 1) != tc.reached || len(arrived) > 1 {
 				t.Fatalf("the server got the request %d times, want reached=%v", len(arrived), tc.reached)
@@ -130,7 +106,7 @@ func TestHTTPFaults(t *testing.T) {
 					t.Errorf("the delayed request reached the server after %v, want at least %v", d, delayBy)
 				}
 			}
-			if n := tc.stat(p.Stats()); n != 1 {
+			if n := p.Stats().Applied(tc.fault); n != 1 && tc.fault != faultproxy.Pass {
 				t.Errorf("stats %+v: want the fault counted once", p.Stats())
 			}
 			if got := post(t, c, p, "/after", "c"); got != "POST /after c" {
@@ -138,6 +114,33 @@ func TestHTTPFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// postFaulted posts "b" to /faulted and reports whether the echo came back.
+// When it does not, the error must be a cut connection, or, for a dropped
+// response or request, the client giving up (once the proxy dropped it).
+func postFaulted(t testing.TB, c *http.Client, p *faultproxy.Proxy, f faultproxy.Fault) bool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waits := f == faultproxy.DropResponse || f == faultproxy.DropRequest
+	if waits {
+		go cancelWhen(lost(p), cancel) // the client would wait for ever
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Addr()+"/faulted", strings.NewReader("b"))
+	resp, err := c.Do(req)
+	if err != nil {
+		if canceled := errors.Is(err, context.Canceled); canceled != waits {
+			t.Errorf("got %v: want a timeout (here: the client giving up) for a dropped response or request, a cut connection otherwise", err)
+		}
+		return false
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "POST /faulted b" {
+		t.Errorf("got %q", body)
+	}
+	return true
 }
 
 func post(t testing.TB, c *http.Client, p *faultproxy.Proxy, path, body string) string {
@@ -154,14 +157,11 @@ func post(t testing.TB, c *http.Client, p *faultproxy.Proxy, path, body string) 
 	return string(b)
 }
 
-// TestHTTPFraming sends many requests over one keep-alive connection, of
-// every framing the proxy must follow to find where a message ends:
-// Content-Length and chunked bodies both ways (with a trailer), HEAD, 204
-// and 304 responses without a body, Expect: 100-continue, and a response
-// delimited by the end of the connection. Every body must come back
-// whole, on the one connection, and the proxy must see every request.
-func TestHTTPFraming(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// framingServer answers with each framing a response can have: chunked
+// with a trailer (/chunked), no body (/nobody, /notmodified), delimited by
+// the end of the connection (/close), or a Content-Length.
+func framingServer() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		switch r.URL.Path {
 		case "/chunked":
@@ -183,6 +183,16 @@ func TestHTTPFraming(t *testing.T) {
 			fmt.Fprintf(w, "ok %s", body)
 		}
 	}))
+}
+
+// TestHTTPFraming sends many requests over one keep-alive connection, of
+// every framing the proxy must follow to find where a message ends:
+// Content-Length and chunked bodies both ways (with a trailer), HEAD, 204
+// and 304 responses without a body, Expect: 100-continue, and a response
+// delimited by the end of the connection. Every body must come back
+// whole, on the one connection, and the proxy must see every request.
+func TestHTTPFraming(t *testing.T) {
+	srv := framingServer()
 	defer srv.Close()
 	var conns sync.Map
 	p := start(t, faultproxy.Config{Target: srv.Listener.Addr().String(), Protocol: faultproxy.HTTP,
@@ -194,24 +204,7 @@ func TestHTTPFraming(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
 	do := func(method, path, body string, chunked, expect bool) (*http.Response, string) {
 		t.Helper()
-		var r io.Reader = strings.NewReader(body)
-		if chunked {
-			r = io.MultiReader(strings.NewReader(body)) // no length known: sent chunked
-		}
-		req, _ := http.NewRequest(method, "http://"+p.Addr()+path, r)
-		if expect {
-			req.Header.Set("Expect", "100-continue")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		return resp, string(b)
+		return send(t, c, method, "http://"+p.Addr()+path, body, chunked, expect)
 	}
 	requests := 0
 	for i := range 5 {
@@ -252,6 +245,30 @@ func TestHTTPFraming(t *testing.T) {
 	if s := p.Stats(); s.Requests != int64(requests) {
 		t.Errorf("the proxy saw %d requests, want %d", s.Requests, requests)
 	}
+}
+
+// send sends a request and reads the whole response. A chunked request
+// has no length known in advance; expect asks for 100-continue.
+func send(t testing.TB, c *http.Client, method, url, body string, chunked, expect bool) (*http.Response, string) {
+	t.Helper()
+	var r io.Reader = strings.NewReader(body)
+	if chunked {
+		r = io.MultiReader(strings.NewReader(body)) // no length known: sent chunked
+	}
+	req, _ := http.NewRequest(method, url, r)
+	if expect {
+		req.Header.Set("Expect", "100-continue")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return resp, string(b)
 }
 
 // TestHTTPDropSilences pipelines three requests on one raw connection and
