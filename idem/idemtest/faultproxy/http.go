@@ -70,8 +70,7 @@ func readHead(r *bufio.Reader) (*head, error) {
 		text := strings.TrimRight(string(line), "\r\n")
 		switch {
 		case h.start == nil:
-			if text == "" { // a stray empty line before a message is allowed
-				h.raw = h.raw[:0]
+			if text == "" { // a stray empty line before a message is allowed (and forwarded)
 				continue
 			}
 			h.start = strings.SplitN(text, " ", 3)
@@ -153,7 +152,7 @@ func copyChunks(w *bufio.Writer, r *bufio.Reader) error {
 		}
 		size, _, _ := strings.Cut(strings.TrimSpace(string(line)), ";")
 		n, err := strconv.ParseInt(size, 16, 64)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > 1<<62 {
 			return errHTTPMalformed
 		}
 		if _, err := w.Write(line); err != nil {
