@@ -84,6 +84,10 @@ func (b Backend) session() (*gocql.Session, error) {
 		}
 		ip := net.ParseIP(host)
 		c.ProtoVersion = 4
+		// The proxy cuts connections: with more of them, a cut seldom
+		// leaves the pool empty (gocql then answers "no hosts available"
+		// until it has reconnected).
+		c.NumConns = 4
 		c.AddressTranslator = gocql.AddressTranslatorFunc(func(net.IP, int) (net.IP, int) { return ip, n })
 	}
 	var s *gocql.Session

@@ -94,39 +94,49 @@ func (c *caller) answer(r Record, err error) {
 }
 
 // work is fn: it records its start with what its lease says, works for a
-// while, and fails, crashes or finishes at random. Its result names the
-// process and the execution, so no two executions produce the same one.
+// while, fails, crashes or finishes at random, and records its end with
+// the lease's deadline as the heartbeat last extended it; after finishing
+// it may crash before returning. Its result names the process and the
+// execution, so no two executions produce the same one.
 func (c *caller) work(ctx context.Context, t Task, run string) (string, error) {
 	start := Record{Ev: EvStart, Kind: t.Kind, Key: t.Key, Task: t.Index, Run: run, Rec: c.recovery}
-	if l, ok := idem.LeaseFrom(ctx); ok {
+	l, _ := idem.LeaseFrom(ctx)
+	if l != nil {
 		start.Att, start.TK, start.Until = l.Attempt(), l.Takeover(), l.Until().UnixNano()
 	}
 	c.log.Write(start)
+	r, err := c.outcome(ctx, t, run)
+	if l != nil {
+		r.Until = l.Until().UnixNano() // the last extension the heartbeat made
+	}
+	c.log.Write(r)
+	if err == nil && c.chance(c.plan.KillLate) {
+		c.crashNow(r)
+	}
+	return r.Res, err
+}
+
+// outcome works for a while, and then fails, crashes or finishes at
+// random; it returns the record of fn's end, not yet written.
+func (c *caller) outcome(ctx context.Context, t Task, run string) (Record, error) {
 	end := Record{Kind: t.Kind, Key: t.Key, Task: t.Index, Run: run, Rec: c.recovery}
 	if !sleepCtx(ctx, c.duration()) {
 		end.Ev, end.Err = EvFail, ErrKind(errLeaseGone)
-		c.log.Write(end)
-		return "", fmt.Errorf("%w: %w", errLeaseGone, context.Cause(ctx))
+		return end, fmt.Errorf("%w: %w", errLeaseGone, context.Cause(ctx))
 	}
 	if c.chance(c.plan.KillMid) {
 		c.crashNow(end)
 	}
 	if c.chance(c.plan.FnFail) {
 		end.Ev, end.Err = EvFail, ErrKind(errByDesign)
-		c.log.Write(end)
-		return "", errByDesign
+		return end, errByDesign
 	}
 	if ctx.Err() != nil {
 		end.Ev, end.Err = EvFail, ErrKind(errLeaseGone)
-		c.log.Write(end)
-		return "", fmt.Errorf("%w: %w", errLeaseGone, context.Cause(ctx))
+		return end, fmt.Errorf("%w: %w", errLeaseGone, context.Cause(ctx))
 	}
 	end.Ev, end.Res = EvOK, c.log.proc+"/"+run
-	c.log.Write(end)
-	if c.chance(c.plan.KillLate) {
-		c.crashNow(end)
-	}
-	return end.Res, nil
+	return end, nil
 }
 
 func (c *caller) crashNow(r Record) {

@@ -3,6 +3,7 @@ package torture
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -77,12 +78,19 @@ const maxExamples = 12
 //     confirmed if its own call answered its result without error: Do
 //     returns nil only once the result is stored.
 //   - A double execution is (a) a confirmed execution of a key that has an
-//     earlier-started confirmed one (two results stored), or (b) an
-//     execution that started after a caller of the key had already been
-//     given a successful answer, while the execution's own lease was still
-//     live at its start. A stored answer is final for the retention, so no
-//     claim may succeed after it; and with the lease live, the claim that
-//     started fn cannot have been a stale one. Executions that were cut,
+//     earlier-started confirmed one (two results stored); (b) an execution
+//     that started after a caller of the key had already been given a
+//     successful answer, while the execution's own lease was still live at
+//     its start; or (c) an execution that started while an earlier one was
+//     still inside fn (it had not recorded its end: it was running, or it
+//     was cut) and that earlier one's lease was live (before the later of
+//     the deadlines it recorded at its start and its end, which are what
+//     its claim and its last extension wrote). A stored answer is final for
+//     the retention, so no claim may succeed after it; a live lease can
+//     only be taken over by a broken claim; and with its own lease live,
+//     the claim that started fn cannot have been a stale one. One machine,
+//     one clock: the leases are judged by the same clock the records are
+//     stamped with. Executions that were cut,
 //     failed, or finished without being confirmed (a crash between fn and
 //     the stored result, a lease lost while the store was unreachable) are
 //     the documented window of re-execution, not doubles; they are counted
@@ -290,7 +298,35 @@ func (rep *Report) checkRuns(name string, h *history, firstOK int64) {
 				name, x.start.Proc, x.start.Run, stamp(x.start.T), stamp(firstOK), x.start.Att, stamp(x.start.Until))
 		}
 	}
+	rep.overlaps(name, h, double)
 	rep.DoubleExecutions += len(double)
+}
+
+// overlaps marks as double the executions that started inside another
+// execution's fn while that one's lease was live (rule (c) of Check).
+func (rep *Report) overlaps(name string, h *history, double map[*run]bool) {
+	var runs []*run
+	for _, id := range sortedKeys(h.runs) {
+		if x := h.runs[id]; x.start != nil {
+			runs = append(runs, x)
+		}
+	}
+	slices.SortFunc(runs, func(a, b *run) int { return cmp.Compare(a.start.T, b.start.T) })
+	for i, a := range runs {
+		end, live := int64(math.MaxInt64), a.start.Until
+		if e := cmp.Or(a.ok, a.fail); e != nil {
+			end, live = e.T, max(live, e.Until)
+		}
+		for _, b := range runs[i+1:] {
+			stale := b.start.Until != 0 && b.start.T >= b.start.Until
+			if b.start.T >= end || b.start.T >= live || stale || double[b] {
+				continue
+			}
+			double[b] = true
+			rep.example("double execution: %s: %s's execution %s started %s inside %s's execution %s, whose lease was live until %s",
+				name, b.start.Proc, b.start.Run, stamp(b.start.T), a.start.Proc, a.start.Run, stamp(live))
+		}
+	}
 }
 
 // checkOnce counts an event whose effect was not recorded exactly once.

@@ -141,13 +141,13 @@ func NewPlan(scale Scale, backend string, seed uint64) Plan {
 	p.Children, p.Workers = 4, 8
 	switch backend {
 	case "memstore":
-		p.DoKeys, p.OnceEvents, p.Children, p.Workers = 20000, 4000, 3, 16
+		p.DoKeys, p.OnceEvents, p.Children, p.Workers = 6000, 1000, 3, 16
 	case "moto":
 		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 6, 100
 	case "cluster":
 		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 8, 100
 	default:
-		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 12000, 2000, 12, 150
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 14000, 2000, 12, 150
 	}
 	return p
 }

@@ -29,7 +29,7 @@ type Record struct {
 	Run   string `json:"run,omitempty"`   // the execution's nonce
 	Att   int    `json:"att,omitempty"`   // Lease.Attempt at fn's start
 	TK    bool   `json:"tk,omitempty"`    // Lease.Takeover at fn's start
-	Until int64  `json:"until,omitempty"` // Lease.Until at fn's start, Unix ns
+	Until int64  `json:"until,omitempty"` // Lease.Until at fn's start (EvStart) or end (EvOK, EvFail), Unix ns
 	Res   string `json:"res,omitempty"`   // EvOK: fn's result; EvAnswer: the call's result
 
 	// answers (EvAnswer) and totals (EvTotal)
