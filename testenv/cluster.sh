@@ -19,6 +19,15 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# Close every inherited descriptor but stdin, stdout and stderr, so that no node's JVM keeps one
+# open: `flock testenv/.run/cluster/tests.lock testenv/cluster.sh start` would otherwise leave
+# the tests' lock held by the nodes for as long as they run.
+for fd in /proc/$$/fd/*; do
+	fd=${fd##*/}
+	((fd > 2 && fd != 255)) && eval "exec $fd>&-" 2>/dev/null
+done
+unset fd
+
 read -r -a ADDRESSES <<<"${IDEM_CLUSTER_ADDRESSES:-127.0.0.11 127.0.0.12 127.0.0.13}"
 ((${#ADDRESSES[@]} == 3)) || die "IDEM_CLUSTER_ADDRESSES must name three addresses, not '${ADDRESSES[*]}'"
 TOKENS=(-9223372036854775808 -3074457345618258603 3074457345618258602)
@@ -57,13 +66,60 @@ each() {
 start_all() {
 	local t0=$EPOCHREALTIME
 	"$TESTENV_DIR/cassandra.sh" install
-	# The seed first: the others' gossip needs it to answer before they can join.
-	node 1 start
-	node 2 start &
-	local p2=$!
-	node 3 start
-	wait "$p2" || die "cluster: node 2 did not start"
-	say "cluster: 3 nodes answering after $(elapsed "$t0"), RSS $(rss_total)"
+	if [[ ${IDEM_CLUSTER_PARALLEL:-1} == 1 ]]; then
+		# All three at once (auto_bootstrap is off: no node waits for another to start).
+		each start
+	else
+		# The seed first, then the other two.
+		node 1 start
+		node 2 start &
+		local p2=$!
+		node 3 start
+		wait "$p2" || die "cluster: node 2 did not start"
+	fi
+	say "cluster: 3 nodes answering CQL after $(elapsed "$t0")"
+	wait_all_up
+	say "cluster: every node sees all 3 up after $(elapsed "$t0"), RSS $(rss_total)"
+}
+
+# nodetool N ARGS...: Cassandra's nodetool (from the same jars) against node N's JMX port.
+nodetool() {
+	local n=$1 lib=$CACHE_DIR/cassandra-$CASSANDRA_VERSION/lib
+	shift
+	local -a opts
+	mapfile -t opts < <(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' -e '^-XX' "$TESTENV_DIR/cassandra/jvm17-server.options")
+	mkdir -p "$CLUSTER_DIR/nodetool"
+	timeout 60 "${IDEM_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}" \
+		-Xmx128M -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "${opts[@]}" \
+		-Duser.home="$CLUSTER_DIR/nodetool" -Dcassandra.logdir="$CLUSTER_DIR/nodetool" \
+		-Dlogback.configurationFile="$TESTENV_DIR/cassandra/logback.xml" \
+		-cp "$lib/*" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p $((7200 + n)) "$@"
+}
+
+# view N: how node N's gossip sees the three nodes, "127.0.0.11=UN 127.0.0.12=DN ..." (U up,
+# D down; N normal, J joining); fails if node N does not answer.
+view() {
+	local out a st line
+	out=$(nodetool "$1" status 2>/dev/null) || return 1
+	for a in "${ADDRESSES[@]}"; do
+		st=??
+		while read -r line; do
+			[[ $line =~ ^([UD][NLJM])\ +$a\  ]] && st=${BASH_REMATCH[1]}
+		done <<<"$out"
+		printf '%s=%s ' "$a" "$st"
+	done
+}
+
+# wait_all_up: until every node's gossip sees all three up and normal (UN), at most
+# IDEM_CASSANDRA_START_TIMEOUT seconds (180).
+wait_all_up() {
+	local deadline=$((SECONDS + ${IDEM_CASSANDRA_START_TIMEOUT:-180})) n v
+	for n in 1 2 3; do
+		until v=$(view "$n") && [[ $v != *=[^U]* && $v != *=U[^N]* ]]; do
+			((SECONDS < deadline)) || die "cluster: node $n sees ${v:-nothing (no JMX answer)} after ${IDEM_CASSANDRA_START_TIMEOUT:-180}s"
+			sleep 1
+		done
+	done
 }
 
 rss_total() {
@@ -76,9 +132,14 @@ rss_total() {
 }
 
 status() {
-	local n rc=0
+	local n rc=0 v
 	for n in 1 2 3; do
-		node "$n" status || rc=3
+		if node "$n" status; then
+			v=$(view "$n") || v="no JMX answer on 127.0.0.1:$((7200 + n))"
+			echo "  node$n sees: $v"
+		else
+			rc=3
+		fi
 	done
 	echo "cluster: RSS $(rss_total) in all"
 	return "$rc"
@@ -90,7 +151,9 @@ start)
 	if [[ -n ${2:-} ]]; then
 		t0=$EPOCHREALTIME
 		node "$2" start
-		say "cluster: node $2 answering after $(elapsed "$t0")"
+		say "cluster: node $2 answering CQL after $(elapsed "$t0")"
+		wait_all_up
+		say "cluster: every node sees node $2 up after $(elapsed "$t0")"
 	else
 		start_all
 	fi

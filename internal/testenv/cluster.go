@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"os"
 	"os/exec"
@@ -53,8 +52,8 @@ type Cluster struct {
 //
 // Tests of the cluster kill nodes, and go test runs packages in parallel processes, so
 // CassandraCluster first takes an exclusive lock that every test of the same cluster shares
-// (an flock on IDEM_CASSANDRA_CLUSTER_LOCK, by default a file in os.TempDir named after the
-// hosts), and holds it until t ends; a subtest of the test holding it shares it. It then makes
+// (an flock on IDEM_CASSANDRA_CLUSTER_LOCK, by default testenv/.run/cluster/tests.lock), and
+// holds it until t ends; a subtest of the test holding it shares it. It then makes
 // sure the three nodes run and see each other up (starting any that is down), and on cleanup
 // restarts every node the test killed and waits until all three are up again, so that no
 // test's kill leaks into the next one. A child process of the test must not call it (it would
@@ -77,7 +76,11 @@ func CassandraCluster(t testing.TB) *Cluster {
 	if !filepath.IsAbs(ctl) {
 		t.Fatalf("testenv: IDEM_CASSANDRA_CLUSTER_CTL=%q is not an absolute path", ctl)
 	}
-	lockCluster(t, clusterLockPath(hosts))
+	lock, err := clusterLockPath(ctl)
+	if err != nil {
+		t.Fatalf("testenv: cluster lock: %v", err)
+	}
+	lockCluster(t, lock)
 	c := &Cluster{hosts: hosts, ctl: ctl, killed: map[int]bool{}}
 	t.Cleanup(func() { c.restore(t) }) // runs before the unlock: cleanups run last-in, first-out
 	if err := c.probeAll(t.Context()); err != nil {
@@ -296,15 +299,20 @@ var clusterLock struct {
 
 func init() { clusterLock.cond = sync.NewCond(&clusterLock.mu) }
 
-// clusterLockPath is IDEM_CASSANDRA_CLUSTER_LOCK, else a file in os.TempDir named after the
-// cluster's hosts, so that every test binary using the same cluster takes the same lock.
-func clusterLockPath(hosts []string) string {
+// clusterLockPath is IDEM_CASSANDRA_CLUSTER_LOCK, else tests.lock in the cluster's run folder
+// (IDEM_TESTENV_RUN, default testenv/.run, next to the script: testenv/.run/cluster/tests.lock),
+// so that every test binary using the cluster takes the same lock, and a person can take it too:
+// flock testenv/.run/cluster/tests.lock testenv/cluster.sh kill 2
+func clusterLockPath(ctl string) (string, error) {
 	if p := os.Getenv("IDEM_CASSANDRA_CLUSTER_LOCK"); p != "" {
-		return p
+		return p, nil
 	}
-	h := fnv.New64a()
-	h.Write([]byte(strings.Join(hosts, ",")))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("idemkit-cassandra-cluster-%016x.lock", h.Sum64()))
+	run := os.Getenv("IDEM_TESTENV_RUN")
+	if run == "" {
+		run = filepath.Join(filepath.Dir(ctl), ".run")
+	}
+	dir := filepath.Join(run, "cluster")
+	return filepath.Join(dir, "tests.lock"), os.MkdirAll(dir, 0o755)
 }
 
 // lockCluster takes the cluster's lock for t (waiting at most clusterLockTimeout) and
