@@ -182,16 +182,6 @@ func (e *errorKinds) add(op string, err error) {
 	}
 }
 
-func (e *errorKinds) total() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	sum := 0
-	for _, n := range e.n {
-		sum += n
-	}
-	return sum
-}
-
 func (e *errorKinds) log(t *testing.T) {
 	t.Helper()
 	e.mu.Lock()
