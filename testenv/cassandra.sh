@@ -25,6 +25,10 @@ NAME=cassandra${IDEM_CASSANDRA_NODE_DIR:+ $(basename "$NODE_DIR")}
 SEEDS=${IDEM_CASSANDRA_SEEDS:-$CASSANDRA_ADDRESS:$CASSANDRA_STORAGE_PORT}
 TOKEN=${IDEM_CASSANDRA_TOKEN:-0}
 JMX_PORT=${IDEM_CASSANDRA_JMX_PORT:-}
+# unsafesystem skips the commit log of the system keyspaces: a fast start, but a SIGKILLed node
+# then forgets recent schema changes and drops the replayed rows of tables it no longer knows.
+# The cluster, whose nodes tests SIGKILL, turns it off.
+UNSAFE_SYSTEM=${IDEM_CASSANDRA_UNSAFE_SYSTEM:-true}
 LOCK=$NODE_DIR.lock
 PID_FILE=$NODE_DIR/cassandra.pid
 OUT_LOG=$NODE_DIR/logs/stdout.log
@@ -131,7 +135,7 @@ start_locked() {
 		-Dcassandra-foreground=yes \
 		-Dcassandra.skip_wait_for_gossip_to_settle=0 \
 		-Dcassandra.load_ring_state=false \
-		-Dcassandra.unsafesystem=true \
+		-Dcassandra.unsafesystem="$UNSAFE_SYSTEM" \
 		-Dcassandra.superuser_setup_delay_ms=0 \
 		${JMX_PORT:+-Dcassandra.jmx.local.port=$JMX_PORT} \
 		-cp "$LIB_DIR/*" \

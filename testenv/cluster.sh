@@ -47,6 +47,7 @@ node() {
 		IDEM_CASSANDRA_TOKEN=${TOKENS[n - 1]} \
 		IDEM_CASSANDRA_JMX_PORT=$((7200 + n)) \
 		IDEM_CASSANDRA_HEAP=$HEAP \
+		IDEM_CASSANDRA_UNSAFE_SYSTEM=false \
 		"$TESTENV_DIR/cassandra.sh" "$@"
 }
 
