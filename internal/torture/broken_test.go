@@ -32,10 +32,10 @@ func (s forgetful) CompareAndSwap(ctx context.Context, key string, version int64
 	return s.Store.CompareAndSwap(ctx, key, version, value, ttl)
 }
 
-// TestTortureCatchesBrokenStores runs the whole harness, in process, on
+// TestHarnessCatchesBrokenStores runs the whole harness, in process, on
 // two broken stores and requires it to report what they break: a torture
 // run that cannot fail proves nothing.
-func TestTortureCatchesBrokenStores(t *testing.T) {
+func TestHarnessCatchesBrokenStores(t *testing.T) {
 	p := NewPlan(CI, "memstore", 1)
 	p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps, p.Children, p.Workers = 80, 20, 2, 20, 2, 8
 	cases := []struct {

@@ -24,9 +24,11 @@
 //     generation submits what its predecessors left unanswered, including
 //     the calls the kill cut (duplicate deliveries);
 //   - children reach the server through a fault proxy
-//     (idem/idemtest/faultproxy) that drops responses, cuts connections and
-//     delays responses; on the three-node cluster a nemesis kills a node
-//     and starts it again;
+//     (idem/idemtest/faultproxy) that drops responses, cuts connections,
+//     and holds requests or responses for longer than the client's timeout
+//     (so a write may land after its caller gave up on it); on the
+//     three-node cluster, where children connect to the nodes directly, a
+//     nemesis kills a node and starts it again;
 //   - leases are short (two seconds, a heartbeat every 400 ms) so that
 //     takeovers after crashes happen within the run.
 //
@@ -52,11 +54,14 @@
 //
 // # Running it
 //
-//	go test -race -run 'TestTorture' ./internal/torture/   # the CI size, every backend found
-//	IDEM_TORTURE_SCALE=full go test -run 'TestTorture' -v -timeout 60m ./internal/torture/
+//	go test -race ./internal/torture/   # the CI size, every backend found
+//	IDEM_TORTURE_SCALE=full go test -run 'TestTorture(Memstore|DynamoDB|Cassandra)$' -v -timeout 60m ./internal/torture/
 //
 // IDEM_TORTURE_SEED replays a run's workload, kill schedule and fault
-// choices (the timing of the processes still varies). Each run prints a
-// Markdown row of figures on stdout, prefixed "torture: ", and the full
-// figures with t.Log.
+// choices (the timing of the processes still varies). IDEM_TORTURE_KEYS
+// sets the number of Do keys, IDEM_TORTURE_FAULTS multiplies every fault
+// probability (a harsher run), and IDEM_TORTURE_KEEP keeps the logs of a
+// passing run too (a failing one always keeps them and says where). Each
+// run prints a Markdown row of figures on stdout, prefixed "torture: ",
+// and the full figures with t.Log.
 package torture

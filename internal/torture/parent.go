@@ -28,8 +28,9 @@ type Options struct {
 	// Wire is the fault proxy the children connect through, or nil.
 	Wire Wire
 	// Nemesis, if set, runs alongside the chaos phase (the cluster's node
-	// kills) until its context ends, and returns what it did, for the
-	// figures.
+	// kill) and returns what it did, for the figures. Its context ends
+	// when the workload is done; the recovery pass waits until it has
+	// returned, so it must leave the backend whole.
 	Nemesis func(ctx context.Context) NemesisReport
 }
 
@@ -39,7 +40,9 @@ type Wire interface {
 	Stats() WireStats
 }
 
-// WireStats counts the faults a Wire injected.
+// WireStats counts the faults a Wire injected: responses dropped,
+// connections cut (before forwarding a request or when its response came),
+// and requests or responses held.
 type WireStats struct{ Requests, Dropped, Cut, Delayed int64 }
 
 // NemesisReport is what a nemesis did.

@@ -42,7 +42,9 @@ type Plan struct {
 	Drop      float64       // proxy: probability of dropping a response
 	CutAtResp float64       // proxy: probability of closing the connection when the response comes
 	CutNow    float64       // proxy: probability of closing the connection before forwarding
-	Delay     float64       // proxy: probability of delaying a response by a second
+	Delay     float64       // proxy: probability of holding a response for DelayBy
+	DelayReq  float64       // proxy: probability of holding a request for DelayBy, then forwarding it
+	DelayBy   time.Duration // proxy: longer than the clients' timeouts, so a held request may land after its caller gave up
 
 	Deadline time.Duration // bound on the chaos phase: beyond it the run fails
 }
@@ -98,6 +100,37 @@ func KeysFromEnv() (int, error) {
 	return n, nil
 }
 
+// FaultsFromEnv reads IDEM_TORTURE_FAULTS, a factor (default 1) by which
+// WithFaults multiplies the plan's fault probabilities.
+func FaultsFromEnv() (float64, error) {
+	v := os.Getenv("IDEM_TORTURE_FAULTS")
+	if v == "" {
+		return 1, nil
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil || x < 0 {
+		return 0, fmt.Errorf("torture: IDEM_TORTURE_FAULTS=%q: want a factor of at least 0", v)
+	}
+	return x, nil
+}
+
+// WithFaults returns p with the probabilities of the proxy's faults, of
+// fn's failures and of its self-kills multiplied by x, and the parent's
+// kills x times as frequent; the proxy's probabilities are scaled down
+// together if their sum would pass one half.
+func (p Plan) WithFaults(x float64) Plan {
+	p.Drop, p.CutAtResp, p.CutNow, p.Delay, p.DelayReq = x*p.Drop, x*p.CutAtResp, x*p.CutNow, x*p.Delay, x*p.DelayReq
+	if sum := p.Drop + p.CutAtResp + p.CutNow + p.Delay + p.DelayReq; sum > 0.5 {
+		k := 0.5 / sum
+		p.Drop, p.CutAtResp, p.CutNow, p.Delay, p.DelayReq = k*p.Drop, k*p.CutAtResp, k*p.CutNow, k*p.Delay, k*p.DelayReq
+	}
+	p.FnFail, p.KillMid, p.KillLate = min(x*p.FnFail, 0.9), min(x*p.KillMid, 0.2), min(x*p.KillLate, 0.2)
+	if x > 0 {
+		p.KillEvery = time.Duration(float64(p.KillEvery) / x)
+	}
+	return p
+}
+
 // NewPlan returns the plan of a scale for a backend, by its report name
 // (memstore, moto, ministack, cassandra, cluster; any other DynamoDB
 // server is sized as ministack). Sizes follow each server's throughput on
@@ -125,7 +158,9 @@ func NewPlan(scale Scale, backend string, seed uint64) Plan {
 		Drop:        0.01,
 		CutAtResp:   0.006,
 		CutNow:      0.006,
-		Delay:       0.008,
+		Delay:       0.003,
+		DelayReq:    0.003,
+		DelayBy:     4500 * time.Millisecond,
 		Deadline:    3 * time.Minute,
 	}
 	switch backend {
@@ -145,9 +180,9 @@ func NewPlan(scale Scale, backend string, seed uint64) Plan {
 	case "moto":
 		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 6, 100
 	case "cluster":
-		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 3000, 500, 8, 100
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 1000, 200, 6, 60
 	default:
-		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 14000, 2000, 12, 150
+		p.DoKeys, p.OnceEvents, p.Counters, p.CounterOps = 12000, 2000, 12, 150
 	}
 	return p
 }

@@ -38,7 +38,11 @@ func newPlan(t *testing.T, backend string) Plan {
 		t.Fatal(err)
 	}
 	t.Logf("torture: scale %s, seed %d (IDEM_TORTURE_SEED=%d replays the workload)", scale, seed, seed)
-	p := NewPlan(scale, backend, seed)
+	faults, err := FaultsFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlan(scale, backend, seed).WithFaults(faults)
 	if keys > 0 {
 		p.DoKeys, p.OnceEvents = keys, max(keys/6, 1)
 	}

@@ -15,7 +15,7 @@ func (w proxyWire) SetFaults(on bool) { w.p.SetFaults(on) }
 
 func (w proxyWire) Stats() WireStats {
 	s := w.p.Stats()
-	return WireStats{Requests: s.Requests, Dropped: s.Dropped, Cut: s.CutAtResponse + s.CutNow, Delayed: s.Delayed}
+	return WireStats{Requests: s.Requests, Dropped: s.Dropped, Cut: s.CutAtResponse + s.CutNow, Delayed: s.Delayed + s.DelayedRequests}
 }
 
 // startWire starts a fault proxy in front of target with the plan's fault
@@ -24,7 +24,8 @@ func startWire(t *testing.T, p Plan, proto faultproxy.Protocol, target string) p
 	t.Helper()
 	px, err := faultproxy.Start(faultproxy.Config{
 		Target: target, Protocol: proto, Seed: p.Seed,
-		Drop: p.Drop, CutAtResponse: p.CutAtResp, CutNow: p.CutNow, Delay: p.Delay,
+		Drop: p.Drop, CutAtResponse: p.CutAtResp, CutNow: p.CutNow, Delay: p.Delay, DelayRequest: p.DelayReq,
+		DelayBy:  p.DelayBy,
 		Lifetime: p.Deadline + 5*time.Minute,
 	})
 	if err != nil {
