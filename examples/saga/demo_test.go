@@ -16,7 +16,10 @@ func TestDemo(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s idem.Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		rep, err := Run(ctx, s, Config{Lease: time.Second})
+		// A 3 s lease: the heartbeat's CompareAndSwap must land within a
+		// lease even on a loaded two-core machine where moto answers one
+		// request at a time (a 1 s lease lost its heartbeat there).
+		rep, err := Run(ctx, s, Config{Lease: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
