@@ -90,13 +90,13 @@ const maxExamples = 12
 //     only be taken over by a broken claim; and with its own lease live,
 //     the claim that started fn cannot have been a stale one. One machine,
 //     one clock: the leases are judged by the same clock the records are
-//     stamped with. Executions that were cut,
-//     failed, or finished without being confirmed (a crash between fn and
-//     the stored result, a lease lost while the store was unreachable) are
-//     the documented window of re-execution, not doubles; they are counted
-//     in CutRuns and UnrecordedOK. An execution whose own lease had passed
-//     before fn started (its process stalled for a whole lease after the
-//     claim) is a stale start, counted apart.
+//     stamped with. Executions that were cut, failed, or finished without
+//     being confirmed (a crash between fn and the stored result, a lease
+//     lost while the store was unreachable) are the documented window of
+//     re-execution, not doubles; they are counted in CutRuns and
+//     UnrecordedOK. An execution whose own lease had passed before fn
+//     started (its process stalled for a whole lease after the claim) is a
+//     stale start, counted apart.
 //   - A split answer: two callers got different successful results.
 //   - A lost completion: a caller of the chaos got a successful result, and
 //     the key's final answer (the recovery pass's) differs or is missing.
