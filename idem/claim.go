@@ -32,19 +32,21 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 }
 
-// Claim takes key for the caller, the low-level half of Do for adapters that
-// store more than a Go value (the HTTP middleware stores status, headers and
-// body). Options: WithTTL, WithLease, WithWait, WithFingerprint, WithClock,
-// WithKeyPrefix, WithReplayed.
+// Claim takes key for the caller: the low-level half of Do, for adapters
+// that store more than a Go value (the HTTP middleware stores status,
+// headers and body).
 //
-// Exactly one of the results is set:
-//   - a *Lease: the caller owns the key (a fresh claim, its own claim whose
-//     response was lost, a claim of a key its last owner released, or a
-//     takeover of an expired lease) and must Complete, Fail or Release it;
-//   - a *Record: the key was completed before; Result or Error holds the
-//     answer to replay;
-//   - an error: *InProgressError (ErrInProgress) while another owner's lease
-//     is live, *MismatchError (ErrMismatch) for a different fingerprint,
+// Exactly one of these holds:
+//   - lease is set: the caller owns the key (a fresh claim, its own claim
+//     whose response was lost, a claim of a key its last owner released, or
+//     a takeover of an expired lease) and must Complete, CompleteError or
+//     Release it;
+//   - lease is nil and err is nil: the key was completed before, and result
+//     is its stored answer, to replay;
+//   - err is a *PermanentError with Replayed set: the key was completed
+//     before with that permanent error (Lease.CompleteError);
+//   - err is another error: *InProgressError (ErrInProgress) while another
+//     owner's lease is live, ErrMismatch for a different fingerprint,
 //     ErrInvalid for bad input, or the store's error.
 //
 // The claim's writes run detached from ctx's cancellation, each bounded by
@@ -55,7 +57,7 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 // A first claim costs one write; a duplicate costs one write whose conflict
 // carries the current record; a takeover, or a claim of a released key,
 // costs a second write.
-func Claim(ctx context.Context, s Store, key string, opts ...Option) (*Lease, *Record, error) {
+func Claim(ctx context.Context, s Store, key string, opts ...Option) (lease *Lease, result []byte, err error) {
 	cfg, key, err := newConfig(key, opts)
 	if err != nil {
 		return nil, nil, err
@@ -63,7 +65,14 @@ func Claim(ctx context.Context, s Store, key string, opts ...Option) (*Lease, *R
 	if err := checkStore(s, key); err != nil {
 		return nil, nil, err
 	}
-	return claim(ctx, s, key, cfg)
+	lease, rec, err := claim(ctx, s, key, cfg)
+	switch {
+	case err != nil || lease != nil:
+		return lease, nil, err
+	case rec.Error != nil:
+		return nil, nil, rec.Error.replay()
+	}
+	return nil, rec.Result, nil
 }
 
 // claimer is one Claim call.
@@ -71,7 +80,7 @@ type claimer struct {
 	s     Store
 	key   string
 	cfg   *config
-	mine  Record    // the in-progress record a fresh claim writes
+	mine  record    // the in-progress record a fresh claim writes
 	races int       // writes lost to a race or of unknown outcome
 	until time.Time // WithWait's deadline
 
@@ -84,20 +93,20 @@ type claimer struct {
 // step is where one write or read of a claim leads.
 type step struct {
 	lease *Lease    // the caller holds the key
-	rec   *Record   // the key is completed: replay rec
+	rec   *record   // the key is completed: replay rec
 	cur   Item      // the key's current item...
 	have  bool      // ...when have is true
 	busy  time.Time // in progress under a lease live until then
 	err   error
 }
 
-func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Record, error) {
+func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *record, error) {
 	if ctx.Err() != nil {
 		return nil, nil, context.Cause(ctx)
 	}
 	now := cfg.now()
-	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), mine: Record{
-		Status:      StatusInProgress,
+	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), mine: record{
+		Status:      statusInProgress,
 		Token:       newToken(),
 		LeaseUntil:  now.Add(cfg.lease),
 		Fingerprint: cfg.fingerprint,
@@ -124,9 +133,6 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 		case st.lease != nil:
 			return c.won(ctx, st.lease)
 		case st.rec != nil:
-			if cfg.replayed != nil {
-				*cfg.replayed = true
-			}
 			return nil, st.rec, nil
 		case !st.busy.IsZero():
 			if err := c.pause(ctx, c.backoff, st.busy); err != nil {
@@ -141,7 +147,7 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *Reco
 func (c *claimer) create(ctx context.Context) step {
 	wctx, cancel := detach(ctx)
 	defer cancel()
-	it, err := c.s.PutIfAbsent(wctx, c.key, EncodeRecord(c.mine), c.cfg.inProgressTTL(c.cfg.lease))
+	it, err := c.s.PutIfAbsent(wctx, c.key, encodeRecord(c.mine), c.cfg.inProgressTTL(c.cfg.lease))
 	var ce *ConflictError
 	switch {
 	case err == nil:
@@ -170,7 +176,7 @@ func (c *claimer) create(ctx context.Context) step {
 
 // decide acts on the key's current item.
 func (c *claimer) decide(ctx context.Context, cur Item) step {
-	rec, err := DecodeRecord(c.key, cur.Value)
+	rec, err := decodeRecord(c.key, cur.Value)
 	if err != nil {
 		return step{err: err}
 	}
@@ -180,14 +186,14 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 		// Our own write, whose response was lost and which a read or a
 		// conflict showed us: we hold the claim.
 		return step{lease: newLease(c.s, c.key, c.cfg, cur.Version, rec, rec.Attempt > 1)}
-	case rec.Token == c.mine.Token && rec.Status == StatusInProgress:
+	case rec.Token == c.mine.Token && rec.Status == statusInProgress:
 		// Our own write, found so late that half its lease or more has
 		// gone: renew the lease before handing it out, fenced by the
 		// version, so nobody can take it over while fn starts.
 		next := rec
 		next.LeaseUntil = now.Add(c.cfg.lease)
 		return c.swap(ctx, cur.Version, next, rec.Attempt > 1)
-	case rec.Status == StatusReleased:
+	case rec.Status == statusReleased:
 		// Free again; claiming it over the tombstone keeps the key's
 		// version chain, which fences every earlier owner.
 		next := c.mine
@@ -195,8 +201,8 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 		next.CreatedAt = now
 		return c.swap(ctx, cur.Version, next, false)
 	case !bytes.Equal(rec.Fingerprint, c.cfg.fingerprint):
-		return step{err: &MismatchError{Key: c.key}}
-	case rec.Status == StatusCompleted:
+		return step{err: mismatch(c.key)}
+	case rec.Status == statusCompleted:
 		return step{rec: &rec}
 	case rec.leasePassed(now):
 		// The owner is gone: take over, fenced by the version we saw.
@@ -210,10 +216,10 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 }
 
 // swap takes the key over from the item at version.
-func (c *claimer) swap(ctx context.Context, version int64, next Record, takeover bool) step {
+func (c *claimer) swap(ctx context.Context, version int64, next record, takeover bool) step {
 	wctx, cancel := detach(ctx)
 	defer cancel()
-	it, err := c.s.CompareAndSwap(wctx, c.key, version, EncodeRecord(next), c.cfg.inProgressTTL(c.cfg.lease))
+	it, err := c.s.CompareAndSwap(wctx, c.key, version, encodeRecord(next), c.cfg.inProgressTTL(c.cfg.lease))
 	var ce *ConflictError
 	switch {
 	case err == nil:
@@ -252,7 +258,7 @@ func (c *claimer) pause(ctx context.Context, backoff *backoff, busy time.Time) e
 
 // won hands the lease to the caller, or releases it again if the caller
 // gave up while the claim was being written.
-func (c *claimer) won(ctx context.Context, l *Lease) (*Lease, *Record, error) {
+func (c *claimer) won(ctx context.Context, l *Lease) (*Lease, *record, error) {
 	if ctx.Err() == nil {
 		return l, nil, nil
 	}

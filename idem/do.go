@@ -2,22 +2,18 @@ package idem
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
 
-// CodeResultNotStored is the code of the permanent error Do stores when
-// fn succeeded but its result could not be stored: it could not be encoded,
-// or it is too large for the store. Duplicates get that error back
-// (*PermanentError with this Code) instead of running fn again.
-const CodeResultNotStored = "idem.result-not-stored"
-
 // Do runs fn at most once per key and gives every caller the same answer.
 //
-//   - The first call claims key, runs fn, stores its result (encoded by the
-//     Codec, JSON by default) for the TTL and returns it: 2 writes.
+//   - The first call claims key, runs fn, stores its result (encoded with
+//     encoding/json) for the retention (WithRetention) and returns it: 2
+//     writes.
 //   - A duplicate gets the stored result without running fn: 1 write, whose
-//     conflict carries the record. WithReplayed reports which case it was.
+//     conflict carries the record.
 //   - A duplicate while the first is still running gets *InProgressError
 //     (ErrInProgress), or with WithWait waits for its result.
 //   - The same key with a different WithFingerprint gets ErrMismatch.
@@ -44,40 +40,52 @@ const CodeResultNotStored = "idem.result-not-stored"
 // permanent error with CodeResultNotStored instead, so fn never runs again
 // for the key; see the backend's documentation for its largest result.
 func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
+	v, _, err := do(ctx, s, key, fn, opts)
+	return v, err
+}
+
+// do is Do, reporting whether the answer was replayed from the store.
+func do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts []Option) (v T, replayed bool, err error) {
 	var zero T
 	cfg, key, err := newConfig(key, opts)
 	if err != nil {
-		return zero, err
+		return zero, false, err
 	}
 	if err := checkStore(s, key); err != nil {
-		return zero, err
+		return zero, false, err
 	}
 	lease, rec, err := claim(ctx, s, key, cfg)
-	if err != nil {
-		return zero, err
+	switch {
+	case err != nil:
+		return zero, false, err
+	case rec != nil:
+		v, err := replay[T](key, rec)
+		return v, true, err
 	}
-	if rec != nil {
-		return replay[T](key, cfg, rec)
-	}
-	v, ferr := execute(ctx, lease, cfg, fn)
+	v, err = execute(ctx, lease, cfg, fn)
+	return v, false, finish(ctx, lease, key, v, err)
+}
+
+// finish stores the answer of fn, which returned v and ferr, and returns
+// Do's error.
+func finish[T any](ctx context.Context, lease *Lease, key string, v T, ferr error) error {
 	cctx, cancel := detach(ctx)
 	defer cancel()
 	if ferr != nil {
-		return zero, settleError(cctx, lease, key, ferr)
+		return settleError(cctx, lease, key, ferr)
 	}
-	data, err := encode(cctx, lease, key, cfg.codec, v)
+	data, err := encode(cctx, lease, key, v)
 	if err != nil {
-		err = fmt.Errorf("idem: encoding the result for %q: %w", key, err)
-		return v, notStored(cctx, lease, key, err)
+		return notStored(cctx, lease, key, fmt.Errorf("idem: encoding the result for %q: %w", key, err))
 	}
 	if err := lease.Complete(cctx, data); err != nil {
 		err = fmt.Errorf("idem: storing the result for %q: %w", key, err)
 		if errors.Is(err, ErrInvalid) {
-			return v, notStored(cctx, lease, key, err)
+			return notStored(cctx, lease, key, err)
 		}
-		return v, err
+		return err
 	}
-	return v, nil
+	return nil
 }
 
 // execute runs fn with a context that carries the lease and is cancelled
@@ -122,7 +130,7 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 func settleError(ctx context.Context, lease *Lease, key string, ferr error) error {
 	var perm *PermanentError
 	if errors.As(ferr, &perm) {
-		if err := lease.Fail(ctx, perm.Code, perm.Err.Error()); err != nil {
+		if err := lease.CompleteError(ctx, perm.Code, perm.Err.Error()); err != nil {
 			return errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
 		}
 		return ferr
@@ -137,38 +145,39 @@ func settleError(ctx context.Context, lease *Lease, key string, ferr error) erro
 // fn succeeded with a result that cannot be stored, and returns cause
 // with what became of the key.
 func notStored(ctx context.Context, lease *Lease, key string, cause error) error {
-	if err := lease.Fail(ctx, CodeResultNotStored, cause.Error()); err != nil {
+	if err := lease.CompleteError(ctx, CodeResultNotStored, cause.Error()); err != nil {
 		return errors.Join(cause, fmt.Errorf("idem: storing that the result of %q could not be stored: %w", key, err))
 	}
 	return fmt.Errorf("%w (stored as a permanent error, code %s: fn will not run again for this key)", cause, CodeResultNotStored)
 }
 
-func replay[T any](key string, cfg *config, rec *Record) (T, error) {
+// replay decodes the answer stored in rec.
+func replay[T any](key string, rec *record) (T, error) {
 	var v T
 	if rec.Error != nil {
-		return v, &PermanentError{Err: errors.New(rec.Error.Message), Code: rec.Error.Code, Replayed: true}
+		return v, rec.Error.replay()
 	}
-	if err := cfg.codec.Unmarshal(rec.Result, &v); err != nil {
-		return v, &CorruptError{Key: key, Err: fmt.Errorf("decoding the stored result: %w", err)}
+	if err := json.Unmarshal(rec.Result, &v); err != nil {
+		return v, corrupt(key, fmt.Errorf("decoding the stored result: %w", err))
 	}
 	return v, nil
 }
 
-// encode encodes fn's result. A codec that panics gets the key a permanent
-// CodeResultNotStored answer before the panic goes on, so fn, which has
-// run, never runs again for the key.
-func encode[T any](ctx context.Context, lease *Lease, key string, codec Codec, v T) (data []byte, err error) {
+// encode encodes fn's result as JSON. A MarshalJSON method that panics
+// gets the key a permanent CodeResultNotStored answer before the panic goes
+// on, so fn, which has run, never runs again for the key.
+func encode[T any](ctx context.Context, lease *Lease, key string, v T) (data []byte, err error) {
 	done := false
 	defer func() {
 		if done {
 			return
 		}
 		if r := recover(); r != nil {
-			_ = notStored(ctx, lease, key, fmt.Errorf("idem: encoding the result for %q: the codec panicked: %v", key, r))
+			_ = notStored(ctx, lease, key, fmt.Errorf("idem: encoding the result for %q: encoding panicked: %v", key, r))
 			panic(r)
 		}
 	}()
-	data, err = codec.Marshal(v)
+	data, err = json.Marshal(v)
 	done = true
 	return data, err
 }
@@ -176,7 +185,7 @@ func encode[T any](ctx context.Context, lease *Lease, key string, codec Codec, v
 // checkStore rejects a nil Store before anything is attempted.
 func checkStore(s Store, key string) error {
 	if s == nil {
-		return &InputError{Key: key, Reason: "store is nil"}
+		return invalid(key, "store is nil")
 	}
 	return nil
 }

@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// Sentinel errors. Match them with errors.Is; the typed errors below carry
-// the details and match the sentinel they belong to.
+// Sentinel errors. Match them with errors.Is; the errors this package and
+// the backends return wrap them and say which key was involved.
 var (
 	// ErrNotFound: the key is absent or expired.
 	ErrNotFound = errors.New("idem: not found")
@@ -17,19 +17,27 @@ var (
 	ErrInProgress = errors.New("idem: request in progress")
 	// ErrMismatch: the key was used before with a different request fingerprint.
 	ErrMismatch = errors.New("idem: key reused with a different request")
-	// ErrUnknownOutcome: the store could not tell whether a write was applied.
+	// ErrUnknownOutcome: the store could not tell whether a write was
+	// applied. Every helper in this package is safe to call again.
 	ErrUnknownOutcome = errors.New("idem: outcome unknown")
-	// ErrInvalid: bad input, rejected before anything was sent. See InputError.
+	// ErrInvalid: bad input, rejected before anything was sent.
 	ErrInvalid = errors.New("idem: invalid input")
 	// ErrLeaseLost: the caller's claim was taken over (or vanished) after its
 	// lease passed; the caller must not complete or release it.
 	ErrLeaseLost = errors.New("idem: lease lost")
 	// ErrCorrupt: a stored record could not be decoded.
 	ErrCorrupt = errors.New("idem: corrupt record")
-	// ErrAborted: a saga was aborted and its completed steps compensated.
-	// See AbortedError.
-	ErrAborted = errors.New("idem: saga aborted")
+	// ErrSkipUpdate, returned by an Update function, leaves the item
+	// unchanged: Update returns the current item and a nil error, or
+	// ErrNotFound if the key is absent.
+	ErrSkipUpdate = errors.New("idem: skip update")
 )
+
+// CodeResultNotStored is the code of the permanent error Do stores when
+// fn succeeded but its result could not be stored: it could not be encoded,
+// or it is too large for the store. Duplicates get that error back
+// (*PermanentError with this Code) instead of running fn again.
+const CodeResultNotStored = "idem.result-not-stored"
 
 // ConflictError reports a conditional write whose condition was false. It
 // carries the item as it stood when the write was refused, read from the
@@ -52,40 +60,6 @@ func (e *ConflictError) Error() string {
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
-// InputError reports bad input that was rejected before anything was sent.
-type InputError struct {
-	Key    string // the key involved, possibly truncated or empty
-	Reason string
-}
-
-// Error implements error.
-func (e *InputError) Error() string {
-	return fmt.Sprintf("idem: invalid input for key %q: %s", e.Key, e.Reason)
-}
-
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *InputError) Is(target error) bool { return target == ErrInvalid }
-
-// UnknownOutcomeError reports a write that may or may not have been applied.
-// The caller can retry the same operation: every helper in this package is
-// safe to repeat.
-type UnknownOutcomeError struct {
-	Key string
-	Op  string
-	Err error // the driver error that made the outcome unknown
-}
-
-// Error implements error.
-func (e *UnknownOutcomeError) Error() string {
-	return fmt.Sprintf("idem: %s %q: outcome unknown: %v", e.Op, e.Key, e.Err)
-}
-
-// Is makes errors.Is(err, ErrUnknownOutcome) true.
-func (e *UnknownOutcomeError) Is(target error) bool { return target == ErrUnknownOutcome }
-
-// Unwrap returns the underlying driver error.
-func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
-
 // InProgressError reports a key whose claim is held by another live caller.
 type InProgressError struct {
 	Key        string
@@ -105,19 +79,6 @@ func (e *InProgressError) Is(target error) bool { return target == ErrInProgress
 func (e *InProgressError) RetryAfter(now time.Time) time.Duration {
 	return max(e.LeaseUntil.Sub(now), 0)
 }
-
-// MismatchError reports a key reused with a different request.
-type MismatchError struct {
-	Key string
-}
-
-// Error implements error.
-func (e *MismatchError) Error() string {
-	return fmt.Sprintf("idem: key %q: reused with a different request", e.Key)
-}
-
-// Is makes errors.Is(err, ErrMismatch) true.
-func (e *MismatchError) Is(target error) bool { return target == ErrMismatch }
 
 // PermanentError marks an error that is the final answer for a key: Do
 // stores it, and every later duplicate gets it back instead of running the
@@ -160,60 +121,33 @@ func (e *PermanentError) Error() string {
 // Unwrap returns the underlying error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// CorruptError reports a stored record that could not be decoded.
-type CorruptError struct {
-	Key string
-	Err error
+// invalid reports bad input for key, matching ErrInvalid.
+func invalid(key, reason string) error {
+	return fmt.Errorf("idem: invalid input for key %q: %s: %w", shortKey(key), reason, ErrInvalid)
 }
 
-// Error implements error.
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("idem: key %q: corrupt record: %v", e.Key, e.Err)
+// corrupt reports a stored value of key that could not be decoded,
+// matching ErrCorrupt and err.
+func corrupt(key string, err error) error {
+	return fmt.Errorf("idem: key %q: %w: %w", key, ErrCorrupt, err)
 }
 
-// Is makes errors.Is(err, ErrCorrupt) true.
-func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
-
-// Unwrap returns the decoding error.
-func (e *CorruptError) Unwrap() error { return e.Err }
-
-// AbortedError reports a saga that was aborted: its body or one of its
-// steps failed permanently, and every completed step has been compensated.
-type AbortedError struct {
-	ID string // the saga's ID
-	// Cause is the permanent error that aborted the saga: the original error
-	// on the run that aborted it, an error with its message on later runs.
-	Cause error
-	// Replayed is true when the outcome was read from the store: the saga
-	// had been aborted by an earlier run.
-	Replayed bool
+// unknown reports a write of op on key whose outcome could not be told,
+// matching ErrUnknownOutcome and err.
+func unknown(key, op string, err error) error {
+	return fmt.Errorf("idem: %s %q: %w: %w", op, key, ErrUnknownOutcome, err)
 }
 
-// Error implements error.
-func (e *AbortedError) Error() string {
-	return fmt.Sprintf("idem: saga %q aborted and compensated: %v", e.ID, e.Cause)
+// mismatch reports a key reused with a different request.
+func mismatch(key string) error {
+	return fmt.Errorf("idem: key %q: %w", key, ErrMismatch)
 }
 
-// Is makes errors.Is(err, ErrAborted) true.
-func (e *AbortedError) Is(target error) bool { return target == ErrAborted }
-
-// Unwrap returns the cause.
-func (e *AbortedError) Unwrap() error { return e.Cause }
-
-// CompensationError reports a compensation that failed. The saga stays
-// aborted but not yet compensated; run it again to resume. If Err is
-// permanent (see Permanent), every re-run gets it back: the step cannot be
-// undone automatically.
-type CompensationError struct {
-	ID   string // the saga's ID
-	Step string // the step whose compensation failed
-	Err  error  // the compensation's error
+// shortKey keeps error messages readable for absurdly long keys.
+func shortKey(key string) string {
+	const max = 256
+	if len(key) <= max {
+		return key
+	}
+	return key[:max] + "..."
 }
-
-// Error implements error.
-func (e *CompensationError) Error() string {
-	return fmt.Sprintf("idem: saga %q: compensating step %q: %v", e.ID, e.Step, e.Err)
-}
-
-// Unwrap returns the compensation's error.
-func (e *CompensationError) Unwrap() error { return e.Err }

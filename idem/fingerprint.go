@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 )
 
 // Fingerprint returns the SHA-256 of v's canonical JSON: v is encoded with
@@ -162,18 +160,10 @@ func FingerprintParts(parts ...[]byte) []byte {
 	return h.Sum(nil)
 }
 
-// NewKey returns a random idempotency key (a UUIDv4), for clients that
-// generate a key per logical operation and reuse it on every retry.
-func NewKey() string { return uuid.NewString() }
-
-// NewKeyV7 returns a time-ordered idempotency key (a UUIDv7), which keeps
-// keys created together close in sorted indexes.
-func NewKeyV7() string { return uuid.Must(uuid.NewV7()).String() }
-
-// Key builds a key from parts joined by "/", each part escaped so that a
-// "/" inside a part cannot make two different part lists collide:
-// Key("charge", "cus_42", "ord/7") is "charge/cus_42/ord%2F7".
-func Key(parts ...string) string {
+// JoinKey builds a key from parts joined by "/", each part escaped so that
+// a "/" inside a part cannot make two different part lists collide:
+// JoinKey("charge", "cus_42", "ord/7") is "charge/cus_42/ord%2F7".
+func JoinKey(parts ...string) string {
 	esc := make([]string, len(parts))
 	for i, p := range parts {
 		esc[i] = url.PathEscape(p)

@@ -20,8 +20,8 @@ const maxSettles = 4
 // nothing. Versions never come back for a key (see FreshVersion for the
 // bound), so a stalled owner can never act on a later claim.
 //
-// A Lease is safe for concurrent use. Complete, Fail and Release end it;
-// after that, repeating the same Complete or Fail succeeds (a retry that
+// A Lease is safe for concurrent use. Complete, CompleteError and Release
+// end it; after that, repeating the same Complete or CompleteError succeeds (a retry that
 // finds its own answer) and every other write fails with ErrLeaseLost.
 type Lease struct {
 	store    Store
@@ -31,22 +31,16 @@ type Lease struct {
 
 	mu      sync.Mutex
 	version int64
-	rec     Record
+	rec     record
 	done    bool // completed, failed or released
 }
 
-func newLease(s Store, key string, cfg *config, version int64, rec Record, takeover bool) *Lease {
-	if cfg.replayed != nil {
-		*cfg.replayed = false
-	}
+func newLease(s Store, key string, cfg *config, version int64, rec record, takeover bool) *Lease {
 	return &Lease{store: s, key: key, cfg: cfg, version: version, rec: rec, takeover: takeover}
 }
 
 // Key returns the claimed key, prefix included.
 func (l *Lease) Key() string { return l.key }
-
-// Token returns the claim's unique owner token.
-func (l *Lease) Token() string { return l.rec.Token }
 
 // Takeover reports whether the claim took over an owner whose lease had
 // passed. That owner may have done part of the work: make the work itself
@@ -65,10 +59,10 @@ func (l *Lease) Until() time.Time {
 
 // Extend moves the lease to d from now. It fails with ErrLeaseLost if the
 // key was taken over. The record is kept at least until the lease passes,
-// plus the retention (WithTTL), whatever the retention.
+// plus the retention (WithRetention), whatever the retention.
 func (l *Lease) Extend(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
-		return &InputError{Key: l.key, Reason: fmt.Sprintf("lease extension %v is not positive", d)}
+		return invalid(l.key, fmt.Sprintf("lease extension %v is not positive", d))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -78,31 +72,32 @@ func (l *Lease) Extend(ctx context.Context, d time.Duration) error {
 }
 
 // Complete stores result as the answer for the key, kept for the retention
-// (WithTTL).
+// (WithRetention).
 func (l *Lease) Complete(ctx context.Context, result []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	next := l.rec
-	next.Status = StatusCompleted
+	next.Status = statusCompleted
 	next.Result = append([]byte(nil), result...)
 	next.Error = nil
 	next.CompletedAt = l.cfg.now()
 	next.LeaseUntil = time.Time{}
-	return l.swap(ctx, "complete", next, l.cfg.ttl)
+	return l.swap(ctx, "complete", next, l.cfg.retention)
 }
 
-// Fail stores a permanent error as the answer for the key: duplicates get it
-// back instead of running again.
-func (l *Lease) Fail(ctx context.Context, code, message string) error {
+// CompleteError stores a permanent error, message with an optional
+// machine-readable code, as the answer for the key: duplicates get it back
+// (a *PermanentError) instead of running again.
+func (l *Lease) CompleteError(ctx context.Context, code, message string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	next := l.rec
-	next.Status = StatusCompleted
+	next.Status = statusCompleted
 	next.Result = nil
-	next.Error = &StoredError{Message: message, Code: code}
+	next.Error = &storedError{Message: message, Code: code}
 	next.CompletedAt = l.cfg.now()
 	next.LeaseUntil = time.Time{}
-	return l.swap(ctx, "fail", next, l.cfg.ttl)
+	return l.swap(ctx, "complete-error", next, l.cfg.retention)
 }
 
 // Release gives the key up so that a retry can run again. It does not
@@ -114,11 +109,11 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	next := l.rec
-	next.Status = StatusReleased
+	next.Status = statusReleased
 	next.Result, next.Error = nil, nil
 	next.LeaseUntil = time.Time{}
 	next.CompletedAt = l.cfg.now()
-	err := l.swap(ctx, "release", next, l.cfg.ttl)
+	err := l.swap(ctx, "release", next, l.cfg.retention)
 	if errors.Is(err, errVanished) {
 		l.done = true
 		return nil
@@ -134,17 +129,17 @@ var errVanished = errors.New("idem: the claim's record is gone")
 // ctx lives: the version condition lets at most one of the copies apply,
 // and a copy that finds the record already written, byte for byte (the
 // record holds the owner token), is our own. l.mu must be held.
-func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Duration) error {
+func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Duration) error {
 	if l.done {
 		switch {
-		case (op == "complete" || op == "fail") && l.rec.Status == StatusCompleted && sameAnswer(l.rec, next):
-			return nil // a retry of the Complete or Fail that ended the lease
-		case op == "release" && l.rec.Status == StatusReleased:
+		case (op == "complete" || op == "complete-error") && l.rec.Status == statusCompleted && sameAnswer(l.rec, next):
+			return nil // a retry of the Complete or CompleteError that ended the lease
+		case op == "release" && l.rec.Status == statusReleased:
 			return nil // a retry of the Release that ended it
 		}
 		return fmt.Errorf("idem: %s %q (attempt %d): the lease has ended (%s): %w", op, l.key, l.rec.Attempt, l.rec.Status, ErrLeaseLost)
 	}
-	value := EncodeRecord(next)
+	value := encodeRecord(next)
 	backoff := newBackoff(10*time.Millisecond, 500*time.Millisecond)
 	settles, adopts := 0, 0
 	for {
@@ -155,7 +150,7 @@ func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Durat
 			l.accept(it.Version, next)
 			return nil
 		case errors.As(err, &ce) && !ce.Exists:
-			if next.Status == StatusReleased {
+			if next.Status == statusReleased {
 				return errVanished
 			}
 			return l.moved(op, settles > 0)
@@ -184,9 +179,9 @@ func (l *Lease) swap(ctx context.Context, op string, next Record, ttl time.Durat
 }
 
 // accept records a write of ours that applied. l.mu must be held.
-func (l *Lease) accept(version int64, next Record) {
+func (l *Lease) accept(version int64, next record) {
 	l.version, l.rec = version, next
-	l.done = next.Status != StatusInProgress
+	l.done = next.Status != statusInProgress
 }
 
 // What a conflict's current item is to a Lease write.
@@ -200,18 +195,18 @@ const (
 // is our own: the write itself (byte for byte; or, for an answer, the same
 // answer from an earlier call whose response was lost), or our in-progress
 // record at a newer version, which it adopts. l.mu must be held.
-func (l *Lease) recognise(cur Item, next Record, value []byte) int {
-	rec, err := DecodeRecord(l.key, cur.Value)
+func (l *Lease) recognise(cur Item, next record, value []byte) int {
+	rec, err := decodeRecord(l.key, cur.Value)
 	switch {
 	case err != nil || rec.Token != l.rec.Token:
 		return notMine
 	case bytes.Equal(cur.Value, value):
 		return mineApplied
-	case rec.Status == StatusCompleted && next.Status == StatusCompleted && sameAnswer(rec, next):
+	case rec.Status == statusCompleted && next.Status == statusCompleted && sameAnswer(rec, next):
 		return mineApplied
-	case rec.Status == StatusReleased && next.Status == StatusReleased:
+	case rec.Status == statusReleased && next.Status == statusReleased:
 		return mineApplied
-	case rec.Status == StatusInProgress:
+	case rec.Status == statusInProgress:
 		l.version, l.rec = cur.Version, rec
 		return mineEarlier
 	}
@@ -219,7 +214,7 @@ func (l *Lease) recognise(cur Item, next Record, value []byte) int {
 }
 
 // sameAnswer reports whether two completed records give the same answer.
-func sameAnswer(a, b Record) bool {
+func sameAnswer(a, b record) bool {
 	if (a.Error == nil) != (b.Error == nil) {
 		return false
 	}
@@ -236,8 +231,8 @@ func sameAnswer(a, b Record) bool {
 // has lost the lease either way.
 func (l *Lease) moved(op string, unsure bool) error {
 	if unsure && op != "extend" {
-		return &UnknownOutcomeError{Key: l.key, Op: op, Err: fmt.Errorf(
-			"an earlier attempt's response was lost, and the key has since moved on to a record not ours (attempt %d)", l.rec.Attempt)}
+		return unknown(l.key, op, fmt.Errorf(
+			"an earlier attempt's response was lost, and the key has since moved on to a record not ours (attempt %d)", l.rec.Attempt))
 	}
 	return l.lost(op)
 }
@@ -246,12 +241,15 @@ func (l *Lease) lost(op string) error {
 	return fmt.Errorf("idem: %s %q (attempt %d): %w", op, l.key, l.rec.Attempt, ErrLeaseLost)
 }
 
-// KeepAlive extends the lease by its claim's lease duration (WithLease)
-// every interval (a third of the lease if every <= 0; lowered to half the
-// lease if longer, and at least a millisecond) until stop is called, and returns a context derived from ctx that
-// is cancelled, with a cause matching ErrLeaseLost, once the lease is lost:
-// taken over, or not extended before it passed. Do uses it while fn runs;
-// adapters that hold a Lease from Claim use it while their work runs.
+// KeepAlive starts a heartbeat that extends the lease by the claim's lease
+// duration (WithLease) every interval, until stop is called. It returns a
+// context derived from ctx that is cancelled, with a cause matching
+// ErrLeaseLost, once the lease is lost: taken over, or not extended before
+// it passed. Do uses it while fn runs; adapters that hold a Lease from
+// Claim use it while their work runs.
+//
+// An interval <= 0 means a third of the lease; one over half the lease is
+// lowered to half, so one late extension does not let the lease pass.
 //
 // The heartbeat runs until stop, not until ctx ends: work that ignores a
 // cancelled context is still running, and its key must stay held. Each

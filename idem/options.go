@@ -1,107 +1,88 @@
 package idem
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
-// Defaults for the options below.
+// The defaults of the options below.
 const (
-	DefaultTTL      = 24 * time.Hour   // how long Do, Claim and Once keep a key
-	DefaultLease    = 30 * time.Second // how long a claim is exclusive without a heartbeat
-	DefaultAttempts = 10               // CompareAndSwap attempts made by Update and Add
-	DefaultWindow   = 1000             // operation IDs remembered by Add
+	defaultRetention = 24 * time.Hour   // WithRetention
+	defaultLease     = 30 * time.Second // WithLease
+	defaultAttempts  = 10               // WithAttempts, Counter.Attempts
+	defaultWindow    = 1000             // Counter.Window
 )
 
-// Option configures Do, Claim, Once, Update and Add. Each option says which
-// calls it affects; others ignore it. When an option is given twice, the last
-// one wins.
+// Option configures a claim: Do, Claim and Once. When an option is given
+// twice, the last one wins.
 type Option func(*config)
 
-// Codec turns Do's result into bytes and back.
-type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
-}
-
-// JSONCodec is the default Codec, encoding/json.
-type JSONCodec struct{}
-
-// Marshal implements Codec.
-func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// Unmarshal implements Codec.
-func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// UpdateOption configures Update. When an option is given twice, the last
+// one wins.
+type UpdateOption func(*updateConfig)
 
 type config struct {
-	ttl         time.Duration
-	ttlSet      bool
+	retention   time.Duration
 	lease       time.Duration
-	heartbeat   time.Duration // 0: lease/3; negative: none
+	heartbeat   time.Duration // 0: lease/3
+	noHeartbeat bool
 	wait        time.Duration
 	fingerprint []byte
-	codec       Codec
 	now         func() time.Time
-	replayed    *bool
 	prefix      string
-	attempts    int
-	window      int
 }
 
-// WithTTL sets how long a key is kept: for Do, Claim and Once, the retention
-// of the completed record, counted from completion (default DefaultTTL);
-// for Update and Add, the expiry set by each write (default: never). A
-// duplicate that arrives after the TTL runs again. ttl must be positive.
-//
-// A claim in progress is kept until its lease passes plus the retention,
-// whatever the retention, so a duplicate never finds it gone while its
-// owner may still run; a released claim is kept for the retention.
-func WithTTL(ttl time.Duration) Option {
-	return func(c *config) { c.ttl, c.ttlSet = ttl, true }
+type updateConfig struct {
+	expiry   time.Duration
+	attempts int
+}
+
+// WithRetention sets how long the answer for a key is kept, counted from
+// completion (default 24 hours). A duplicate that arrives later runs
+// again. A claim in progress is kept until its lease passes plus the
+// retention, so a duplicate never finds it gone while its owner may still
+// run; a released claim is kept for the retention. retention must be
+// positive.
+func WithRetention(retention time.Duration) Option {
+	return func(c *config) { c.retention = retention }
 }
 
 // WithLease sets how long a claim stays exclusive without news from its
-// owner (Do, Claim, Once; default DefaultLease). Do extends the lease while
-// fn runs, so the lease bounds how long a crashed owner blocks its key, not
-// how long fn may run. lease must be positive.
+// owner (default 30 seconds). Do extends the lease while fn runs, so the
+// lease bounds how long a crashed owner blocks its key, not how long fn may
+// run. lease must be positive.
 func WithLease(lease time.Duration) Option {
 	return func(c *config) { c.lease = lease }
 }
 
 // WithHeartbeat sets how often Do extends its lease while fn runs (default:
-// a third of the lease). The interval must be at most half the lease, so
-// that one slow or lost extension does not let the lease pass; a longer one
-// is rejected with ErrInvalid. A negative interval turns the heartbeat off,
-// so the lease must then outlast fn.
+// a third of the lease). every must be positive and at most half the lease,
+// so that one slow or lost extension does not let the lease pass.
 func WithHeartbeat(every time.Duration) Option {
-	return func(c *config) {
-		c.heartbeat = every
-		if every < 0 {
-			c.heartbeat = -1
-		}
-	}
+	return func(c *config) { c.heartbeat, c.noHeartbeat = every, false }
 }
 
-// WithWait makes Do, Claim and Once wait up to d for a duplicate in flight
-// to finish, instead of returning ErrInProgress at once (default 0: no
-// wait). While waiting they poll the store with backoff, and take over the
-// key if its owner's lease passes.
+// WithoutHeartbeat makes Do never extend its lease: the lease must then
+// outlast fn, or a duplicate takes the key over while fn still runs.
+func WithoutHeartbeat() Option {
+	return func(c *config) { c.heartbeat, c.noHeartbeat = 0, true }
+}
+
+// WithWait makes a duplicate wait up to d for the call in flight to finish,
+// instead of returning ErrInProgress at once (default 0: no wait). While it
+// waits it polls the store with backoff, and takes the key over if its
+// owner's lease passes. d must not be negative.
 func WithWait(d time.Duration) Option {
 	return func(c *config) { c.wait = d }
 }
 
-// WithFingerprint records a fingerprint of the request with the key (Do,
-// Claim, Once). A later call with the same key and a different fingerprint
-// gets ErrMismatch instead of the stored result. See Fingerprint for a
-// helper. Fingerprints are compared byte for byte, an absent one included.
+// WithFingerprint records a fingerprint of the request with the key. A
+// later call with the same key and a different fingerprint gets ErrMismatch
+// instead of the stored answer. See Fingerprint for a helper. Fingerprints
+// are compared byte for byte, an absent one included.
 func WithFingerprint(fp []byte) Option {
 	return func(c *config) { c.fingerprint = append([]byte(nil), fp...) }
-}
-
-// WithCodec sets how Do stores its result (default JSONCodec).
-func WithCodec(codec Codec) Option {
-	return func(c *config) { c.codec = codec }
 }
 
 // WithClock sets the clock used for leases (default time.Now). Expiry is
@@ -110,75 +91,79 @@ func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
 }
 
-// WithReplayed makes Do and Claim report through *replayed whether the
-// result came from the store (true) or from running fn now (false), as
-// grpc.Header reports headers.
-func WithReplayed(replayed *bool) Option {
-	return func(c *config) { c.replayed = replayed }
-}
-
-// WithKeyPrefix prefixes every key (all calls), so keys stay stable when
-// code moves and different uses of one store never collide. Example:
+// WithKeyPrefix prefixes the key, so keys stay stable when code moves and
+// different uses of one store never collide. Example:
 // WithKeyPrefix("payments/charge/").
 func WithKeyPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
 }
 
-// WithAttempts sets how many CompareAndSwap attempts Update and Add make
-// under contention before giving up with ErrConflict (default
-// DefaultAttempts).
-func WithAttempts(n int) Option {
-	return func(c *config) { c.attempts = n }
+// WithExpiry makes each write of Update expire d after it is made (default:
+// never). d must be positive.
+func WithExpiry(d time.Duration) UpdateOption {
+	return func(c *updateConfig) { c.expiry = d }
 }
 
-// WithWindow sets how many recent operation IDs Add remembers (default
-// DefaultWindow). An operation replayed after more than this many newer
-// operations is applied again, so size it beyond your redelivery horizon.
-func WithWindow(n int) Option {
-	return func(c *config) { c.window = n }
+// WithAttempts sets how many CompareAndSwap attempts Update makes under
+// contention before it gives up with ErrConflict (default 10). n must be at
+// least 1.
+func WithAttempts(n int) UpdateOption {
+	return func(c *updateConfig) { c.attempts = n }
 }
 
 func newConfig(key string, opts []Option) (*config, string, error) {
-	c := &config{
-		ttl:      DefaultTTL,
-		lease:    DefaultLease,
-		codec:    JSONCodec{},
-		now:      time.Now,
-		attempts: DefaultAttempts,
-		window:   DefaultWindow,
-	}
+	c := &config{retention: defaultRetention, lease: defaultLease, now: time.Now}
 	for _, o := range opts {
+		if o == nil {
+			return nil, "", invalid(key, "an option is nil")
+		}
 		o(c)
 	}
 	full := c.prefix + key
-	if err := ValidateKey(full); err != nil {
+	if err := checkKey(full); err != nil {
 		return nil, "", err
 	}
 	switch {
-	case c.ttl <= 0:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("ttl %v is not positive", c.ttl)}
+	case c.retention <= 0:
+		return nil, "", invalid(full, fmt.Sprintf("retention %v is not positive", c.retention))
 	case c.lease <= 0:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("lease %v is not positive", c.lease)}
+		return nil, "", invalid(full, fmt.Sprintf("lease %v is not positive", c.lease))
 	case c.wait < 0:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("wait %v is negative", c.wait)}
-	case c.attempts < 1:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("attempts %d is below 1", c.attempts)}
-	case c.window < 1:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("window %d is below 1", c.window)}
-	case c.heartbeat > 0 && c.heartbeat > c.lease/2:
-		return nil, "", &InputError{Key: full, Reason: fmt.Sprintf("heartbeat %v is over half the lease %v: one late extension would let the lease pass", c.heartbeat, c.lease)}
-	case c.codec == nil:
-		return nil, "", &InputError{Key: full, Reason: "codec is nil"}
+		return nil, "", invalid(full, fmt.Sprintf("wait %v is negative", c.wait))
+	case c.heartbeat < 0:
+		return nil, "", invalid(full, fmt.Sprintf("heartbeat %v is negative (WithoutHeartbeat turns it off)", c.heartbeat))
+	case c.heartbeat > c.lease/2:
+		return nil, "", invalid(full, fmt.Sprintf("heartbeat %v is over half the lease %v: one late extension would let the lease pass", c.heartbeat, c.lease))
 	case c.now == nil:
-		return nil, "", &InputError{Key: full, Reason: "clock is nil"}
+		return nil, "", invalid(full, "clock is nil")
 	}
 	return c, full, nil
+}
+
+func newUpdateConfig(key string, opts []UpdateOption) (*updateConfig, error) {
+	c := &updateConfig{attempts: defaultAttempts}
+	for _, o := range opts {
+		if o == nil {
+			return nil, invalid(key, "an option is nil")
+		}
+		o(c)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.expiry < 0:
+		return nil, invalid(key, fmt.Sprintf("expiry %v is negative", c.expiry))
+	case c.attempts < 1:
+		return nil, invalid(key, fmt.Sprintf("attempts %d is below 1", c.attempts))
+	}
+	return c, nil
 }
 
 // heartbeatEvery is the interval of Do's lease heartbeat, or 0 for none.
 func (c *config) heartbeatEvery() time.Duration {
 	switch {
-	case c.heartbeat < 0:
+	case c.noHeartbeat:
 		return 0
 	case c.heartbeat == 0:
 		return c.lease / 3
@@ -190,13 +175,16 @@ func (c *config) heartbeatEvery() time.Duration {
 // lease from now: the lease plus the retention, so the record outlives its
 // lease whatever the retention.
 func (c *config) inProgressTTL(lease time.Duration) time.Duration {
-	return lease + c.ttl
+	return lease + c.retention
 }
 
-// writeTTL is the expiry Update and Add give each write.
-func (c *config) writeTTL() time.Duration {
-	if c.ttlSet {
-		return c.ttl
+// checkKey checks a key as every backend does: non-empty, valid UTF-8.
+func checkKey(key string) error {
+	if key == "" {
+		return invalid(key, "key is empty")
 	}
-	return 0
+	if !utf8.ValidString(key) {
+		return invalid(key, "key is not valid UTF-8")
+	}
+	return nil
 }

@@ -10,23 +10,19 @@ import (
 	"time"
 )
 
-// ErrSkipUpdate, returned by an Update function, leaves the item unchanged;
-// Update then returns the current item and a nil error.
-var ErrSkipUpdate = errors.New("idem: skip update")
-
 // Update applies fn to the item at key with optimistic concurrency: it reads
 // the item, calls fn with its value (exists is false when the key is
 // absent), and writes the result with CompareAndSwap (PutIfAbsent for an
 // absent key). When another writer got there first, fn is called again on
 // the item carried by the conflict (no extra read), after a jittered
 // backoff, up to WithAttempts times; then Update gives up with an error
-// matching ErrConflict. Options: WithAttempts, WithTTL (default: no expiry),
-// WithKeyPrefix.
+// matching ErrConflict.
 //
 // fn may run several times and must have no side effects beyond computing
-// the new value. An error from fn stops Update and is returned as is.
-func Update(ctx context.Context, s Store, key string, fn func(value []byte, exists bool) ([]byte, error), opts ...Option) (Item, error) {
-	cfg, key, err := newConfig(key, opts)
+// the new value. An error from fn stops Update and is returned as is;
+// ErrSkipUpdate leaves the item as it is.
+func Update(ctx context.Context, s Store, key string, fn func(value []byte, exists bool) ([]byte, error), opts ...UpdateOption) (Item, error) {
+	cfg, err := newUpdateConfig(key, opts)
 	if err != nil {
 		return Item{}, err
 	}
@@ -56,9 +52,9 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 		}
 		var it Item
 		if exists {
-			it, err = s.CompareAndSwap(ctx, key, cur.Version, next, cfg.writeTTL())
+			it, err = s.CompareAndSwap(ctx, key, cur.Version, next, cfg.expiry)
 		} else {
-			it, err = s.PutIfAbsent(ctx, key, next, cfg.writeTTL())
+			it, err = s.PutIfAbsent(ctx, key, next, cfg.expiry)
 		}
 		var ce *ConflictError
 		if !errors.As(err, &ce) {
@@ -88,43 +84,86 @@ type appliedOp struct {
 	By string `json:"by"`
 }
 
-// Add adds delta to the counter at key exactly once per operation ID: a
-// replayed or redelivered opID changes nothing and reports applied false.
-// The counter remembers the last WithWindow operation IDs inside the item
+// Counter is an exactly-once counter at Key: Add applies each operation
+// ID at most once, however often it is delivered. The zero values of the
+// other fields are the defaults.
+type Counter struct {
+	Store Store
+	Key   string
+	// Window is how many recent operation IDs the counter remembers
+	// (default 1000). An operation replayed after more than Window newer
+	// ones is applied again, so size it beyond your redelivery horizon.
+	Window int
+	// Expiry, if positive, makes the counter expire that long after its
+	// last write, forgetting its total and its operations together.
+	Expiry time.Duration
+	// Attempts bounds the CompareAndSwap attempts of one Add under
+	// contention (default 10).
+	Attempts int
+}
+
+// Add adds delta to the counter exactly once per operation ID: a replayed
+// or redelivered opID changes nothing and reports applied false.
+//
+// The counter remembers the last Window operation IDs inside the item
 // itself, so the check and the addition are one CompareAndSwap. A write
 // whose outcome the store cannot tell is sent again only once the counter
-// proves the first did not apply (it still stands at the version the
-// write was conditioned on, or it still remembers every operation applied
-// since and ours is not among them); a nonce per call tells its own earlier
+// proves the first did not apply (it still stands at the version the write
+// was conditioned on, or it still remembers every operation applied since
+// and ours is not among them); a nonce per call tells its own earlier
 // attempt from a duplicate delivery. When nothing can prove it either way
-// (more than WithWindow operations landed meanwhile), Add returns an error
-// matching ErrUnknownOutcome rather than risk counting twice. Options:
-// WithWindow, WithAttempts, WithTTL (default: no expiry), WithKeyPrefix.
-//
-// A counter that expires (WithTTL) or is deleted forgets its total and its
-// operations together.
-func Add(ctx context.Context, s Store, key, opID string, delta int64, opts ...Option) (total int64, applied bool, err error) {
+// (more than Window operations landed meanwhile), Add returns an error
+// matching ErrUnknownOutcome rather than risk counting twice.
+func (c Counter) Add(ctx context.Context, opID string, delta int64) (total int64, applied bool, err error) {
+	if err := c.check(); err != nil {
+		return 0, false, err
+	}
 	if opID == "" {
-		return 0, false, &InputError{Key: key, Reason: "operation ID is empty"}
+		return 0, false, invalid(c.Key, "operation ID is empty")
 	}
-	cfg, full, err := newConfig(key, opts)
-	if err != nil {
-		return 0, false, err
+	if c.Window == 0 {
+		c.Window = defaultWindow
 	}
-	if err := checkStore(s, full); err != nil {
-		return 0, false, err
+	if c.Attempts == 0 {
+		c.Attempts = defaultAttempts
 	}
-	a := &adder{s: s, key: full, opID: opID, delta: delta, cfg: cfg, nonce: newToken()[:16]}
+	a := &adder{c: c, opID: opID, delta: delta, nonce: newToken()[:16]}
 	return a.run(ctx)
+}
+
+// Value returns the counter's total; an absent counter is 0.
+func (c Counter) Value(ctx context.Context) (int64, error) {
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	cur, exists, err := getItem(ctx, c.Store, c.Key)
+	if err != nil {
+		return 0, err
+	}
+	v, err := decodeCounter(c.Key, cur, exists)
+	return v.Total, err
+}
+
+func (c Counter) check() error {
+	if err := checkKey(c.Key); err != nil {
+		return err
+	}
+	switch {
+	case c.Window < 0:
+		return invalid(c.Key, fmt.Sprintf("window %d is negative", c.Window))
+	case c.Attempts < 0:
+		return invalid(c.Key, fmt.Sprintf("attempts %d is negative", c.Attempts))
+	case c.Expiry < 0:
+		return invalid(c.Key, fmt.Sprintf("expiry %v is negative", c.Expiry))
+	}
+	return checkStore(c.Store, c.Key)
 }
 
 // adder is one Add call.
 type adder struct {
-	s     Store
-	key   string
+	c     Counter
 	opID  string
 	delta int64
-	cfg   *config
 	nonce string
 
 	// unsure: a write of ours on top of base (or of an absent key, when
@@ -135,13 +174,13 @@ type adder struct {
 }
 
 func (a *adder) run(ctx context.Context) (int64, bool, error) {
-	cur, exists, err := getItem(ctx, a.s, a.key)
+	cur, exists, err := getItem(ctx, a.c.Store, a.c.Key)
 	if err != nil {
 		return 0, false, err
 	}
 	backoff := newBackoff(5*time.Millisecond, 500*time.Millisecond)
 	for attempt := 1; ; attempt++ {
-		c, err := decodeCounter(a.key, cur, exists)
+		c, err := decodeCounter(a.c.Key, cur, exists)
 		if err != nil {
 			return 0, false, err
 		}
@@ -149,8 +188,8 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			return c.Total, c.Ops[i].By == a.nonce, nil // By: our own attempt, whose response was lost
 		}
 		if a.unsure && !a.provenNotApplied(cur, exists, c) {
-			return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: fmt.Errorf(
-				"an earlier write of operation %q may have applied, and the counter no longer remembers every operation since", a.opID)}
+			return 0, false, unknown(a.c.Key, "Add", fmt.Errorf(
+				"an earlier write of operation %q may have applied, and the counter no longer remembers every operation since", a.opID))
 		}
 		a.unsure = false
 		next, err := a.apply(c)
@@ -158,9 +197,9 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			return 0, false, err
 		}
 		if exists {
-			_, err = a.s.CompareAndSwap(ctx, a.key, cur.Version, next, a.cfg.writeTTL())
+			_, err = a.c.Store.CompareAndSwap(ctx, a.c.Key, cur.Version, next, a.cfg.expiry)
 		} else {
-			_, err = a.s.PutIfAbsent(ctx, a.key, next, a.cfg.writeTTL())
+			_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.cfg.expiry)
 		}
 		var ce *ConflictError
 		switch {
@@ -170,17 +209,17 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			cur, exists = ce.Current, ce.Exists
 		case errors.Is(err, ErrUnknownOutcome):
 			a.unsure, a.base, a.baseExists = true, cur.Version, exists
-			if cur, exists, err = getItem(ctx, a.s, a.key); err != nil {
-				return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: err}
+			if cur, exists, err = getItem(ctx, a.c.Store, a.c.Key); err != nil {
+				return 0, false, unknown(a.c.Key, "Add", err)
 			}
 		default:
 			return 0, false, err
 		}
-		if attempt >= a.cfg.attempts {
+		if attempt >= a.c.Attempts {
 			if a.unsure {
-				return 0, false, &UnknownOutcomeError{Key: a.key, Op: "Add", Err: fmt.Errorf("gave up after %d attempts", attempt)}
+				return 0, false, unknown(a.c.Key, "Add", fmt.Errorf("gave up after %d attempts", attempt))
 			}
-			return 0, false, fmt.Errorf("idem: add %q: gave up after %d attempts: %w", a.key, attempt, ErrConflict)
+			return 0, false, fmt.Errorf("idem: add %q: gave up after %d attempts: %w", a.c.Key, attempt, ErrConflict)
 		}
 		if err := sleep(ctx, backoff.next()); err != nil {
 			return 0, false, err
@@ -192,11 +231,11 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 func (a *adder) apply(c counter) ([]byte, error) {
 	d := a.delta
 	if (d > 0 && c.Total > math.MaxInt64-d) || (d < 0 && c.Total < math.MinInt64-d) {
-		return nil, &InputError{Key: a.key, Reason: fmt.Sprintf("adding %d to %d overflows", d, c.Total)}
+		return nil, invalid(a.c.Key, fmt.Sprintf("adding %d to %d overflows", d, c.Total))
 	}
 	c.Total += d
 	c.Ops = append(c.Ops, appliedOp{ID: a.opID, By: a.nonce})
-	if n := len(c.Ops) - a.cfg.window; n > 0 {
+	if n := len(c.Ops) - a.c.Window; n > 0 {
 		c.Ops = slices.Delete(c.Ops, 0, n)
 	}
 	return json.Marshal(c)
@@ -238,47 +277,20 @@ func decodeCounter(key string, it Item, exists bool) (counter, error) {
 		return c, nil
 	}
 	if err := json.Unmarshal(it.Value, &c); err != nil {
-		return counter{}, &CorruptError{Key: key, Err: err}
+		return counter{}, corrupt(key, err)
 	}
 	return c, nil
-}
-
-// CounterValue returns the total of the counter at key; an absent counter
-// is 0.
-func CounterValue(ctx context.Context, s Store, key string, opts ...Option) (int64, error) {
-	_, key, err := newConfig(key, opts)
-	if err != nil {
-		return 0, err
-	}
-	if err := checkStore(s, key); err != nil {
-		return 0, err
-	}
-	it, err := s.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	var c counter
-	if err := json.Unmarshal(it.Value, &c); err != nil {
-		return 0, &CorruptError{Key: key, Err: err}
-	}
-	return c.Total, nil
 }
 
 // Once runs fn at most once per event ID, for de-duplicating redelivered
 // messages (SQS, Kafka, RabbitMQ). It reports whether fn ran now (false: a
 // duplicate of an event already handled). An error from fn releases the ID
 // so a redelivery runs fn again; a Permanent error is stored and returned
-// for every duplicate. Options as for Do.
+// for every duplicate.
 func Once(ctx context.Context, s Store, id string, fn func(context.Context) error, opts ...Option) (ran bool, err error) {
-	var replayed bool
-	// A copy: the caller's slice may be shared, and its spare capacity too.
-	opts = append(slices.Clip(opts), WithReplayed(&replayed))
-	_, err = Do(ctx, s, id, func(ctx context.Context) (struct{}, error) {
+	_, replayed, err := do(ctx, s, id, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
-	}, opts...)
+	}, opts)
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return !perm.Replayed, err
