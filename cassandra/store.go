@@ -14,6 +14,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // Store is an idem.Store over one Cassandra table, written only with
@@ -182,11 +183,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 	if err := s.checkWrite(key, value, ttl); err != nil {
 		return idem.Item{}, err
 	}
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return idem.Item{}, err
 	}
 	if version == math.MaxInt64 {
-		return idem.Item{}, &idem.InputError{Key: short(key), Reason: "version would overflow"}
+		return idem.Item{}, kernel.Invalid(key, "version would overflow")
 	}
 	w := s.newWrite(compareAndSwap, key, value, version, version+1, ttl)
 	res, err := s.run(ctx, w)
@@ -204,7 +205,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return err
 	}
 	w := s.newWrite(compareAndDelete, key, nil, version, 0, 0)
@@ -223,7 +224,7 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 	if err := s.checkWrite(key, value, ttl); err != nil {
 		return idem.Item{}, false, err
 	}
-	if err := idem.ValidateUpsertVersion(key, version); err != nil {
+	if err := kernel.CheckUpsertVersion(key, version); err != nil {
 		return idem.Item{}, false, err
 	}
 	w := s.newWrite(upsert, key, value, 0, version, ttl)
@@ -439,7 +440,7 @@ func (w *write) fail(err error) error {
 }
 
 func (w *write) unknown(err error) error {
-	return &idem.UnknownOutcomeError{Key: w.key, Op: w.kind.String(), Err: err}
+	return kernel.Unknown(w.key, w.kind.String(), err)
 }
 
 // live reports whether r is a row that has not expired at now.
@@ -490,29 +491,29 @@ func newWriteID() []byte {
 }
 
 func checkKey(key string) error {
-	if err := idem.ValidateKey(key); err != nil {
+	if err := kernel.CheckKey(key); err != nil {
 		return err
 	}
-	return idem.CheckSize(key, "key", len(key), MaxKeySize)
+	return kernel.CheckSize(key, "key", len(key), MaxKeySize)
 }
 
 func (s *Store) checkWrite(key string, value []byte, ttl time.Duration) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := idem.CheckSize(key, "value", len(value), s.cfg.maxValue); err != nil {
+	if err := kernel.CheckSize(key, "value", len(value), s.cfg.maxValue); err != nil {
 		return err
 	}
 	if ttl > MaxTTL {
-		return &idem.InputError{Key: short(key), Reason: fmt.Sprintf("ttl %v is over Cassandra's limit of 20 years", ttl)}
+		return kernel.Invalid(key, fmt.Sprintf("ttl %v is over Cassandra's limit of 20 years", ttl))
 	}
 	if ttl > 0 {
 		now := s.cfg.now()
 		secs, _ := expiry(now, ttl)
 		if end := now.Add(time.Duration(secs) * time.Second); end.After(latestExpiry) {
-			return &idem.InputError{Key: short(key), Reason: fmt.Sprintf(
+			return kernel.Invalid(key, fmt.Sprintf(
 				"ttl %v ends after %s, the latest expiry the Store accepts: Cassandra refuses expirations past %s (%v earlier leaves room for clock skew)",
-				ttl, latestExpiry.Format(time.RFC3339), serverExpiryLimit.Format(time.RFC3339), expirySkew)}
+				ttl, latestExpiry.Format(time.RFC3339), serverExpiryLimit.Format(time.RFC3339), expirySkew))
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // keyAttrs returns the primary key of the item stored at key.
@@ -45,11 +46,11 @@ func (s *Store) decode(key string, m map[string]types.AttributeValue) (idem.Item
 	it := idem.Item{Key: key}
 	ver, ok := m[s.cfg.ver].(*types.AttributeValueMemberN)
 	if !ok {
-		return it, &idem.CorruptError{Key: key, Err: fmt.Errorf("version attribute %q is missing or not a Number", s.cfg.ver)}
+		return it, kernel.Corrupt(key, fmt.Errorf("version attribute %q is missing or not a Number", s.cfg.ver))
 	}
 	v, err := strconv.ParseInt(ver.Value, 10, 64)
 	if err != nil {
-		return it, &idem.CorruptError{Key: key, Err: fmt.Errorf("version attribute %q: %w", s.cfg.ver, err)}
+		return it, kernel.Corrupt(key, fmt.Errorf("version attribute %q: %w", s.cfg.ver, err))
 	}
 	it.Version = v
 	switch val := m[s.cfg.val].(type) {
@@ -61,20 +62,20 @@ func (s *Store) decode(key string, m map[string]types.AttributeValue) (idem.Item
 			it.Value = []byte{}
 		}
 	default:
-		return it, &idem.CorruptError{Key: key, Err: fmt.Errorf("value attribute %q is not Binary", s.cfg.val)}
+		return it, kernel.Corrupt(key, fmt.Errorf("value attribute %q is not Binary", s.cfg.val))
 	}
 	switch exp := m[s.cfg.exp].(type) {
 	case nil:
 	case *types.AttributeValueMemberN:
 		sec, err := strconv.ParseInt(exp.Value, 10, 64)
 		if err != nil {
-			return it, &idem.CorruptError{Key: key, Err: fmt.Errorf("expiry attribute %q: %w", s.cfg.exp, err)}
+			return it, kernel.Corrupt(key, fmt.Errorf("expiry attribute %q: %w", s.cfg.exp, err))
 		}
 		if sec != 0 {
 			it.ExpiresAt = time.Unix(sec, 0)
 		}
 	default:
-		return it, &idem.CorruptError{Key: key, Err: fmt.Errorf("expiry attribute %q is not a Number", s.cfg.exp)}
+		return it, kernel.Corrupt(key, fmt.Errorf("expiry attribute %q is not a Number", s.cfg.exp))
 	}
 	return it, nil
 }
@@ -103,18 +104,18 @@ func expiresAt(exp int64) time.Time {
 // checkInput validates a key and value against idem's rules and DynamoDB's
 // limits. value is nil for operations that write no value.
 func (s *Store) checkInput(key string, value []byte, writes bool) error {
-	if err := idem.ValidateKey(key); err != nil {
+	if err := kernel.CheckKey(key); err != nil {
 		return err
 	}
 	if s.cfg.sk == "" {
-		if err := idem.CheckSize(key, "key", len(key), MaxPartitionKeyBytes); err != nil {
+		if err := kernel.CheckSize(key, "key", len(key), MaxPartitionKeyBytes); err != nil {
 			return err
 		}
-	} else if err := idem.CheckSize(key, "key (the sort key)", len(key), MaxSortKeyBytes); err != nil {
+	} else if err := kernel.CheckSize(key, "key (the sort key)", len(key), MaxSortKeyBytes); err != nil {
 		return err
 	}
 	if writes {
-		return idem.CheckSize(key, "item (value, key, version, expiry and their attribute names)", s.itemSize(key, value), MaxItemBytes)
+		return kernel.CheckSize(key, "item (value, key, version, expiry and their attribute names)", s.itemSize(key, value), MaxItemBytes)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // Client is the part of the DynamoDB API the Store uses. *dynamodb.Client
@@ -114,7 +115,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 // the old one whole.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
 	const op = "CompareAndSwap"
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return idem.Item{}, err
 	}
 	if err := s.checkInput(key, value, true); err != nil {
@@ -136,7 +137,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 // current item from the write's own response, with applied == false.
 func (s *Store) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
 	const op = "Upsert"
-	if err := idem.ValidateUpsertVersion(key, version); err != nil {
+	if err := kernel.CheckUpsertVersion(key, version); err != nil {
 		return idem.Item{}, false, err
 	}
 	if err := s.checkInput(key, value, true); err != nil {
@@ -165,7 +166,7 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 // safe: once the key is absent it returns a conflict with Exists false.
 func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64) error {
 	const op = "CompareAndDelete"
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return err
 	}
 	if err := s.checkInput(key, nil, false); err != nil {
@@ -196,8 +197,8 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 		return w.refused()
 	}
 	if mayHaveApplied(err) {
-		return &idem.UnknownOutcomeError{Key: key, Op: op, Err: fmt.Errorf(
-			"the request may have been applied and a deletion leaves nothing to check: %w", s.wrapSDK(op, key, err))}
+		return kernel.Unknown(key, op, fmt.Errorf(
+			"the request may have been applied and a deletion leaves nothing to check: %w", s.wrapSDK(op, key, err)))
 	}
 	return s.wrapSDK(op, key, err)
 }
@@ -274,7 +275,7 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, version, 
 // deleted.
 func (s *Store) settle(ctx context.Context, op, key string, tok []byte, written idem.Item, cause error) write {
 	unknown := func(why string, args ...any) write {
-		return write{err: &idem.UnknownOutcomeError{Key: key, Op: op, Err: fmt.Errorf(why+": %w", append(args, cause)...)}}
+		return write{err: kernel.Unknown(key, op, fmt.Errorf(why+": %w", append(args, cause)...))}
 	}
 	if ctx.Err() != nil {
 		return unknown("the request may have been applied and the context ended before it could be checked")

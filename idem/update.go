@@ -197,9 +197,9 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			return 0, false, err
 		}
 		if exists {
-			_, err = a.c.Store.CompareAndSwap(ctx, a.c.Key, cur.Version, next, a.cfg.expiry)
+			_, err = a.c.Store.CompareAndSwap(ctx, a.c.Key, cur.Version, next, a.c.Expiry)
 		} else {
-			_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.cfg.expiry)
+			_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.c.Expiry)
 		}
 		var ce *ConflictError
 		switch {

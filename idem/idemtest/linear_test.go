@@ -15,6 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -358,7 +359,7 @@ func newLossy(s idem.Store, n int, fail func(op, key string) error) *lossy {
 }
 
 func unknownErr(op, key string) error {
-	return &idem.UnknownOutcomeError{Key: key, Op: op, Err: errors.New("response lost")}
+	return kernel.Unknown(key, op, errors.New("response lost"))
 }
 func deadlineErr(string, string) error { return fmt.Errorf("waiting: %w", context.DeadlineExceeded) }
 func cutErr(string, string) error      { return errors.New("read tcp: connection reset by peer") }

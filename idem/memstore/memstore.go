@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // Store is an in-memory idem.Store. Create one with New.
@@ -101,7 +102,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	// Above every version this store ever held, whatever the clock says:
 	// in memory, a version never comes back.
 	if s.highest == math.MaxInt64 {
-		return idem.Item{}, &idem.InputError{Key: key, Reason: "no fresh version is left above the highest version stored"}
+		return idem.Item{}, kernel.Invalid(key, "no fresh version is left above the highest version stored")
 	}
 	return s.put(key, value, max(idem.FreshVersion(), s.highest+1), ttl), nil
 }
@@ -111,11 +112,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 	if err := check(ctx, key); err != nil {
 		return idem.Item{}, err
 	}
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return idem.Item{}, err
 	}
 	if version == math.MaxInt64 {
-		return idem.Item{}, &idem.InputError{Key: key, Reason: "version would overflow"}
+		return idem.Item{}, kernel.Invalid(key, "version would overflow")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,7 +132,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 	if err := check(ctx, key); err != nil {
 		return err
 	}
-	if err := idem.ValidateVersion(key, version); err != nil {
+	if err := kernel.CheckVersion(key, version); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -149,7 +150,7 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 	if err := check(ctx, key); err != nil {
 		return idem.Item{}, false, err
 	}
-	if err := idem.ValidateUpsertVersion(key, version); err != nil {
+	if err := kernel.CheckUpsertVersion(key, version); err != nil {
 		return idem.Item{}, false, err
 	}
 	s.mu.Lock()
@@ -206,7 +207,7 @@ func (s *Store) sweep() {
 }
 
 func check(ctx context.Context, key string) error {
-	if err := idem.ValidateKey(key); err != nil {
+	if err := kernel.CheckKey(key); err != nil {
 		return err
 	}
 	return ctx.Err()

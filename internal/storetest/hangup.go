@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // HangUp wraps a Store for tests of a caller that gives up while a write is
@@ -43,7 +44,7 @@ func (s *HangUp) answer(ctx context.Context, op, key string, it idem.Item, err e
 		(*hook)()
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: op, Err: cerr}
+		return idem.Item{}, kernel.Unknown(key, op, cerr)
 	}
 	return it, err
 }
