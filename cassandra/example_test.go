@@ -36,7 +36,7 @@ func Example() {
 	type receipt struct{ ID string }
 	r, err := idem.Do(ctx, store, "order-42/charge", func(ctx context.Context) (receipt, error) {
 		return receipt{ID: "ch_1"}, nil // call the payment provider here
-	}, idem.WithTTL(24*time.Hour))
+	}, idem.WithRetention(24*time.Hour))
 	fmt.Println(r.ID, err)
 }
 

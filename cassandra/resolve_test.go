@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -226,9 +227,8 @@ func wantUnknown(t *testing.T, err error, cause error) {
 	if !errors.Is(err, idem.ErrUnknownOutcome) {
 		t.Fatalf("got error %v, want one matching idem.ErrUnknownOutcome", err)
 	}
-	var ue *idem.UnknownOutcomeError
-	if !errors.As(err, &ue) || ue.Key != key {
-		t.Fatalf("got %v, want an *idem.UnknownOutcomeError with key %q", err, key)
+	if !strings.Contains(err.Error(), strconv.Quote(key)) {
+		t.Fatalf("got %v, want the error to name the key %q", err, key)
 	}
 	if cause != nil && !errors.Is(err, cause) {
 		t.Errorf("unknown outcome %v does not wrap the driver error %v", err, cause)

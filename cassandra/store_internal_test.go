@@ -194,11 +194,10 @@ func TestLimits(t *testing.T) {
 		{"CompareAndSwap version overflow", func() error { _, err := s.CompareAndSwap(ctx, key, math.MaxInt64, nil, 0); return err }},
 	} {
 		err := tc.call()
-		var ie *idem.InputError
-		if !errors.Is(err, idem.ErrInvalid) || !errors.As(err, &ie) {
-			t.Errorf("%s: got %v, want an *idem.InputError", tc.name, err)
-		} else if len(ie.Key) > 300 {
-			t.Errorf("%s: the error carries a %d-byte key; want it shortened", tc.name, len(ie.Key))
+		if !errors.Is(err, idem.ErrInvalid) {
+			t.Errorf("%s: got %v, want one matching idem.ErrInvalid", tc.name, err)
+		} else if n := len(err.Error()); n > 600 {
+			t.Errorf("%s: the error is %d bytes long; want the key shortened", tc.name, n)
 		}
 	}
 	// At the limits exactly, the write goes out.

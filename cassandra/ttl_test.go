@@ -179,10 +179,9 @@ func TestTTLPast2038(t *testing.T) {
 			{"Upsert", func() error { _, _, err := s.Upsert(ctx, "late", []byte("x"), 1, ttl); return err }},
 		} {
 			err := tc.call()
-			var ie *idem.InputError
-			if !errors.Is(err, idem.ErrInvalid) || !errors.As(err, &ie) || errors.As(err, &invalid) {
-				t.Errorf("%s with a ttl ending at %v: got %v, want an *idem.InputError", tc.name, time.Now().Add(ttl).UTC(), err)
-			} else if !strings.Contains(ie.Reason, "2038-01-19T03:14:06Z") {
+			if !errors.Is(err, idem.ErrInvalid) || errors.As(err, &invalid) {
+				t.Errorf("%s with a ttl ending at %v: got %v, want one matching idem.ErrInvalid, before sending", tc.name, time.Now().Add(ttl).UTC(), err)
+			} else if !strings.Contains(err.Error(), "2038-01-19T03:14:06Z") {
 				t.Errorf("%s: the error %q does not name the limit", tc.name, err)
 			}
 		}

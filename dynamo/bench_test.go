@@ -160,7 +160,7 @@ func BenchmarkDoFirst(b *testing.B) {
 			s := mustStore(b, c, name)
 			ctx := context.Background()
 			pair(b, func(i int) error {
-				_, err := idem.Do(ctx, s, fmt.Sprintf("idemkit/%d", i), benchFn, idem.WithTTL(24*time.Hour))
+				_, err := idem.Do(ctx, s, fmt.Sprintf("idemkit/%d", i), benchFn, idem.WithRetention(24*time.Hour))
 				return err
 			}, func(i int) error {
 				_, err := rawDo(ctx, c, name, fmt.Sprintf("sdk/%d", i))
@@ -176,14 +176,14 @@ func BenchmarkDoReplay(b *testing.B) {
 			c, name := table(b, srv)
 			s := mustStore(b, c, name)
 			ctx := context.Background()
-			if _, err := idem.Do(ctx, s, "idemkit", benchFn, idem.WithTTL(24*time.Hour)); err != nil {
+			if _, err := idem.Do(ctx, s, "idemkit", benchFn, idem.WithRetention(24*time.Hour)); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := rawDo(ctx, c, name, "sdk"); err != nil {
 				b.Fatal(err)
 			}
 			pair(b, func(int) error {
-				v, err := idem.Do(ctx, s, "idemkit", benchFn, idem.WithTTL(24*time.Hour))
+				v, err := idem.Do(ctx, s, "idemkit", benchFn, idem.WithRetention(24*time.Hour))
 				if err == nil && v.Amount != 1250 {
 					err = errors.New("wrong replayed result")
 				}

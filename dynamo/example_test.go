@@ -57,9 +57,9 @@ func Example() {
 	}
 
 	// However often the client retries order 42, it is charged once.
-	receipt, err := idem.Do(ctx, store, idem.Key("charge", "order-42"),
+	receipt, err := idem.Do(ctx, store, idem.JoinKey("charge", "order-42"),
 		func(ctx context.Context) (Receipt, error) { return charge(ctx, "order-42", 1250) },
-		idem.WithTTL(24*time.Hour))
+		idem.WithRetention(24*time.Hour))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -89,16 +89,15 @@ func TestLimits(t *testing.T) {
 					{"Upsert big item", "big2", dynamo.MaxItemBytes, func() error { _, _, err := s.Upsert(ctx, "big2", tooBig, 5, 0); return err }},
 				} {
 					err := tc.call()
-					var ie *idem.InputError
-					if !errors.As(err, &ie) || !errors.Is(err, idem.ErrInvalid) {
-						t.Errorf("%s: got %v, want an *idem.InputError", tc.name, err)
+					if !errors.Is(err, idem.ErrInvalid) {
+						t.Errorf("%s: got %v, want one matching idem.ErrInvalid", tc.name, err)
 						continue
 					}
-					if !strings.HasPrefix(tc.key, strings.TrimSuffix(ie.Key, "...")) || ie.Key == "" {
-						t.Errorf("%s: error names key %q, want (a prefix of) %q", tc.name, ie.Key, tc.key)
+					if named := tc.key[:min(len(tc.key), 256)]; !strings.Contains(err.Error(), named) {
+						t.Errorf("%s: error %q does not name (a prefix of) the key %q", tc.name, err, named)
 					}
-					if !strings.Contains(ie.Reason, strconv.Itoa(tc.limit)) {
-						t.Errorf("%s: error %q does not name the limit %d", tc.name, ie.Reason, tc.limit)
+					if !strings.Contains(err.Error(), strconv.Itoa(tc.limit)) {
+						t.Errorf("%s: error %q does not name the limit %d", tc.name, err, tc.limit)
 					}
 				}
 				if got := w.take(); len(got) != 0 {

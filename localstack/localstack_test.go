@@ -6,6 +6,7 @@ package localstack_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -219,7 +220,7 @@ func comment(t *testing.T, s *gocql.Session, ks, table string) string {
 func useStore(t *testing.T, s idem.Store) {
 	t.Helper()
 	ctx := ctxT(t)
-	key := "localstack/" + idem.NewKey()
+	key := "localstack/" + rand.Text()
 	it, err := s.PutIfAbsent(ctx, key, []byte("a"), time.Hour)
 	if err != nil {
 		t.Fatalf("PutIfAbsent: %v", err)

@@ -104,7 +104,7 @@ func (b Backend) session() (*gocql.Session, error) {
 // counterTotals reads each counter's final total.
 func counterTotals(ctx context.Context, s idem.Store, p Plan, log *Log) error {
 	for c := range p.Counters {
-		total, err := idem.CounterValue(ctx, s, CounterKey(c))
+		total, err := idem.Counter{Store: s, Key: CounterKey(c)}.Value(ctx)
 		if err != nil {
 			return fmt.Errorf("torture: reading counter %s: %w", CounterKey(c), err)
 		}

@@ -2,6 +2,7 @@ package torture
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -26,7 +27,10 @@ func (s overwriting) PutIfAbsent(ctx context.Context, key string, value []byte, 
 type forgetful struct{ idem.Store }
 
 func (s forgetful) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if rec, err := idem.DecodeRecord(key, value); err == nil && rec.Status == idem.StatusCompleted {
+	var rec struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(value, &rec) == nil && rec.Status == "completed" {
 		return idem.Item{Key: key, Value: value, Version: version + 1}, nil
 	}
 	return s.Store.CompareAndSwap(ctx, key, version, value, ttl)

@@ -48,7 +48,7 @@ func (c *caller) call(ctx context.Context, t Task) error {
 	case KindOnce:
 		return c.once(ctx, t)
 	}
-	total, applied, err := idem.Add(ctx, c.store, t.Key, t.Op, t.Delta)
+	total, applied, err := idem.Counter{Store: c.store, Key: t.Key}.Add(ctx, t.Op, t.Delta)
 	c.answer(Record{Kind: KindAdd, Key: t.Key, Op: t.Op, Task: t.Index, Applied: applied, Total: total}, err)
 	return err
 }
