@@ -14,6 +14,7 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
 // atkHook runs around one call of a Store operation: n counts the calls of
@@ -155,7 +156,7 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 			ctx := context.Background()
 			clk := newFakeClock()
 			s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
-			opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
+			opts := []idem.Option{idem.WithClock(clk.Now), idem.WithRetention(time.Minute), idem.WithLease(time.Second)}
 			a, _, err := idem.Claim(ctx, s, "k", opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -206,13 +207,13 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
-	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Minute), idem.WithLease(time.Second)}
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithRetention(time.Minute), idem.WithLease(time.Second)}
 	stale := func(stage string, a *idem.Lease) {
 		t.Helper()
 		for name, w := range map[string]func() error{
 			"Extend":   func() error { return a.Extend(ctx, time.Hour) },
 			"Complete": func() error { return a.Complete(ctx, []byte(`"stale"`)) },
-			"Fail":     func() error { return a.Fail(ctx, "stale", "stale") },
+			"Fail":     func() error { return a.CompleteError(ctx, "stale", "stale") },
 			"Release":  func() error { return a.Release(ctx) },
 		} {
 			if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
@@ -395,7 +396,7 @@ func TestAttackAddLostResponses(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			s := newAtk(memstore.New())
-			if _, _, err := idem.Add(ctx, s, "c", "seed", 1, idem.WithWindow(3)); err != nil {
+			if _, _, err := (idem.Counter{Store: s, Key: "c", Window: 3}).Add(ctx, "seed", 1); err != nil {
 				t.Fatal(err)
 			}
 			competitors := 4
@@ -414,20 +415,20 @@ func TestAttackAddLostResponses(t *testing.T) {
 					late = send
 				}
 				for i := range competitors {
-					if _, _, err := idem.Add(ctx, s.Store, "c", fmt.Sprint("other", i), 10, idem.WithWindow(3)); err != nil {
+					if _, _, err := (idem.Counter{Store: s.Store, Key: "c", Window: 3}).Add(ctx, fmt.Sprint("other", i), 10); err != nil {
 						t.Error(err)
 					}
 				}
 				return lostResponse("CompareAndSwap")
 			})
-			total, applied, err := idem.Add(ctx, s, "c", "mine", 100, idem.WithWindow(3))
+			total, applied, err := idem.Counter{Store: s, Key: "c", Window: 3}.Add(ctx, "mine", 100)
 			t.Logf("Add: %d, %v, %v", total, applied, err)
 			if late != nil {
 				if lerr := late(); !errors.Is(lerr, idem.ErrConflict) {
 					t.Errorf("the late first write: %v, want a conflict", lerr)
 				}
 			}
-			got, _ := idem.CounterValue(ctx, s.Store, "c")
+			got, _ := idem.Counter{Store: s.Store, Key: "c"}.Value(ctx)
 			base := int64(1 + 10*competitors)
 			switch {
 			case got != base && got != base+100:
@@ -575,14 +576,14 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 	ctx := context.Background()
 	s := newAtk(memstore.New())
 	var book, charge, refund atomic.Int32
-	body := func(ctx context.Context, sg *idem.Saga) error {
-		if _, err := idem.Step(ctx, sg, "book", func(context.Context) (int, error) {
+	body := func(ctx context.Context, sg *saga.Saga) error {
+		if _, err := saga.Step(ctx, sg, "book", func(context.Context) (int, error) {
 			book.Add(1)
 			return 1, nil
 		}, func(context.Context, int) error { refund.Add(1); return nil }); err != nil {
 			return err
 		}
-		_, err := idem.Step(ctx, sg, "charge", func(context.Context) (int, error) {
+		_, err := saga.Step(ctx, sg, "charge", func(context.Context) (int, error) {
 			charge.Add(1)
 			return 0, idem.Permanent(errors.New("card declined"))
 		}, nil)
@@ -595,7 +596,7 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 		}
 		return nil
 	})
-	err1 := idem.RunSaga(ctx, s, "trip", body)
+	err1 := saga.Run(ctx, s, "trip", body)
 	t.Logf("first run: %v", err1)
 	s.on("PutIfAbsent", nil)
 	lostOnce := false
@@ -609,15 +610,15 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 	})
 	var err error
 	for range 3 {
-		if err = idem.RunSaga(ctx, s, "trip", body); errors.Is(err, idem.ErrAborted) {
+		if err = saga.Run(ctx, s, "trip", body); errors.Is(err, saga.ErrAborted) {
 			break
 		}
 		t.Logf("re-run: %v", err)
 	}
-	if !errors.Is(err, idem.ErrAborted) {
+	if !errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("re-runs: %v, want ErrAborted", err)
 	}
-	if err := idem.RunSaga(ctx, s, "trip", body); !errors.Is(err, idem.ErrAborted) {
+	if err := saga.Run(ctx, s, "trip", body); !errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("another re-run: %v", err)
 	}
 	if book.Load() != 1 || charge.Load() != 1 || refund.Load() != 1 {
@@ -645,7 +646,7 @@ func TestAttackWriteAfterCompleteAnswersLost(t *testing.T) {
 	for name, w := range map[string]func() error{
 		"Extend":          func() error { return l.Extend(ctx, time.Hour) },
 		"Complete(other)": func() error { return l.Complete(ctx, []byte(`2`)) },
-		"Fail":            func() error { return l.Fail(ctx, "x", "x") },
+		"Fail":            func() error { return l.CompleteError(ctx, "x", "x") },
 		"Release":         func() error { return l.Release(ctx) },
 	} {
 		if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
@@ -653,7 +654,7 @@ func TestAttackWriteAfterCompleteAnswersLost(t *testing.T) {
 		}
 	}
 	_, rec, err := idem.Claim(ctx, s, "k")
-	if err != nil || rec == nil || string(rec.Result) != "1" {
+	if err != nil || rec == nil || string(rec) != "1" {
 		t.Fatalf("replay: %v, %v", rec, err)
 	}
 }
@@ -684,7 +685,7 @@ func TestAttackExtendLostThenComplete(t *testing.T) {
 	if err := l.Complete(ctx, []byte(`5`)); err != nil {
 		t.Fatalf("Complete after the lost extension: %v", err)
 	}
-	if _, rec, err := idem.Claim(ctx, s, "k"); err != nil || rec == nil || string(rec.Result) != "5" {
+	if _, rec, err := idem.Claim(ctx, s, "k"); err != nil || rec == nil || string(rec) != "5" {
 		t.Fatalf("replay: %v, %v", rec, err)
 	}
 }

@@ -39,12 +39,11 @@ func ExampleDo_replay() {
 
 	idem.Do(ctx, store, "order-42", charge)
 	// The client timed out and retries with the same key.
-	var replayed bool
-	c, err := idem.Do(ctx, store, "order-42", charge, idem.WithReplayed(&replayed))
-	fmt.Println(c, err, "replayed:", replayed)
+	c, err := idem.Do(ctx, store, "order-42", charge)
+	fmt.Println(c, err)
 	// Output:
 	// charging the card
-	// {ch_1 1250} <nil> replayed: true
+	// {ch_1 1250} <nil>
 }
 
 func ExampleDo_mismatch() {
@@ -88,7 +87,7 @@ func ExampleAdd() {
 	store := memstore.New()
 	ctx := context.Background()
 	for _, op := range []string{"deposit-1", "deposit-2", "deposit-1"} {
-		total, applied, _ := idem.Add(ctx, store, "balance/alice", op, 100)
+		total, applied, _ := idem.Counter{Store: store, Key: "balance/alice"}.Add(ctx, op, 100)
 		fmt.Println(op, total, applied)
 	}
 	// Output:
@@ -101,16 +100,17 @@ func ExampleClaim() {
 	store := memstore.New()
 	ctx := context.Background()
 
-	lease, rec, err := idem.Claim(ctx, store, "webhook/evt_1")
+	lease, _, err := idem.Claim(ctx, store, "webhook/evt_1")
 	if err != nil {
 		panic(err)
 	}
-	if rec == nil { // we own the key: do the work, then record the answer
+	if lease != nil { // we own the key: do the work, then record the answer
 		lease.Complete(ctx, []byte(`{"status":200}`))
 	}
 
-	_, rec, _ = idem.Claim(ctx, store, "webhook/evt_1")
-	fmt.Println(rec.Status, string(rec.Result))
+	// A redelivery finds the answer: no lease, the stored result.
+	lease, result, err := idem.Claim(ctx, store, "webhook/evt_1")
+	fmt.Println(lease == nil, string(result), err)
 	// Output:
-	// completed {"status":200}
+	// true {"status":200} <nil>
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // faulty wraps a Store and injects failures on the write path. Each fault is
@@ -60,7 +61,7 @@ func (f *faulty) PutIfAbsent(ctx context.Context, key string, value []byte, ttl 
 	case err != nil:
 		return it, err
 	case lost:
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: "PutIfAbsent", Err: errors.New("injected: response lost")}
+		return idem.Item{}, kernel.Unknown(key, "PutIfAbsent", errors.New("injected: response lost"))
 	case resend:
 		return f.Store.PutIfAbsent(ctx, key, value, ttl)
 	}
@@ -77,7 +78,7 @@ func (f *faulty) CompareAndSwap(ctx context.Context, key string, version int64, 
 	case err != nil:
 		return it, err
 	case lost:
-		return idem.Item{}, &idem.UnknownOutcomeError{Key: key, Op: "CompareAndSwap", Err: errors.New("injected: response lost")}
+		return idem.Item{}, kernel.Unknown(key, "CompareAndSwap", errors.New("injected: response lost"))
 	case resend:
 		return f.Store.CompareAndSwap(ctx, key, version, value, ttl)
 	}
@@ -94,7 +95,7 @@ func (f *faulty) CompareAndDelete(ctx context.Context, key string, version int64
 	case err != nil:
 		return err
 	case lost:
-		return &idem.UnknownOutcomeError{Key: key, Op: "CompareAndDelete", Err: errors.New("injected: response lost")}
+		return kernel.Unknown(key, "CompareAndDelete", errors.New("injected: response lost"))
 	case resend:
 		return f.Store.CompareAndDelete(ctx, key, version)
 	}

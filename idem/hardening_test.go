@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
 // hooked wraps a Store: after each write has been delegated, after (if set)
@@ -59,7 +61,7 @@ func (h *hooked) CompareAndDelete(ctx context.Context, key string, version int64
 }
 
 func lostResponse(op string) error {
-	return &idem.UnknownOutcomeError{Op: op, Err: errors.New("injected: the response was lost after the write applied")}
+	return kernel.Unknown("", op, errors.New("injected: the response was lost after the write applied"))
 }
 
 // fakeClock is a settable clock for leases (idem.WithClock) and for
@@ -87,7 +89,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func staleOps(ctx context.Context, l *idem.Lease) map[string]func() error {
 	return map[string]func() error{
 		"Complete": func() error { return l.Complete(ctx, []byte(`"stale"`)) },
-		"Fail":     func() error { return l.Fail(ctx, "stale", "stale") },
+		"Fail":     func() error { return l.CompleteError(ctx, "stale", "stale") },
 		"Extend":   func() error { return l.Extend(ctx, time.Minute) },
 		"Release":  func() error { return l.Release(ctx) },
 	}
@@ -107,7 +109,7 @@ func TestFenceSurvivesReleaseAndReclaim(t *testing.T) {
 				ctx := context.Background()
 				clk := newFakeClock()
 				s := memstore.New(memstore.WithClock(clk.Now))
-				opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithTTL(time.Minute)}
+				opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithRetention(time.Minute)}
 				a, _, err := idem.Claim(ctx, s, "k", opts...)
 				if err != nil {
 					t.Fatal(err)
@@ -162,7 +164,7 @@ func TestInProgressOutlivesRetention(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	s := memstore.New(memstore.WithClock(clk.Now))
-	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithTTL(time.Second), idem.WithLease(time.Minute)}
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithRetention(time.Second), idem.WithLease(time.Minute)}
 	lease, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -331,46 +333,46 @@ type limited struct {
 
 func (l limited) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
 	if len(value) > l.max {
-		return idem.Item{}, &idem.InputError{Key: key, Reason: fmt.Sprintf("value is %d bytes, over the limit of %d", len(value), l.max)}
+		return idem.Item{}, kernel.CheckSize(key, "value", len(value), l.max)
 	}
 	return l.Store.CompareAndSwap(ctx, key, version, value, ttl)
 }
 
-type failingCodec struct{ idem.JSONCodec }
+// unencodable is a result whose JSON encoding fails.
+type unencodable string
 
-func (failingCodec) Marshal(any) ([]byte, error) { return nil, errors.New("cannot encode a channel") }
+func (unencodable) MarshalJSON() ([]byte, error) { return nil, errors.New("cannot encode a channel") }
 
 // TestResultNotStored is items 9 and 10: fn succeeds with a result the
-// store refuses as too large, or one the codec cannot encode. The caller
+// store refuses as too large, or one that cannot be encoded. The caller
 // gets fn's result with an error; the key gets a permanent answer, so no
 // retry ever runs fn again.
 func TestResultNotStored(t *testing.T) {
-	for name, tc := range map[string]struct {
-		s    idem.Store
-		opts []idem.Option
-	}{
-		"too large":   {limited{memstore.New(), 2048}, nil},
-		"not encoded": {memstore.New(), []idem.Option{idem.WithCodec(failingCodec{})}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			runs := 0
-			fn := func(context.Context) (string, error) { runs++; return strings.Repeat("x", 4096), nil }
-			got, err := idem.Do(ctx, tc.s, "k", fn, tc.opts...)
-			if err == nil || len(got) != 4096 {
-				t.Fatalf("first call: got %d bytes, %v; want fn's result and an error", len(got), err)
-			}
-			for range 3 {
-				_, err := idem.Do(ctx, tc.s, "k", fn, tc.opts...)
-				var perm *idem.PermanentError
-				if !errors.As(err, &perm) || perm.Code != idem.CodeResultNotStored || !perm.Replayed {
-					t.Fatalf("retry: got %v, want the stored permanent error %s", err, idem.CodeResultNotStored)
-				}
-			}
-			if runs != 1 {
-				t.Fatalf("fn ran %d times, want 1", runs)
-			}
-		})
+	t.Run("too large", func(t *testing.T) {
+		testResultNotStored(t, limited{memstore.New(), 2048}, strings.Repeat("x", 4096))
+	})
+	t.Run("not encoded", func(t *testing.T) {
+		testResultNotStored(t, memstore.New(), unencodable(strings.Repeat("x", 4096)))
+	})
+}
+
+func testResultNotStored[T ~string](t *testing.T, s idem.Store, result T) {
+	ctx := context.Background()
+	runs := 0
+	fn := func(context.Context) (T, error) { runs++; return result, nil }
+	got, err := idem.Do(ctx, s, "k", fn)
+	if err == nil || len(got) != 4096 {
+		t.Fatalf("first call: got %d bytes, %v; want fn's result and an error", len(got), err)
+	}
+	for range 3 {
+		_, err := idem.Do(ctx, s, "k", fn)
+		var perm *idem.PermanentError
+		if !errors.As(err, &perm) || perm.Code != idem.CodeResultNotStored || !perm.Replayed {
+			t.Fatalf("retry: got %v, want the stored permanent error %s", err, idem.CodeResultNotStored)
+		}
+	}
+	if runs != 1 {
+		t.Fatalf("fn ran %d times, want 1", runs)
 	}
 }
 
@@ -421,8 +423,8 @@ func TestAddNeverCountsTwice(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inner := memstore.New()
-			opts := []idem.Option{idem.WithWindow(4)}
-			if _, _, err := idem.Add(ctx, inner, "c", "seed", 1, opts...); err != nil {
+			counter := idem.Counter{Store: inner, Key: "c", Window: 4}
+			if _, _, err := counter.Add(ctx, "seed", 1); err != nil {
 				t.Fatal(err)
 			}
 			armed := true
@@ -433,7 +435,7 @@ func TestAddNeverCountsTwice(t *testing.T) {
 				}
 				armed = false
 				for i := range tc.others {
-					if _, _, err := idem.Add(ctx, inner, "c", fmt.Sprint("other-", i), 10, opts...); err != nil {
+					if _, _, err := counter.Add(ctx, fmt.Sprint("other-", i), 10); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -443,8 +445,10 @@ func TestAddNeverCountsTwice(t *testing.T) {
 			if !tc.applied {
 				store = &skipFirstSwap{Store: s}
 			}
-			total, applied, err := idem.Add(ctx, store, "c", "mine", 100, opts...)
-			final, verr := idem.CounterValue(ctx, inner, "c", opts...)
+			mine := counter
+			mine.Store = store
+			total, applied, err := mine.Add(ctx, "mine", 100)
+			final, verr := counter.Value(ctx)
 			if verr != nil {
 				t.Fatal(verr)
 			}
@@ -493,7 +497,7 @@ func TestOnceDoesNotWriteCallerOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	shared := make([]idem.Option, 1, 4)
-	shared[0] = idem.WithTTL(time.Hour)
+	shared[0] = idem.WithRetention(time.Hour)
 	var wg sync.WaitGroup
 	results := make([]bool, 8)
 	for i := range results {
@@ -557,10 +561,10 @@ func TestNilStore(t *testing.T) {
 			_, err := idem.Update(ctx, nil, "k", func([]byte, bool) ([]byte, error) { return nil, nil })
 			return err
 		},
-		"Add":          func() error { _, _, err := idem.Add(ctx, nil, "k", "op", 1); return err },
-		"CounterValue": func() error { _, err := idem.CounterValue(ctx, nil, "k"); return err },
-		"RunSaga": func() error {
-			return idem.RunSaga(ctx, nil, "k", func(context.Context, *idem.Saga) error { return nil })
+		"Add":          func() error { _, _, err := idem.Counter{Store: nil, Key: "k"}.Add(ctx, "op", 1); return err },
+		"CounterValue": func() error { _, err := idem.Counter{Store: nil, Key: "k"}.Value(ctx); return err },
+		"saga.Run": func() error {
+			return saga.Run(ctx, nil, "k", func(context.Context, *saga.Saga) error { return nil })
 		},
 	}
 	for name, call := range calls {
@@ -570,24 +574,25 @@ func TestNilStore(t *testing.T) {
 	}
 }
 
-type panickingCodec struct{ idem.JSONCodec }
+// exploding is a result whose JSON encoding panics.
+type exploding int
 
-func (panickingCodec) Marshal(any) ([]byte, error) { panic("MarshalJSON blew up") }
+func (exploding) MarshalJSON() ([]byte, error) { panic("MarshalJSON blew up") }
 
-// TestCodecPanicStoresAnswer: fn succeeded, then the codec panics while
-// encoding its result. The panic goes on, but the key gets a permanent
-// answer first, so a retry does not run fn (and its side effect) again.
-func TestCodecPanicStoresAnswer(t *testing.T) {
+// TestEncodePanicStoresAnswer: fn succeeded, then encoding its result
+// panics. The panic goes on, but the key gets a permanent answer first, so
+// a retry does not run fn (and its side effect) again.
+func TestEncodePanicStoresAnswer(t *testing.T) {
 	s := memstore.New()
 	runs := 0
-	fn := func(context.Context) (int, error) { runs++; return 1, nil }
+	fn := func(context.Context) (exploding, error) { runs++; return 1, nil }
 	func() {
 		defer func() {
 			if r := recover(); r != "MarshalJSON blew up" {
-				t.Fatalf("recovered %v, want the codec's panic", r)
+				t.Fatalf("recovered %v, want the encoder's panic", r)
 			}
 		}()
-		idem.Do(context.Background(), s, "k", fn, idem.WithCodec(panickingCodec{}))
+		idem.Do(context.Background(), s, "k", fn)
 	}()
 	_, err := idem.Do(context.Background(), s, "k", fn)
 	var perm *idem.PermanentError

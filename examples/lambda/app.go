@@ -151,13 +151,18 @@ func (a *App) CreditPoints(ctx context.Context, msg events.SQSMessage) error {
 		return errors.New("ledger busy")
 	}
 	a.mu.Unlock()
-	_, _, err := idem.Add(ctx, a.Store, a.Prefix+"points/"+ev.Customer, ev.EventID, ev.Points)
+	_, _, err := a.points(ev.Customer).Add(ctx, ev.EventID, ev.Points)
 	return err
 }
 
 // Points returns a customer's balance.
 func (a *App) Points(ctx context.Context, customer string) (int64, error) {
-	return idem.CounterValue(ctx, a.Store, a.Prefix+"points/"+customer)
+	return a.points(customer).Value(ctx)
+}
+
+// points is a customer's exactly-once points counter.
+func (a *App) points(customer string) idem.Counter {
+	return idem.Counter{Store: a.Store, Key: a.Prefix + "points/" + customer}
 }
 
 // eventKey is the SQS wrapper's key: the producer's event ID, so that an

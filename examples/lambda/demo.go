@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -90,7 +91,7 @@ func (r *Report) Print(w io.Writer) {
 func invoke[In, Out any](ctx context.Context, timeout time.Duration, h func(context.Context, In) (Out, error), ev In) (out Out, err error, died bool) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: idem.NewKey()})
+	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: rand.Text()})
 	done := make(chan struct{})
 	died = true
 	go func() {
@@ -107,7 +108,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
 	}
-	runID := idem.NewKeyV7()[:13] // keys of two runs on one server never meet
+	runID := rand.Text()[:13] // keys of two runs on one server never meet
 	app := &App{Store: store, Provider: newProvider(), Prefix: runID + "/", ledgerFail: map[string]int{}}
 	rep := &Report{}
 	logs := &logLines{}
@@ -148,7 +149,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	var first events.APIGatewayProxyResponse
 	{
 		var f []string
-		k := idem.NewKey()
+		k := rand.Text()
 		first, err, _ = invoke(ctx, timeout, api, pay(k, "c-1", 1250))
 		want(&f, err == nil && first.StatusCode == http.StatusCreated, "first request: %d %v", first.StatusCode, err)
 		again, err, _ := invoke(ctx, timeout, api, pay(k, "c-1", 1250))
@@ -171,7 +172,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	// API Gateway: a duplicate arrives while the first is still charging.
 	{
 		var f []string
-		k := idem.NewKey()
+		k := rand.Text()
 		app.Provider.started, app.Provider.released = make(chan struct{}), make(chan struct{})
 		app.Provider.inject(pfSlow)
 		firstDone := make(chan events.APIGatewayProxyResponse)
@@ -193,7 +194,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	// API Gateway: the provider is down; the 503 releases the key.
 	{
 		var f []string
-		k := idem.NewKey()
+		k := rand.Text()
 		app.Provider.inject(pfDown)
 		down, _, _ := invoke(ctx, timeout, api, pay(k, "c-3", 700))
 		want(&f, down.StatusCode == http.StatusServiceUnavailable, "provider down: %d, want 503", down.StatusCode)
@@ -208,7 +209,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	// repeated charge.
 	{
 		var f []string
-		k := idem.NewKey()
+		k := rand.Text()
 		app.Provider.inject(pfCrash)
 		_, _, died := invoke(ctx, cfg.Timeout, api, pay(k, "c-4", 300))
 		want(&f, died, "the invocation did not die")
@@ -288,7 +289,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	// aggressively causes: one charge, each answer a 201 or a 409.
 	{
 		var f []string
-		k := idem.NewKey()
+		k := rand.Text()
 		var wg sync.WaitGroup
 		codes := make([]int, 8)
 		before := charges()

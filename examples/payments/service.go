@@ -84,8 +84,9 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (Receipt, bool, error
 	if err != nil {
 		return Receipt{}, false, err
 	}
-	var replayed bool
+	ran := false
 	r, err := idem.Do(ctx, s.Store, req.Key, func(ctx context.Context) (Receipt, error) {
+		ran = true
 		r, err := s.Network.Charge(req.Key, req.Customer, req.Amount)
 		switch {
 		case errors.Is(err, errDeclined):
@@ -103,8 +104,9 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (Receipt, bool, error
 	},
 		idem.WithKeyPrefix("payments/"),
 		idem.WithFingerprint(fp),
-		idem.WithLease(s.Lease),
-		idem.WithReplayed(&replayed))
+		idem.WithLease(s.Lease))
+	var perm *idem.PermanentError
+	replayed := !ran && (err == nil || errors.As(err, &perm) && perm.Replayed)
 	return r, replayed, err
 }
 
