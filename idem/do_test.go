@@ -461,36 +461,41 @@ func TestAddLostResponse(t *testing.T) {
 
 // TestKeepAlive: an adapter holding a Lease from Claim keeps it alive while
 // its work runs; a takeover cancels the work's context with ErrLeaseLost.
+// On synctest's fake clock: a 10ms interval makes exactly 5 extensions in
+// 55ms, and the first tick after the takeover ends the work's context.
 func TestKeepAlive(t *testing.T) {
-	s := idemtest.NewCounting(memstore.New())
-	ctx := context.Background()
-	lease, _, err := idem.Claim(ctx, s, "k", idem.WithLease(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kctx, stop := lease.KeepAlive(ctx, 10*time.Millisecond)
-	defer stop()
-	time.Sleep(50 * time.Millisecond)
-	if n := s.Counts().CompareAndSwap; n < 2 {
-		t.Errorf("got %d extensions in 50ms at a 10ms interval, want several", n)
-	}
-	if kctx.Err() != nil {
-		t.Fatalf("context cancelled while the lease is held: %v", context.Cause(kctx))
-	}
-	future := func() time.Time { return time.Now().Add(time.Hour) }
-	if heir, _, err := idem.Claim(ctx, s, "k", idem.WithClock(future)); err != nil || heir == nil {
-		t.Fatalf("takeover: %v", err)
-	}
-	select {
-	case <-kctx.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the work's context was not cancelled after a takeover")
-	}
-	if c := context.Cause(kctx); !errors.Is(c, idem.ErrLeaseLost) {
-		t.Errorf("cause: got %v, want ErrLeaseLost", c)
-	}
-	stop()
-	stop() // a second stop is harmless
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		ctx := context.Background()
+		lease, _, err := idem.Claim(ctx, s, "k", idem.WithLease(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kctx, stop := lease.KeepAlive(ctx, 10*time.Millisecond)
+		defer stop()
+		time.Sleep(55 * time.Millisecond)
+		synctest.Wait()
+		if n := s.Counts().CompareAndSwap; n != 5 {
+			t.Errorf("got %d extensions in 55ms at a 10ms interval, want 5", n)
+		}
+		if kctx.Err() != nil {
+			t.Fatalf("context cancelled while the lease is held: %v", context.Cause(kctx))
+		}
+		future := func() time.Time { return time.Now().Add(time.Hour) }
+		if heir, _, err := idem.Claim(ctx, s, "k", idem.WithClock(future)); err != nil || heir == nil {
+			t.Fatalf("takeover: %v", err)
+		}
+		start := time.Now()
+		<-kctx.Done()
+		if waited := time.Since(start); waited > 10*time.Millisecond {
+			t.Errorf("the work's context ended %v after the takeover, want by the next tick (10ms)", waited)
+		}
+		if c := context.Cause(kctx); !errors.Is(c, idem.ErrLeaseLost) {
+			t.Errorf("cause: got %v, want ErrLeaseLost", c)
+		}
+		stop()
+		stop() // a second stop is harmless
+	})
 }
 
 // alwaysUnknown never writes and always says the outcome is unknown, as a

@@ -344,32 +344,7 @@ func testBadInput(t *testing.T, h *harness) {
 // checks that every operation treats them as absent.
 func testExpiry(t *testing.T, h *harness) {
 	c := ctx(t)
-	keys := map[string]string{}
-	var items []idem.Item
-	for _, name := range []string{"get", "put", "cas", "cad", "upsert", "swapped", "kept"} {
-		keys[name] = h.key(t, name)
-		ttl := time.Second
-		if name == "kept" {
-			ttl = time.Hour
-		}
-		it, err := h.store.PutIfAbsent(c, keys[name], []byte("old-"+name), ttl)
-		if err != nil {
-			t.Fatalf("PutIfAbsent %s: %v", name, err)
-		}
-		items = append(items, it)
-	}
-	// An item swapped to a 1s ttl, then expired.
-	old := map[string]int64{} // each key's last version before expiry
-	for i, name := range []string{"get", "put", "cas", "cad", "upsert", "swapped", "kept"} {
-		old[name] = items[i].Version
-	}
-	if _, err := h.store.CompareAndSwap(c, keys["swapped"], old["swapped"], []byte("swapped"), time.Second); err != nil {
-		t.Fatal(err)
-	}
-	old["swapped"]++
-	if _, _, err := h.store.Upsert(c, keys["upsert"]+"/u", []byte("u9"), 9, time.Second); err != nil {
-		t.Fatal(err)
-	}
+	keys, old, items := expiryFixture(t, h)
 	// Only meaningful while the 1s ttl surely runs: a loaded machine may
 	// already be past it.
 	if time.Until(items[0].ExpiresAt) > 300*time.Millisecond {
@@ -382,6 +357,54 @@ func testExpiry(t *testing.T, h *harness) {
 	if _, err := h.store.Get(c, keys["get"]); !errors.Is(err, idem.ErrNotFound) {
 		t.Errorf("Get of an expired item: got %v, want ErrNotFound", err)
 	}
+	checkWritesAfterExpiry(t, h, keys, old)
+	// The expired CompareAndSwap and CompareAndDelete must not have revived anything.
+	for _, name := range []string{"cas", "cad"} {
+		if _, err := h.store.Get(c, keys[name]); !errors.Is(err, idem.ErrNotFound) {
+			t.Errorf("Get %s after refused writes on an expired item: got %v, want ErrNotFound", name, err)
+		}
+	}
+	if _, err := h.store.Get(c, keys["kept"]); err != nil {
+		t.Errorf("an item with a 1h ttl expired early: %v", err)
+	}
+}
+
+// expiryFixture writes testExpiry's items: one per write to try after
+// expiry with a 1s ttl, one swapped to a 1s ttl, an upserted one, and one
+// kept for an hour. It returns their keys, each key's last version, and the
+// items in the order get, put, cas, cad, upsert, swapped, kept.
+func expiryFixture(t *testing.T, h *harness) (keys map[string]string, old map[string]int64, items []idem.Item) {
+	c := ctx(t)
+	keys, old = map[string]string{}, map[string]int64{}
+	for _, name := range []string{"get", "put", "cas", "cad", "upsert", "swapped", "kept"} {
+		keys[name] = h.key(t, name)
+		ttl := time.Second
+		if name == "kept" {
+			ttl = time.Hour
+		}
+		it, err := h.store.PutIfAbsent(c, keys[name], []byte("old-"+name), ttl)
+		if err != nil {
+			t.Fatalf("PutIfAbsent %s: %v", name, err)
+		}
+		items = append(items, it)
+		old[name] = it.Version
+	}
+	// An item swapped to a 1s ttl, then expired.
+	if _, err := h.store.CompareAndSwap(c, keys["swapped"], old["swapped"], []byte("swapped"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	old["swapped"]++
+	if _, _, err := h.store.Upsert(c, keys["upsert"]+"/u", []byte("u9"), 9, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return keys, old, items
+}
+
+// checkWritesAfterExpiry tries each write on the expired items of
+// expiryFixture, at the versions they held before they expired: only
+// expiry can make the conditional ones fail.
+func checkWritesAfterExpiry(t *testing.T, h *harness, keys map[string]string, old map[string]int64) {
+	c := ctx(t)
 	it, err := h.store.PutIfAbsent(c, keys["put"], []byte("new"), 0)
 	if err != nil {
 		t.Errorf("PutIfAbsent over an expired item: %v", err)
@@ -389,8 +412,6 @@ func testExpiry(t *testing.T, h *harness) {
 		checkFresh(t, "PutIfAbsent over an expired item", it, old["put"])
 		checkItem(t, "PutIfAbsent over an expired item", it, idem.Item{Key: keys["put"], Value: []byte("new"), Version: it.Version})
 	}
-	// At the versions the items held before they expired: only expiry can
-	// make these fail.
 	_, err = h.store.CompareAndSwap(c, keys["cas"], old["cas"], []byte("new"), 0)
 	if ce := conflict(t, err, "CompareAndSwap of an expired item"); ce.Exists {
 		t.Errorf("CompareAndSwap of an expired item: got Exists true, want false")
@@ -408,15 +429,6 @@ func testExpiry(t *testing.T, h *harness) {
 		t.Errorf("Upsert at a lower version over an expired item: got applied %v, err %v; want applied", applied, err)
 	} else {
 		checkItem(t, "Upsert over an expired item", up, idem.Item{Key: keys["upsert"] + "/u", Value: []byte("u2"), Version: 2})
-	}
-	// The expired CompareAndSwap and CompareAndDelete must not have revived anything.
-	for _, name := range []string{"cas", "cad"} {
-		if _, err := h.store.Get(c, keys[name]); !errors.Is(err, idem.ErrNotFound) {
-			t.Errorf("Get %s after refused writes on an expired item: got %v, want ErrNotFound", name, err)
-		}
-	}
-	if _, err := h.store.Get(c, keys["kept"]); err != nil {
-		t.Errorf("an item with a 1h ttl expired early: %v", err)
 	}
 }
 
@@ -495,40 +507,7 @@ func testConcurrentCompareAndSwap(t *testing.T, h *harness) {
 	var wg sync.WaitGroup
 	var applied, unknown atomic.Int64
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cur, err := h.store.Get(c, key)
-			if err != nil {
-				t.Errorf("worker %d: Get: %v", w, err)
-				return
-			}
-			for done := 0; done < per; {
-				var n int
-				fmt.Sscan(string(cur.Value), &n)
-				next, err := h.store.CompareAndSwap(c, key, cur.Version, []byte(fmt.Sprint(n+1)), time.Hour)
-				var ce *idem.ConflictError
-				switch {
-				case err == nil:
-					applied.Add(1)
-					cur = next
-					done++
-				case errors.As(err, &ce) && ce.Exists:
-					cur = ce.Current // retry from the conflict's item: no extra read
-					time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
-				case errors.Is(err, idem.ErrUnknownOutcome):
-					unknown.Add(1)
-					done++
-					if cur, err = h.store.Get(c, key); err != nil {
-						t.Errorf("worker %d: Get: %v", w, err)
-						return
-					}
-				default:
-					t.Errorf("worker %d: CompareAndSwap: %v", w, err)
-					return
-				}
-			}
-		}()
+		wg.Go(func() { incrementLoop(t, h, key, w, per, &applied, &unknown) })
 	}
 	wg.Wait()
 	got, err := h.store.Get(c, key)
@@ -544,6 +523,43 @@ func testConcurrentCompareAndSwap(t *testing.T, h *harness) {
 	}
 	if unknown.Load() > 0 {
 		t.Logf("%d increments had an unknown outcome; the total (%d) is consistent with them", unknown.Load(), total)
+	}
+}
+
+// incrementLoop is worker w of testConcurrentCompareAndSwap: it makes per
+// increments of key by read-modify-CompareAndSwap, counting those applied
+// and those of unknown outcome.
+func incrementLoop(t *testing.T, h *harness, key string, w, per int, applied, unknown *atomic.Int64) {
+	c := ctx(t)
+	cur, err := h.store.Get(c, key)
+	if err != nil {
+		t.Errorf("worker %d: Get: %v", w, err)
+		return
+	}
+	for done := 0; done < per; {
+		var n int
+		fmt.Sscan(string(cur.Value), &n)
+		next, err := h.store.CompareAndSwap(c, key, cur.Version, []byte(fmt.Sprint(n+1)), time.Hour)
+		var ce *idem.ConflictError
+		switch {
+		case err == nil:
+			applied.Add(1)
+			cur = next
+			done++
+		case errors.As(err, &ce) && ce.Exists:
+			cur = ce.Current // retry from the conflict's item: no extra read
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		case errors.Is(err, idem.ErrUnknownOutcome):
+			unknown.Add(1)
+			done++
+			if cur, err = h.store.Get(c, key); err != nil {
+				t.Errorf("worker %d: Get: %v", w, err)
+				return
+			}
+		default:
+			t.Errorf("worker %d: CompareAndSwap: %v", w, err)
+			return
+		}
 	}
 }
 
@@ -653,6 +669,14 @@ func testVersionsNeverRepeat(t *testing.T, h *harness) {
 	sleepUntilExpired(it)
 
 	it = create("third, after expiry", 0)
+	checkFenced(t, h, key, all, it)
+}
+
+// checkFenced checks that the versions all, the key's whole history ending
+// at the live item last, never repeat, and that none but the last acts on
+// the key.
+func checkFenced(t *testing.T, h *harness, key string, all []int64, last idem.Item) {
+	c := ctx(t)
 	seen := map[int64]bool{}
 	for _, v := range all {
 		if seen[v] {
@@ -673,7 +697,7 @@ func testVersionsNeverRepeat(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkItem(t, "Get of the third incarnation", got, it)
+	checkItem(t, "Get of the third incarnation", got, last)
 }
 
 // testLinearizable runs Linearizable without faults, sized to stay within a

@@ -516,95 +516,108 @@ func (s linState) is(value string, version int64) (linState, bool) {
 func step(s linState, in linInput, out linOutput) []linState {
 	switch in.op {
 	case opGet:
-		switch out.kind {
-		case outOK:
-			if n, ok := s.is(out.value, out.version); ok {
-				return []linState{n}
-			}
-		case outNotFound:
-			if !s.exists {
-				return []linState{s}
-			}
-		}
-		return nil
-
+		return stepGet(s, out)
 	case opPut:
-		switch out.kind {
-		case outOK:
-			if !s.exists && out.value == in.value && out.version >= 1 && out.version > s.floor(in.call) {
-				return []linState{s.holding(in.value, out.version)}
-			}
-			return nil
-		case outRefused:
-			if !out.detail {
-				return onlyIf(s.exists, s)
-			}
-			if !out.exists {
-				return nil // the key must exist for PutIfAbsent to be refused
-			}
-			return refusedWith(s, out, func(int64) bool { return true })
-		default:
-			next := []linState{s}
-			if !s.exists {
-				n := s.holding(in.value, 0)
-				n.lo, n.hi = max(s.floor(in.call)+1, 1), math.MaxInt64
-				next = append(next, n)
-			}
-			return next
-		}
-
+		return stepPut(s, in, out)
 	case opSwap, opDelete:
-		applied := func(returned int64) (linState, bool) {
-			if !s.exists || in.version < s.lo || in.version > s.hi {
-				return s, false
-			}
-			if in.op == opDelete {
-				return s.deleted(in.version, returned), true
-			}
-			return s.holding(in.value, in.version+1), true
-		}
-		switch out.kind {
-		case outOK:
-			n, ok := applied(out.returned)
-			if !ok || in.op == opSwap && (out.value != in.value || out.version != in.version+1) {
-				return nil
-			}
-			return []linState{n}
-		case outRefused:
-			if !out.detail {
-				return onlyIf(!s.exists || s.lo != in.version || s.hi != in.version, s)
-			}
-			if !out.exists {
-				return onlyIf(!s.exists, s)
-			}
-			return refusedWith(s, out, func(v int64) bool { return v != in.version })
-		default:
-			next := []linState{s}
-			if n, ok := applied(0); ok { // if it applied, it ended the incarnation at an unknown time
-				next = append(next, n)
-			}
-			return next
-		}
-
+		return stepSwapOrDelete(s, in, out)
 	case opUpsert:
-		canApply := !s.exists || s.lo < in.version
-		switch out.kind {
-		case outOK:
-			if canApply && out.value == in.value && out.version == in.version {
-				return []linState{s.holding(in.value, in.version)}
-			}
-			return nil
-		case outRefused:
-			return refusedWith(s, out, func(v int64) bool { return v >= in.version })
-		default:
-			next := []linState{s}
-			if canApply {
-				next = append(next, s.holding(in.value, in.version))
-			}
-			return next
+		return stepUpsert(s, in, out)
+	}
+	return nil
+}
+
+func stepGet(s linState, out linOutput) []linState {
+	switch out.kind {
+	case outOK:
+		if n, ok := s.is(out.value, out.version); ok {
+			return []linState{n}
+		}
+	case outNotFound:
+		if !s.exists {
+			return []linState{s}
 		}
 	}
 	return nil
+}
+
+func stepPut(s linState, in linInput, out linOutput) []linState {
+	switch out.kind {
+	case outOK:
+		if !s.exists && out.value == in.value && out.version >= 1 && out.version > s.floor(in.call) {
+			return []linState{s.holding(in.value, out.version)}
+		}
+		return nil
+	case outRefused:
+		if !out.detail {
+			return onlyIf(s.exists, s)
+		}
+		if !out.exists {
+			return nil // the key must exist for PutIfAbsent to be refused
+		}
+		return refusedWith(s, out, func(int64) bool { return true })
+	default:
+		next := []linState{s}
+		if !s.exists {
+			n := s.holding(in.value, 0)
+			n.lo, n.hi = max(s.floor(in.call)+1, 1), math.MaxInt64
+			next = append(next, n)
+		}
+		return next
+	}
+}
+
+func stepSwapOrDelete(s linState, in linInput, out linOutput) []linState {
+	applied := func(returned int64) (linState, bool) {
+		if !s.exists || in.version < s.lo || in.version > s.hi {
+			return s, false
+		}
+		if in.op == opDelete {
+			return s.deleted(in.version, returned), true
+		}
+		return s.holding(in.value, in.version+1), true
+	}
+	switch out.kind {
+	case outOK:
+		n, ok := applied(out.returned)
+		if !ok || in.op == opSwap && (out.value != in.value || out.version != in.version+1) {
+			return nil
+		}
+		return []linState{n}
+	case outRefused:
+		if !out.detail {
+			return onlyIf(!s.exists || s.lo != in.version || s.hi != in.version, s)
+		}
+		if !out.exists {
+			return onlyIf(!s.exists, s)
+		}
+		return refusedWith(s, out, func(v int64) bool { return v != in.version })
+	default:
+		next := []linState{s}
+		if n, ok := applied(0); ok { // if it applied, it ended the incarnation at an unknown time
+			next = append(next, n)
+		}
+		return next
+	}
+}
+
+func stepUpsert(s linState, in linInput, out linOutput) []linState {
+	canApply := !s.exists || s.lo < in.version
+	switch out.kind {
+	case outOK:
+		if canApply && out.value == in.value && out.version == in.version {
+			return []linState{s.holding(in.value, in.version)}
+		}
+		return nil
+	case outRefused:
+		return refusedWith(s, out, func(v int64) bool { return v >= in.version })
+	default:
+		next := []linState{s}
+		if canApply {
+			next = append(next, s.holding(in.value, in.version))
+		}
+		return next
+	}
 }
 
 // refusedWith checks a refusal that names the current item: the state must
