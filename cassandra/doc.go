@@ -117,8 +117,9 @@
 //     overwritten or deleted since, or, after a client-side timeout, still
 //     be on its way, because the coordinator may go on working on a request
 //     the client has given up on, and apply it after the read. The call
-//     returns an *idem.UnknownOutcomeError naming the key and wrapping the
-//     driver's error, as it does when the read fails three times.
+//     returns an error matching idem.ErrUnknownOutcome, naming the key
+//     and wrapping the driver's error, as it does when the read fails three
+//     times.
 //   - A CompareAndDelete leaves nothing to recognise: its unknown outcome is
 //     reported at once, without a read. (idem's claims never delete: a
 //     released claim is a tombstone written by CompareAndSwap, which its

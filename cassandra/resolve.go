@@ -20,7 +20,7 @@ import (
 //   - The row carries w's own write_id (random per call, so no other write
 //     has it): w applied, and the call succeeds, even if the item has
 //     expired since.
-//   - Anything else: an *idem.UnknownOutcomeError naming the key. A row
+//   - Anything else: an error matching idem.ErrUnknownOutcome, naming the key. A row
 //     without w's write_id proves nothing: w may have applied and been
 //     overwritten or deleted since, and after a client-side timeout the
 //     coordinator may still be working on w, which can then apply after

@@ -54,8 +54,7 @@
 // random write token with the item (attribute "tok") and read the key once,
 // strongly consistent: the item carries this call's token, so the write was
 // applied and the call succeeds with it; or it does not, and the call
-// returns an *idem.UnknownOutcomeError (errors.Is(err,
-// idem.ErrUnknownOutcome)). An absent key or another writer's item proves
+// returns an error matching idem.ErrUnknownOutcome, naming the key. An absent key or another writer's item proves
 // nothing: our write may have been applied and then replaced or deleted.
 // Another writer's identical value is never taken for ours, and an Upsert
 // overtaken by a higher version is unknown, not "not applied". A
@@ -120,7 +119,7 @@
 //     *idem.ConflictError and, further down the chain, the SDK's
 //     *types.ConditionalCheckFailedException.
 //   - Bad input (empty or non-UTF-8 key, a key or item over the limits
-//     above, or a bad version): *idem.InputError matching idem.ErrInvalid,
+//     above, or a bad version): an error matching idem.ErrInvalid,
 //     naming the key and the limit. Nothing is sent.
 //   - Throttling after the SDK's retries: ErrThrottled. A missing table:
 //     ErrTableNotFound. A request DynamoDB rejects (typically a table whose
@@ -131,9 +130,10 @@
 //     was written.
 //   - A write that may have been applied and whose token the read did not
 //     find, or a CompareAndDelete that may have been applied:
-//     *idem.UnknownOutcomeError matching idem.ErrUnknownOutcome, wrapping
-//     the SDK's error.
-//   - A stored item this package cannot decode: *idem.CorruptError.
+//     an error matching idem.ErrUnknownOutcome, naming the key and
+//     wrapping the SDK's error.
+//   - A stored item this package cannot decode: an error matching
+//     idem.ErrCorrupt.
 //
 // # Table schema
 //

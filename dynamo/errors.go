@@ -15,8 +15,8 @@ import (
 // error (for example *types.ResourceNotFoundException) with errors.As.
 //
 // Conflicts, bad input, missing keys and unknown outcomes use idem's errors:
-// idem.ErrConflict (*idem.ConflictError), idem.ErrInvalid (*idem.InputError),
-// idem.ErrNotFound, idem.ErrUnknownOutcome (*idem.UnknownOutcomeError).
+// idem.ErrConflict (*idem.ConflictError), idem.ErrInvalid, idem.ErrNotFound
+// and idem.ErrUnknownOutcome.
 var (
 	// ErrThrottled: DynamoDB refused the request for lack of capacity
 	// (ProvisionedThroughputExceededException, ThrottlingException,
