@@ -37,7 +37,7 @@
 //   - A 5xx or 429 response (WithRelease), or a panic, releases the key:
 //     the response goes to the client unchanged and a retry runs the
 //     handler again. Every other response, 4xx included, is the final
-//     answer for the key for 24 hours (WithTTL) after completion.
+//     answer for the key for 24 hours (WithRetention) after completion.
 //   - The store failing or timing out: 503 with Retry-After, and the
 //     handler does not run.
 //   - A client that hangs up while its key is being claimed: the claim is

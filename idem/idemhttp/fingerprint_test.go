@@ -1,13 +1,13 @@
 package idemhttp_test
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemhttp"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
@@ -70,7 +70,7 @@ func TestFingerprintJSONBodyRefused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			o := &orders{}
 			h := idemhttp.Middleware(memstore.New(), idemhttp.WithFingerprint(idemhttp.FingerprintJSONBody))(o)
-			key := idem.NewKey()
+			key := rand.Text()
 			wantStatus(t, send(t, h, req{key: key, body: bodies[0]}), http.StatusCreated)
 			wantProblem(t, send(t, h, req{key: key, body: bodies[1]}), http.StatusUnprocessableEntity, idemhttp.CodeMismatch)
 			again := send(t, h, req{key: key, body: bodies[0]})

@@ -1,13 +1,11 @@
 package idemhttp
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
 // ParseKey parses an Idempotency-Key field value. The IETF draft makes it
@@ -15,61 +13,11 @@ import (
 // included); many clients send the key bare, as Stripe's do, so a bare
 // token of visible ASCII characters other than '"', '\\', ',' and ';' is
 // accepted too. Surrounding spaces and tabs are ignored. The key must be
-// non-empty and at most maxLen bytes once unquoted. The error matches
-// ErrInvalidKey and says what is wrong.
+// non-empty and at most maxLen bytes once unquoted. The error is a
+// *KeyError, matching ErrInvalidKey, and says what is wrong.
 func ParseKey(value string, maxLen int) (string, error) {
-	v := strings.Trim(value, " \t")
-	var key string
-	if strings.HasPrefix(v, `"`) {
-		var b strings.Builder
-		i := 1
-		closed := false
-		for i < len(v) {
-			c := v[i]
-			i++
-			switch {
-			case c == '"':
-				closed = true
-			case c == '\\':
-				if i == len(v) || (v[i] != '"' && v[i] != '\\') {
-					return "", keyError("a backslash in a quoted key must escape '\"' or '\\'")
-				}
-				b.WriteByte(v[i])
-				i++
-				continue
-			case c < 0x20 || c > 0x7e:
-				return "", keyError(fmt.Sprintf("character %q is not allowed in a key", rune(c)))
-			default:
-				b.WriteByte(c)
-				continue
-			}
-			break
-		}
-		if !closed {
-			return "", keyError("the quoted key has no closing '\"'")
-		}
-		if i != len(v) {
-			return "", keyError("unexpected data after the quoted key (parameters and lists are not accepted)")
-		}
-		key = b.String()
-	} else {
-		for _, c := range []byte(v) {
-			if c <= 0x20 || c > 0x7e || c == '"' || c == '\\' || c == ',' || c == ';' {
-				return "", keyError(fmt.Sprintf("character %q is not allowed in a bare key (send the key as a quoted string)", rune(c)))
-			}
-		}
-		key = v
-	}
-	switch {
-	case key == "":
-		return "", keyError("the key is empty")
-	case len(key) > maxLen:
-		return "", keyError(fmt.Sprintf("the key is %d bytes, over the limit of %d", len(key), maxLen))
-	}
-	return key, nil
+	return keyproto.ParseKey(value, maxLen)
 }
-
-func keyError(reason string) error { return &KeyError{Reason: reason} }
 
 // ScopeHeader returns a scope function that names the caller by the value
 // of the request header name, hashed (SHA-256, the first 128 bits in hex)
@@ -89,10 +37,7 @@ func ScopeHeader(name string) func(r *http.Request) (string, error) {
 
 // HashScope hashes a caller's credential or identity into a scope: the
 // first 128 bits of its SHA-256, in hex.
-func HashScope(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:16])
-}
+func HashScope(s string) string { return keyproto.HashScope(s) }
 
 // FingerprintRequest is the default fingerprint: the method, the escaped
 // path, the raw query and the body, byte for byte, each length-prefixed
@@ -100,7 +45,7 @@ func HashScope(s string) string {
 // not compared; a handler that reads the body by its Content-Type or
 // Content-Encoding can add them in a fingerprint function of its own.
 func FingerprintRequest(r *http.Request, body []byte) ([]byte, error) {
-	return idem.FingerprintParts([]byte("raw"), []byte(r.Method), []byte(r.URL.EscapedPath()), []byte(r.URL.RawQuery), body), nil
+	return keyproto.Fingerprint("raw", r.Method, r.URL.EscapedPath(), []byte(r.URL.RawQuery), body), nil
 }
 
 // FingerprintJSONBody is FingerprintRequest with a JSON body compared by
@@ -114,11 +59,10 @@ func FingerprintJSONBody(r *http.Request, body []byte) ([]byte, error) {
 	if err != nil {
 		return FingerprintRequest(r, body)
 	}
-	return idem.FingerprintParts([]byte("json"), []byte(r.Method), []byte(r.URL.EscapedPath()), []byte(r.URL.RawQuery), fp), nil
+	return keyproto.Fingerprint("json", r.Method, r.URL.EscapedPath(), []byte(r.URL.RawQuery), fp), nil
 }
 
-// storeKey is the key stored for a client key within a scope. idem.Key
-// escapes both parts, so no scope and key pair can collide with another.
+// storeKey is the key stored for a client key within a scope.
 func storeKey(prefix, scope, key string) string {
-	return prefix + idem.Key(scope, key)
+	return keyproto.StoreKey(prefix, scope, key)
 }

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"reflect"
 	"strconv"
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 // cleanupTimeout bounds the writes made after the handler returns
@@ -69,74 +70,62 @@ type handler struct {
 
 // ServeHTTP implements http.Handler.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cfg := h.cfg
-	if !cfg.methods[r.Method] {
+	if !keyproto.Applies(h.cfg.methods, r.Method) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	values := r.Header.Values(cfg.header)
+	key, ok, p := keyproto.FromValues(r.Header.Values(h.cfg.header), h.cfg.header, h.cfg.maxKey)
 	switch {
-	case len(values) == 0 && !cfg.required:
+	case p != nil:
+		h.fail(w, r, p)
+		return
+	case !ok && h.cfg.required:
+		h.fail(w, r, keyproto.MissingKey(h.cfg.header))
+		return
+	case !ok:
 		h.next.ServeHTTP(w, r)
 		return
-	case len(values) == 0:
-		h.fail(w, r, newProblem(http.StatusBadRequest, CodeKeyMissing, "Idempotency key missing",
-			fmt.Sprintf("%s %s requires an %s header.", r.Method, r.URL.Path, cfg.header), nil))
-		return
-	case len(values) > 1:
-		h.fail(w, r, newProblem(http.StatusBadRequest, CodeKeyInvalid, "Invalid idempotency key",
-			fmt.Sprintf("The request has %d %s headers; send exactly one.", len(values), cfg.header), nil))
-		return
 	}
-	key, err := ParseKey(values[0], cfg.maxKey)
-	if err != nil {
-		var ke *KeyError
-		errors.As(err, &ke)
-		h.fail(w, r, newProblem(http.StatusBadRequest, CodeKeyInvalid, "Invalid idempotency key",
-			fmt.Sprintf("The %s header is invalid: %s.", cfg.header, ke.Reason), err))
-		return
-	}
-
-	body, p := h.readBody(r)
+	body, fp, skey, p := h.identify(r, key)
 	if p != nil {
 		h.fail(w, r, p)
 		return
 	}
-	scope, err := cfg.scope(r)
-	if err != nil {
-		h.fail(w, r, newProblem(http.StatusUnauthorized, CodeUnscoped, "Caller not identified",
-			"Idempotency keys are kept per caller, and this request's caller could not be identified.", err))
-		return
-	}
-	fp, err := cfg.fingerprint(r, body)
-	if err != nil {
-		h.fail(w, r, newProblem(http.StatusBadRequest, CodeFingerprint, "Request cannot be fingerprinted",
-			fmt.Sprintf("The request could not be fingerprinted: %v.", err), err))
-		return
-	}
-
-	ctx := r.Context()
-	lease, rec, err := idem.Claim(ctx, h.store, storeKey(cfg.prefix, scope, key),
-		idem.WithTTL(cfg.ttl), idem.WithLease(cfg.lease), idem.WithWait(cfg.wait), idem.WithFingerprint(fp))
+	lease, result, err := idem.Claim(r.Context(), h.store, skey, idem.WithRetention(h.cfg.retention),
+		idem.WithLease(h.cfg.lease), idem.WithWait(h.cfg.wait), idem.WithFingerprint(fp))
 	switch {
 	case err != nil:
 		h.claimFailed(w, r, key, err)
-	case rec != nil:
-		h.replay(w, r, key, rec)
+	case lease == nil:
+		h.replay(w, r, key, result)
 	default:
 		h.run(w, r, lease, body)
 	}
 }
 
+// identify reads the body of a request with key and returns it with the
+// request's fingerprint and the key to store, or the problem that stops it.
+func (h *handler) identify(r *http.Request, key string) (body, fp []byte, skey string, p *Problem) {
+	body, p = h.readBody(r)
+	if p != nil {
+		return nil, nil, "", p
+	}
+	scope, err := h.cfg.scope(r)
+	if err != nil {
+		return nil, nil, "", keyproto.Unscoped(err)
+	}
+	fp, err = h.cfg.fingerprint(r, body)
+	if err != nil {
+		return nil, nil, "", keyproto.Unfingerprinted(err)
+	}
+	return body, fp, storeKey(h.cfg.prefix, scope, key), nil
+}
+
 // readBody reads the whole body, bounded by WithMaxBodyBytes.
 func (h *handler) readBody(r *http.Request) ([]byte, *Problem) {
 	limit := h.cfg.maxBody
-	tooLarge := func() *Problem {
-		return newProblem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "Request body too large",
-			fmt.Sprintf("Requests with an idempotency key may carry at most %d bytes.", limit), nil)
-	}
 	if r.ContentLength > limit {
-		return nil, tooLarge()
+		return nil, keyproto.BodyTooLarge(limit)
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
@@ -145,54 +134,37 @@ func (h *handler) readBody(r *http.Request) ([]byte, *Problem) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge()
+		return nil, keyproto.BodyTooLarge(limit)
 	case err != nil:
-		return nil, newProblem(http.StatusBadRequest, CodeBodyUnread, "Request body unreadable",
-			"The request body could not be read.", err)
+		return nil, keyproto.BodyUnread(err)
 	case int64(len(body)) > limit:
-		return nil, tooLarge()
+		return nil, keyproto.BodyTooLarge(limit)
 	}
 	return body, nil
 }
 
 func (h *handler) claimFailed(w http.ResponseWriter, r *http.Request, key string, err error) {
-	var ip *idem.InProgressError
-	switch {
-	case errors.As(err, &ip):
-		wait := min(h.cfg.retryAfter, ip.RetryAfter(time.Now()))
-		secs := max(int64(math.Ceil(wait.Seconds())), 1)
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		h.fail(w, r, newProblem(http.StatusConflict, CodeInProgress, "Request in progress",
-			fmt.Sprintf("A request with idempotency key %q is still being processed; retry after %d s.", key, secs), err))
-	case errors.Is(err, idem.ErrMismatch):
-		h.fail(w, r, newProblem(http.StatusUnprocessableEntity, CodeMismatch, "Idempotency key reused",
-			fmt.Sprintf("Idempotency key %q was used with a different request; use a new key for a new request.", key), err))
-	case errors.Is(err, idem.ErrCorrupt):
-		h.fail(w, r, newProblem(http.StatusInternalServerError, CodeCorruptRecord, "Stored response unreadable",
-			fmt.Sprintf("The record of idempotency key %q cannot be read.", key), err))
-	case errors.Is(err, idem.ErrInvalid):
-		h.fail(w, r, newProblem(http.StatusBadRequest, CodeKeyInvalid, "Invalid idempotency key",
-			fmt.Sprintf("Idempotency key %q cannot be stored: %v.", key, err), err))
+	var perm *idem.PermanentError
+	if errors.As(err, &perm) && perm.Replayed {
+		// Not written by this middleware: some other user of the prefix.
+		h.fail(w, r, keyproto.New(http.StatusInternalServerError, CodeCorruptRecord, "Stored response unreadable",
+			fmt.Sprintf("The record of idempotency key %q holds no response.", key), err))
+		return
+	}
+	switch p := keyproto.ForError(key, err, h.cfg.retryAfter, time.Now()); {
+	case p != nil:
+		h.fail(w, r, p)
 	case r.Context().Err() != nil:
 		// The client has gone: nobody is listening for an answer.
 	default:
-		w.Header().Set("Retry-After", "1")
-		h.fail(w, r, newProblem(http.StatusServiceUnavailable, CodeStore, "Idempotency store unavailable",
-			"The idempotency key could not be checked; the request was not processed. Retry with the same key.", err))
+		h.fail(w, r, keyproto.StoreUnavailable(err))
 	}
 }
 
-func (h *handler) replay(w http.ResponseWriter, r *http.Request, key string, rec *idem.Record) {
-	if rec.Error != nil {
-		// Not written by this middleware: some other user of the prefix.
-		h.fail(w, r, newProblem(http.StatusInternalServerError, CodeCorruptRecord, "Stored response unreadable",
-			fmt.Sprintf("The record of idempotency key %q holds no response.", key), fmt.Errorf("stored error %q", rec.Error.Message)))
-		return
-	}
-	resp, err := decodeResponse(rec.Result)
+func (h *handler) replay(w http.ResponseWriter, r *http.Request, key string, result []byte) {
+	resp, err := decodeResponse(result)
 	if err != nil {
-		h.fail(w, r, newProblem(http.StatusInternalServerError, CodeCorruptRecord, "Stored response unreadable",
-			fmt.Sprintf("The record of idempotency key %q cannot be read.", key), &idem.CorruptError{Key: key, Err: err}))
+		h.fail(w, r, keyproto.Corrupt(key, kernel.Corrupt(key, err)))
 		return
 	}
 	hdr := w.Header()
@@ -280,5 +252,8 @@ func (h *handler) kept(hdr http.Header) http.Header {
 }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, p *Problem) {
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(p.RetryAfter, 10))
+	}
 	h.cfg.problem(w, r, p)
 }

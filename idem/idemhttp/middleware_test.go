@@ -2,6 +2,7 @@ package idemhttp_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net/http"
@@ -25,7 +26,7 @@ func TestPassThrough(t *testing.T) {
 	cs := idemtest.NewCounting(memstore.New())
 	o := &orders{}
 	h := idemhttp.Middleware(cs)(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	for _, q := range []req{
 		{method: http.MethodGet, key: key},    // not a covered method, key or not
 		{method: http.MethodPut, key: key},    // PUT is idempotent by itself
@@ -133,18 +134,18 @@ func TestBodyLimit(t *testing.T) {
 		seen.Store(string(b))
 		w.WriteHeader(http.StatusCreated)
 	}))
-	wantStatus(t, send(t, h, req{key: idem.NewKey(), body: "0123456789"}), http.StatusCreated)
+	wantStatus(t, send(t, h, req{key: rand.Text(), body: "0123456789"}), http.StatusCreated)
 	if got := seen.Load(); got != "0123456789" {
 		t.Errorf("handler read %q, want the whole body", got)
 	}
 	seen.Store("")
 
 	// Declared too large.
-	wantProblem(t, send(t, h, req{key: idem.NewKey(), body: "0123456789a"}), http.StatusRequestEntityTooLarge, idemhttp.CodeBodyTooLarge)
+	wantProblem(t, send(t, h, req{key: rand.Text(), body: "0123456789a"}), http.StatusRequestEntityTooLarge, idemhttp.CodeBodyTooLarge)
 	// Too large without a declared length (chunked).
 	r := httptest.NewRequest(http.MethodPost, "/orders", io.MultiReader(strings.NewReader("012345"), strings.NewReader("6789ab")))
 	r.ContentLength = -1
-	r.Header.Set("Idempotency-Key", idem.NewKey())
+	r.Header.Set("Idempotency-Key", rand.Text())
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	wantProblem(t, w, http.StatusRequestEntityTooLarge, idemhttp.CodeBodyTooLarge)
@@ -154,7 +155,7 @@ func TestBodyLimit(t *testing.T) {
 	// A body that fails to read.
 	r = httptest.NewRequest(http.MethodPost, "/orders", io.MultiReader(strings.NewReader("01"), errReader{}))
 	r.ContentLength = -1
-	r.Header.Set("Idempotency-Key", idem.NewKey())
+	r.Header.Set("Idempotency-Key", rand.Text())
 	w = httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	wantProblem(t, w, http.StatusBadRequest, idemhttp.CodeBodyUnread)
@@ -184,7 +185,7 @@ func TestScopeAndFingerprintErrors(t *testing.T) {
 func TestFingerprintJSONBody(t *testing.T) {
 	o := &orders{}
 	h := idemhttp.Middleware(memstore.New(), idemhttp.WithFingerprint(idemhttp.FingerprintJSONBody))(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	wantStatus(t, send(t, h, req{key: key, body: `{"sku":"book","qty":1}`}), http.StatusCreated)
 	again := send(t, h, req{key: key, body: "{ \"qty\": 1,\n \"sku\": \"book\" }"})
 	if again.Header().Get(idemhttp.ReplayedHeader) != "true" {
@@ -192,7 +193,7 @@ func TestFingerprintJSONBody(t *testing.T) {
 	}
 	wantProblem(t, send(t, h, req{key: key, body: `{"sku":"book","qty":2}`}), http.StatusUnprocessableEntity, idemhttp.CodeMismatch)
 	// Not JSON: byte for byte.
-	k2 := idem.NewKey()
+	k2 := rand.Text()
 	send(t, h, req{key: k2, body: "a=1"})
 	wantProblem(t, send(t, h, req{key: k2, body: "a=2"}), http.StatusUnprocessableEntity, idemhttp.CodeMismatch)
 	wantRuns(t, o, 2)
@@ -329,7 +330,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}{
 		{"nil store", nil, nil},
 		{"nil pointer store", nilMem, nil},
-		{"ttl", s, []idemhttp.Option{idemhttp.WithTTL(0)}},
+		{"ttl", s, []idemhttp.Option{idemhttp.WithRetention(0)}},
 		{"lease", s, []idemhttp.Option{idemhttp.WithLease(-time.Second)}},
 		{"lease too short for a heartbeat", s, []idemhttp.Option{idemhttp.WithLease(2 * time.Nanosecond)}},
 		{"lease below the minimum", s, []idemhttp.Option{idemhttp.WithLease(idemhttp.MinLease - 1)}},

@@ -8,16 +8,17 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
 // Defaults for the options below.
 const (
 	// DefaultHeader is the request header that carries the key.
-	DefaultHeader = "Idempotency-Key"
+	DefaultHeader = keyproto.Header
 	// DefaultKeyPrefix prefixes every key the middleware stores.
 	DefaultKeyPrefix = "idemhttp/"
 	// DefaultMaxKeyLength is the longest key accepted, in bytes (as Stripe).
-	DefaultMaxKeyLength = 255
+	DefaultMaxKeyLength = keyproto.MaxKeyLength
 	// DefaultMaxBodyBytes is the largest request body accepted.
 	DefaultMaxBodyBytes = 1 << 20
 	// DefaultMaxResponseBytes is the largest response body stored for
@@ -25,24 +26,31 @@ const (
 	DefaultMaxResponseBytes = 256 << 10
 	// DefaultRetryAfter is the Retry-After sent with a 409 while the first
 	// request is still running.
-	DefaultRetryAfter = time.Second
-	// MinLease is the shortest lease WithLease accepts: a shorter one
-	// would leave its heartbeat (every third of the lease) no time to
-	// reach the store before half the lease has passed.
-	MinLease = 10 * time.Millisecond
+	DefaultRetryAfter = keyproto.DefaultRetryAfter
+	// DefaultRetention is how long a completed response is kept and
+	// replayed (WithRetention).
+	DefaultRetention = keyproto.DefaultRetention
+	// DefaultLease is how long a request's claim stays exclusive without
+	// news from its server (WithLease).
+	DefaultLease = keyproto.DefaultLease
+	// MinLease is the shortest lease WithLease accepts (idemlambda's is the
+	// same): a shorter one would leave its heartbeat (every third of the
+	// lease) no time to reach the store before half the lease has passed.
+	MinLease = keyproto.MinLease
 )
 
 // ReplayedHeader is set to "true" on every replayed response.
-const ReplayedHeader = "Idempotent-Replayed"
+const ReplayedHeader = keyproto.ReplayedHeader
 
-// Option configures New and Middleware.
+// Option configures New and Middleware, which accept the same options and
+// use every one of them.
 type Option func(*config)
 
 type config struct {
 	header      string
 	methods     map[string]bool
 	required    bool
-	ttl         time.Duration
+	retention   time.Duration
 	lease       time.Duration
 	wait        time.Duration
 	retryAfter  time.Duration
@@ -62,9 +70,9 @@ type config struct {
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
 		header:      DefaultHeader,
-		methods:     map[string]bool{http.MethodPost: true, http.MethodPatch: true},
-		ttl:         idem.DefaultTTL,
-		lease:       idem.DefaultLease,
+		methods:     keyproto.DefaultMethods(),
+		retention:   DefaultRetention,
+		lease:       DefaultLease,
 		retryAfter:  DefaultRetryAfter,
 		maxKey:      DefaultMaxKeyLength,
 		maxBody:     DefaultMaxBodyBytes,
@@ -91,14 +99,12 @@ func (c *config) invalid() string {
 	switch {
 	case c.err != "":
 		return c.err
-	case c.header == "" || strings.ContainsFunc(c.header, notTokenChar):
+	case !keyproto.IsToken(c.header):
 		return fmt.Sprintf("header name %q is not a valid field name", c.header)
-	case len(c.methods) == 0:
-		return "no methods"
-	case c.ttl <= 0:
-		return fmt.Sprintf("ttl %v is not positive", c.ttl)
-	case c.lease < MinLease:
-		return fmt.Sprintf("lease %v is below MinLease (%v)", c.lease, MinLease)
+	case keyproto.CheckRetention(c.retention) != "":
+		return keyproto.CheckRetention(c.retention)
+	case keyproto.CheckLease(c.lease) != "":
+		return keyproto.CheckLease(c.lease)
 	case c.wait < 0:
 		return fmt.Sprintf("wait %v is negative", c.wait)
 	case c.retryAfter < time.Second:
@@ -124,17 +130,17 @@ func WithHeader(name string) Option {
 }
 
 // WithMethods sets the methods the middleware applies to (default POST and
-// PATCH, as the IETF draft suggests). Requests with other methods pass
+// PATCH, as the IETF draft suggests; the same rule as idemlambda's
+// WithMethods). Names are matched without regard to case, must be RFC 9110
+// tokens, and at least one is needed. Requests with other methods pass
 // through untouched, key or not.
 func WithMethods(methods ...string) Option {
 	return func(c *config) {
-		c.methods = map[string]bool{}
-		for _, m := range methods {
-			if m == "" || strings.ContainsFunc(m, notTokenChar) {
-				c.err = fmt.Sprintf("method %q is not a valid method", m)
-			}
-			c.methods[m] = true
+		set, err := keyproto.Methods(methods)
+		if err != nil {
+			c.err = err.Error()
 		}
+		c.methods = set
 	}
 }
 
@@ -144,16 +150,17 @@ func WithRequired(required bool) Option {
 	return func(c *config) { c.required = required }
 }
 
-// WithTTL sets how long a completed response is kept and replayed, counted
-// from completion (default idem.DefaultTTL, 24 hours). Publish it: the IETF
-// draft asks servers to document their key expiry. A key reused after the
-// TTL runs the handler again.
-func WithTTL(ttl time.Duration) Option {
-	return func(c *config) { c.ttl = ttl }
+// WithRetention sets how long a completed response is kept and replayed,
+// counted from completion (default DefaultRetention, 24 hours; it must be
+// positive). Publish it: the IETF draft asks servers to document their key
+// expiry. A key reused after the retention runs the handler again.
+func WithRetention(retention time.Duration) Option {
+	return func(c *config) { c.retention = retention }
 }
 
 // WithLease sets how long a request's claim stays exclusive without news
-// from its server (default idem.DefaultLease, 30s; at least MinLease). The
+// from its server (default DefaultLease, 30s; at least MinLease, so 0 is
+// rejected, as by idemlambda's WithLease). The
 // middleware extends the lease every third of it while the handler runs,
 // so the lease bounds how long a crashed server blocks a key, not how long
 // a handler may run.
@@ -265,18 +272,9 @@ func KeepHeader(name string) bool {
 	return !strings.HasPrefix(name, "Proxy-") && !strings.HasPrefix(name, http.TrailerPrefix)
 }
 
-// ReleaseStatus is the default release policy: server errors (5xx) and 429
-// Too Many Requests mean the request was not, or not fully, processed, so
-// the key is released for a retry. Every other response is the final
-// answer for the key, 4xx included, and is replayed.
-func ReleaseStatus(status int) bool {
-	return status >= 500 || status == http.StatusTooManyRequests
-}
-
-// notTokenChar reports whether r may not appear in an RFC 9110 token.
-func notTokenChar(r rune) bool {
-	if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
-		return false
-	}
-	return !strings.ContainsRune("!#$%&'*+-.^_`|~", r)
-}
+// ReleaseStatus is the default release policy, the one idemlambda's
+// APIGateway follows: server errors (5xx) and 429 Too Many Requests mean
+// the request was not, or not fully, processed, so the key is released
+// for a retry. Every other response is the final answer for the key, 4xx
+// included, and is replayed.
+func ReleaseStatus(status int) bool { return keyproto.ReleaseStatus(status) }

@@ -16,7 +16,7 @@ type response struct {
 	BodyOmitted bool // the body was over WithMaxResponseBytes and was not stored
 }
 
-// The stored form, carried in idem.Record.Result (which the record's JSON
+// The stored form, carried as the result of the key's claim record (whose JSON
 // encodes in base64 once; a binary form here avoids a second base64):
 //
 //	"ih1"                              magic and format version

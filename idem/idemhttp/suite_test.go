@@ -2,6 +2,7 @@ package idemhttp_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -142,7 +143,7 @@ func testFirstRunsThenReplays(t *testing.T, s idem.Store) {
 	cs := idemtest.NewCounting(s)
 	o := &orders{}
 	h := idemhttp.Middleware(cs)(o)
-	key := idem.NewKey()
+	key := rand.Text()
 
 	first := send(t, h, req{key: key, body: `{"sku":"book"}`})
 	wantStatus(t, first, http.StatusCreated)
@@ -197,7 +198,7 @@ func testReplayOnTheWire(t *testing.T, s idem.Store) {
 	o := &orders{}
 	srv := httptest.NewServer(idemhttp.Middleware(s)(o))
 	defer srv.Close()
-	key := idem.NewKey()
+	key := rand.Text()
 	dump := func() []byte {
 		r, _ := http.NewRequest(http.MethodPost, srv.URL+"/orders", strings.NewReader("x=1"))
 		r.Header.Set("Idempotency-Key", key)
@@ -225,7 +226,7 @@ func testReplayOnTheWire(t *testing.T, s idem.Store) {
 func testMismatch(t *testing.T, s idem.Store) {
 	o := &orders{}
 	h := idemhttp.Middleware(s)(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	wantStatus(t, send(t, h, req{key: key, body: "a"}), http.StatusCreated)
 	for _, q := range []req{
 		{key: key, body: "b"},
@@ -244,7 +245,7 @@ func testMismatch(t *testing.T, s idem.Store) {
 func testInFlight409(t *testing.T, s idem.Store) {
 	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
 	h := idemhttp.Middleware(s)(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	first := make(chan *httptest.ResponseRecorder)
 	go func() { first <- send(t, h, req{key: key, body: "a"}) }()
 	<-o.started
@@ -268,7 +269,7 @@ func testInFlight409(t *testing.T, s idem.Store) {
 func testInFlightWait(t *testing.T, s idem.Store) {
 	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
 	h := idemhttp.Middleware(s, idemhttp.WithWait(30*time.Second))(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	first := make(chan *httptest.ResponseRecorder)
 	go func() { first <- send(t, h, req{key: key, body: "a"}) }()
 	<-o.started
@@ -295,7 +296,7 @@ func testServerErrorsRelease(t *testing.T, s idem.Store) {
 				}
 				w.WriteHeader(http.StatusCreated)
 			}))
-			key := idem.NewKey()
+			key := rand.Text()
 			first := send(t, h, req{key: key})
 			wantStatus(t, first, status)
 			if first.Body.String() != "try again\n" {
@@ -321,7 +322,7 @@ func testPanicReleases(t *testing.T, s idem.Store) {
 		}
 		w.WriteHeader(http.StatusCreated)
 	}))
-	key := idem.NewKey()
+	key := rand.Text()
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -342,7 +343,7 @@ func testClientErrorsKept(t *testing.T, s idem.Store) {
 		runs.Add(1)
 		http.Error(w, "card declined", http.StatusPaymentRequired)
 	}))
-	key := idem.NewKey()
+	key := rand.Text()
 	wantStatus(t, send(t, h, req{key: key}), http.StatusPaymentRequired)
 	again := send(t, h, req{key: key})
 	wantStatus(t, again, http.StatusPaymentRequired)
@@ -357,7 +358,7 @@ func testClientErrorsKept(t *testing.T, s idem.Store) {
 func testScoped(t *testing.T, s idem.Store) {
 	o := &orders{}
 	h := idemhttp.Middleware(s)(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	alice := send(t, h, req{key: key, auth: "Bearer alice", body: "same"})
 	mallory := send(t, h, req{key: key, auth: "Bearer mallory", body: "same"})
 	anon := send(t, h, req{key: key, body: "same"})
@@ -380,7 +381,7 @@ func testScoped(t *testing.T, s idem.Store) {
 func testConcurrentDuplicates(t *testing.T, s idem.Store) {
 	o := &orders{}
 	h := idemhttp.Middleware(s, idemhttp.WithWait(30*time.Second))(o)
-	key := idem.NewKey()
+	key := rand.Text()
 	const n = 16
 	var wg sync.WaitGroup
 	bodies := make([]string, n)
@@ -413,7 +414,7 @@ func testLargeResponse(t *testing.T, s idem.Store) {
 			w.Write(big[i:min(i+1000, len(big))])
 		}
 	}))
-	key := idem.NewKey()
+	key := rand.Text()
 	first := send(t, h, req{key: key})
 	wantStatus(t, first, http.StatusCreated)
 	if !bytes.Equal(first.Body.Bytes(), big) {
