@@ -481,7 +481,7 @@ func TestAttackGoexitKeepsClaim(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	s := memstore.New(memstore.WithClock(clk.Now))
-	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithHeartbeat(-1)}
+	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second), idem.WithoutHeartbeat()}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

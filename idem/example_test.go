@@ -83,7 +83,7 @@ func ExampleOnce() {
 	// m-1 false <nil>
 }
 
-func ExampleAdd() {
+func ExampleCounter_Add() {
 	store := memstore.New()
 	ctx := context.Background()
 	for _, op := range []string{"deposit-1", "deposit-2", "deposit-1"} {

@@ -1,4 +1,4 @@
-package idem_test
+package saga_test
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
-func ExampleRunSaga() {
+func ExampleRun() {
 	store := memstore.New()
 	ctx := context.Background()
 	hotelFull := true
 
-	book := func(ctx context.Context, sg *idem.Saga) error {
-		flight, err := idem.Step(ctx, sg, "flight",
+	book := func(ctx context.Context, sg *saga.Saga) error {
+		flight, err := saga.Step(ctx, sg, "flight",
 			func(ctx context.Context) (string, error) {
 				fmt.Println("booking the flight")
 				return "FL-1", nil
@@ -27,7 +28,7 @@ func ExampleRunSaga() {
 		if err != nil {
 			return err
 		}
-		_, err = idem.Step(ctx, sg, "hotel",
+		_, err = saga.Step(ctx, sg, "hotel",
 			func(ctx context.Context) (string, error) {
 				if hotelFull {
 					fmt.Println("the hotel is full")
@@ -42,18 +43,18 @@ func ExampleRunSaga() {
 		return nil
 	}
 
-	err := idem.RunSaga(ctx, store, "trip-42", book)
+	err := saga.Run(ctx, store, "trip-42", book)
 	fmt.Println(err)
 
 	// Running the saga again (a redelivered message, a retried job) runs
 	// nothing and gives the same answer.
 	hotelFull = false
-	err = idem.RunSaga(ctx, store, "trip-42", book)
-	fmt.Println(errors.Is(err, idem.ErrAborted))
+	err = saga.Run(ctx, store, "trip-42", book)
+	fmt.Println(errors.Is(err, saga.ErrAborted))
 	// Output:
 	// booking the flight
 	// the hotel is full
 	// cancelling flight FL-1
-	// idem: saga "trip-42" aborted and compensated: no rooms
+	// saga "trip-42" aborted and compensated: no rooms
 	// true
 }

@@ -1,4 +1,4 @@
-package idem_test
+package saga_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
 var errSoldOut = errors.New("sold out")
@@ -62,9 +63,9 @@ func (tr *trip) call(ctx context.Context, name string) error {
 	return err
 }
 
-func (tr *trip) body(ctx context.Context, sg *idem.Saga) error {
+func (tr *trip) body(ctx context.Context, sg *saga.Saga) error {
 	for _, name := range tr.steps {
-		ref, err := idem.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
+		ref, err := saga.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
 			if err := tr.call(ctx, name); err != nil {
 				return "", err
 			}
@@ -117,12 +118,12 @@ func (c *clock) advance(d time.Duration) {
 
 // runSaga runs the saga in a goroutine of its own, so that a step can
 // crash it with runtime.Goexit.
-func runSaga(s idem.Store, id string, tr *trip, opts ...idem.Option) (err error, crashed bool) {
+func runSaga(s idem.Store, id string, tr *trip, opts ...saga.Option) (err error, crashed bool) {
 	done := make(chan struct{})
 	crashed = true
 	go func() {
 		defer close(done)
-		err = idem.RunSaga(context.Background(), s, id, tr.body, opts...)
+		err = saga.Run(context.Background(), s, id, tr.body, opts...)
 		crashed = false
 	}()
 	<-done
@@ -167,17 +168,17 @@ func TestSagaCrashMidStep(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	tr := newTrip()
 	tr.crash["car"] = 1
-	if _, crashed := runSaga(s, "trip", tr, idem.WithClock(clk.now)); !crashed {
+	if _, crashed := runSaga(s, "trip", tr, saga.WithClock(clk.now)); !crashed {
 		t.Fatal("the saga did not crash")
 	}
 	wantLog(t, tr, "flight", "hotel")
 
 	// Before the dead run's lease passes, a re-run is refused.
-	if err, _ := runSaga(s, "trip", tr, idem.WithClock(clk.now)); !errors.Is(err, idem.ErrInProgress) {
+	if err, _ := runSaga(s, "trip", tr, saga.WithClock(clk.now)); !errors.Is(err, idem.ErrInProgress) {
 		t.Fatalf("re-run under the dead run's lease: got %v, want ErrInProgress", err)
 	}
 	clk.advance(time.Minute)
-	if err, crashed := runSaga(s, "trip", tr, idem.WithClock(clk.now)); err != nil || crashed {
+	if err, crashed := runSaga(s, "trip", tr, saga.WithClock(clk.now)); err != nil || crashed {
 		t.Fatalf("re-run: %v (crashed %v)", err, crashed)
 	}
 	wantLog(t, tr, "flight", "hotel", "car")
@@ -196,13 +197,13 @@ func TestSagaCrashBetweenSteps(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	tr := newTrip()
 	crash := true
-	body := func(ctx context.Context, sg *idem.Saga) error {
+	body := func(ctx context.Context, sg *saga.Saga) error {
 		for _, name := range tr.steps {
 			if name == "car" && crash {
 				crash = false
 				runtime.Goexit()
 			}
-			if _, err := idem.Step(ctx, sg, name, func(ctx context.Context) (int, error) { return 0, tr.call(ctx, name) }, nil); err != nil {
+			if _, err := saga.Step(ctx, sg, name, func(ctx context.Context) (int, error) { return 0, tr.call(ctx, name) }, nil); err != nil {
 				return err
 			}
 		}
@@ -211,11 +212,11 @@ func TestSagaCrashBetweenSteps(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		idem.RunSaga(context.Background(), s, "trip", body, idem.WithClock(clk.now))
+		saga.Run(context.Background(), s, "trip", body, saga.WithClock(clk.now))
 	}()
 	<-done
 	clk.advance(time.Minute)
-	if err := idem.RunSaga(context.Background(), s, "trip", body, idem.WithClock(clk.now)); err != nil {
+	if err := saga.Run(context.Background(), s, "trip", body, saga.WithClock(clk.now)); err != nil {
 		t.Fatal(err)
 	}
 	wantLog(t, tr, "flight", "hotel", "car")
@@ -231,8 +232,8 @@ func TestSagaAbortCompensates(t *testing.T) {
 	tr := newTrip()
 	tr.failOn("car", 1, idem.PermanentCode("sold-out", errSoldOut))
 	err, _ := runSaga(cs, "trip", tr)
-	var ae *idem.AbortedError
-	if !errors.As(err, &ae) || !errors.Is(err, idem.ErrAborted) || !errors.Is(err, errSoldOut) || ae.Replayed {
+	var ae *saga.AbortedError
+	if !errors.As(err, &ae) || !errors.Is(err, saga.ErrAborted) || !errors.Is(err, errSoldOut) || ae.Replayed {
 		t.Fatalf("got %v, want a fresh *AbortedError caused by errSoldOut", err)
 	}
 	wantLog(t, tr, "flight", "hotel", "undo hotel", "undo flight")
@@ -250,14 +251,14 @@ func TestSagaAbortCompensates(t *testing.T) {
 func TestSagaBodyAborts(t *testing.T) {
 	s := memstore.New()
 	tr := newTrip()
-	body := func(ctx context.Context, sg *idem.Saga) error {
+	body := func(ctx context.Context, sg *saga.Saga) error {
 		if err := tr.body(ctx, sg); err != nil {
 			return err
 		}
 		return idem.Permanent(errors.New("the customer cancelled"))
 	}
-	err := idem.RunSaga(context.Background(), s, "trip", body)
-	if !errors.Is(err, idem.ErrAborted) {
+	err := saga.Run(context.Background(), s, "trip", body)
+	if !errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("got %v, want ErrAborted", err)
 	}
 	wantLog(t, tr, "flight", "hotel", "car", "undo car", "undo hotel", "undo flight")
@@ -273,14 +274,14 @@ func TestSagaCrashMidCompensation(t *testing.T) {
 	tr.steps = append(tr.steps, "train")
 	tr.failOn("train", 1, idem.Permanent(errSoldOut))
 	tr.crash["undo hotel"] = 1
-	if _, crashed := runSaga(s, "trip", tr, idem.WithClock(clk.now)); !crashed {
+	if _, crashed := runSaga(s, "trip", tr, saga.WithClock(clk.now)); !crashed {
 		t.Fatal("the saga did not crash")
 	}
 	wantLog(t, tr, "flight", "hotel", "car", "undo car")
 
 	clk.advance(time.Minute)
-	err, crashed := runSaga(s, "trip", tr, idem.WithClock(clk.now))
-	if !errors.Is(err, idem.ErrAborted) || crashed {
+	err, crashed := runSaga(s, "trip", tr, saga.WithClock(clk.now))
+	if !errors.Is(err, saga.ErrAborted) || crashed {
 		t.Fatalf("re-run: got %v (crashed %v), want ErrAborted", err, crashed)
 	}
 	wantLog(t, tr, "flight", "hotel", "car", "undo car", "undo hotel", "undo flight")
@@ -291,7 +292,7 @@ func TestSagaCrashMidCompensation(t *testing.T) {
 			t.Errorf("calls of %q: got %d, want %d (all: %v)", k, calls[k], v, calls)
 		}
 	}
-	if err, _ := runSaga(s, "trip", tr, idem.WithClock(clk.now)); !errors.Is(err, idem.ErrAborted) {
+	if err, _ := runSaga(s, "trip", tr, saga.WithClock(clk.now)); !errors.Is(err, saga.ErrAborted) {
 		t.Errorf("third run: got %v, want the stored ErrAborted", err)
 	}
 	if _, again := tr.snapshot(); again["undo flight"] != 1 || again["train"] != 1 {
@@ -307,7 +308,7 @@ func TestSagaTransientFailureResumes(t *testing.T) {
 	timeout := errors.New("hotel API timed out")
 	tr.failOn("hotel", 1, timeout)
 	err, _ := runSaga(s, "trip", tr)
-	if !errors.Is(err, timeout) || errors.Is(err, idem.ErrAborted) {
+	if !errors.Is(err, timeout) || errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("got %v, want the transient error, not an abort", err)
 	}
 	wantLog(t, tr, "flight")
@@ -326,13 +327,13 @@ func TestSagaCompensationFailureResumes(t *testing.T) {
 	down := errors.New("airline API down")
 	tr.failOn("undo flight", 1, down)
 	err, _ := runSaga(s, "trip", tr)
-	var ce *idem.CompensationError
-	if !errors.As(err, &ce) || ce.Step != "flight" || !errors.Is(err, down) || errors.Is(err, idem.ErrAborted) {
+	var ce *saga.CompensationError
+	if !errors.As(err, &ce) || ce.Step != "flight" || !errors.Is(err, down) || errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("got %v, want a *CompensationError for the flight", err)
 	}
 	wantLog(t, tr, "flight", "hotel", "undo hotel")
 	err, _ = runSaga(s, "trip", tr)
-	if !errors.Is(err, idem.ErrAborted) {
+	if !errors.Is(err, saga.ErrAborted) {
 		t.Fatalf("re-run: got %v, want ErrAborted", err)
 	}
 	wantLog(t, tr, "flight", "hotel", "undo hotel", "undo flight")
@@ -346,8 +347,8 @@ func TestSagaOneRunAtATime(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		done <- idem.RunSaga(context.Background(), s, "trip", func(ctx context.Context, sg *idem.Saga) error {
-			_, err := idem.Step(ctx, sg, "wait", func(ctx context.Context) (int, error) {
+		done <- saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
+			_, err := saga.Step(ctx, sg, "wait", func(ctx context.Context) (int, error) {
 				close(started)
 				<-release
 				return 1, nil
@@ -356,7 +357,7 @@ func TestSagaOneRunAtATime(t *testing.T) {
 		})
 	}()
 	<-started
-	err := idem.RunSaga(context.Background(), s, "trip", func(ctx context.Context, sg *idem.Saga) error {
+	err := saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
 		t.Error("a second run ran its body while the first was running")
 		return nil
 	})
@@ -371,12 +372,12 @@ func TestSagaOneRunAtATime(t *testing.T) {
 
 func TestSagaStepNames(t *testing.T) {
 	s := memstore.New()
-	err := idem.RunSaga(context.Background(), s, "trip", func(ctx context.Context, sg *idem.Saga) error {
-		if _, err := idem.Step(ctx, sg, "", func(ctx context.Context) (int, error) { return 0, nil }, nil); !errors.Is(err, idem.ErrInvalid) {
+	err := saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
+		if _, err := saga.Step(ctx, sg, "", func(ctx context.Context) (int, error) { return 0, nil }, nil); !errors.Is(err, idem.ErrInvalid) {
 			t.Errorf("empty step name: got %v, want ErrInvalid", err)
 		}
-		idem.Step(ctx, sg, "a", func(ctx context.Context) (int, error) { return 0, nil }, nil)
-		_, err := idem.Step(ctx, sg, "a", func(ctx context.Context) (int, error) { return 0, nil }, nil)
+		saga.Step(ctx, sg, "a", func(ctx context.Context) (int, error) { return 0, nil }, nil)
+		_, err := saga.Step(ctx, sg, "a", func(ctx context.Context) (int, error) { return 0, nil }, nil)
 		return err
 	})
 	if !errors.Is(err, idem.ErrInvalid) {
@@ -390,11 +391,11 @@ func TestSagaParallelSteps(t *testing.T) {
 	s := memstore.New()
 	var mu sync.Mutex
 	var undone []string
-	err := idem.RunSaga(context.Background(), s, "trip", func(ctx context.Context, sg *idem.Saga) error {
+	err := saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
 		var wg sync.WaitGroup
 		for i, name := range []string{"a", "b", "c"} {
 			wg.Go(func() {
-				idem.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
+				saga.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
 					time.Sleep(time.Duration(i) * 20 * time.Millisecond)
 					return name, nil
 				}, func(ctx context.Context, got string) error {
@@ -408,7 +409,7 @@ func TestSagaParallelSteps(t *testing.T) {
 		wg.Wait()
 		return idem.Permanent(errors.New("changed my mind"))
 	})
-	if !errors.Is(err, idem.ErrAborted) {
+	if !errors.Is(err, saga.ErrAborted) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(undone, []string{"c", "b", "a"}) {
