@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
 // errSoldOut is a supplier's final "no": the saga cannot go on.
@@ -193,16 +194,16 @@ type Agency struct {
 
 // Book runs trip's saga. Run it again after any failure: completed steps
 // are not repeated and nothing is released twice. It returns nil once the
-// trip is booked, an error matching idem.ErrAborted once it was given up
+// trip is booked, an error matching saga.ErrAborted once it was given up
 // and undone, or another error if it should be run again later.
 func (a *Agency) Book(ctx context.Context, trip Trip) error {
-	return idem.RunSaga(ctx, a.Store, trip.ID, func(ctx context.Context, sg *idem.Saga) error {
+	return saga.Run(ctx, a.Store, trip.ID, func(ctx context.Context, sg *saga.Saga) error {
 		for _, leg := range []struct{ step, resource string }{
 			{"flight", "flight/" + trip.Flight},
 			{"hotel", "hotel/" + trip.Hotel},
 			{"car", "car/" + trip.Car},
 		} {
-			_, err := idem.Step(ctx, sg, leg.step,
+			_, err := saga.Step(ctx, sg, leg.step,
 				func(ctx context.Context) (Reservation, error) {
 					r, err := a.Suppliers.Reserve(ctx, leg.resource, trip.ID)
 					if errors.Is(err, errSoldOut) {
@@ -218,5 +219,5 @@ func (a *Agency) Book(ctx context.Context, trip Trip) error {
 			}
 		}
 		return nil
-	}, idem.WithKeyPrefix(a.Prefix), idem.WithLease(a.Lease), idem.WithWait(a.Wait))
+	}, saga.WithKeyPrefix(a.Prefix), saga.WithLease(a.Lease), saga.WithWait(a.Wait))
 }

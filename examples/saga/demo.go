@@ -13,6 +13,7 @@ import (
 
 	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/saga"
 )
 
 // Config shapes a demo run.
@@ -129,7 +130,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	{
 		var f []string
 		err, _ := book(trip("t2", "C1"))
-		want(&f, errors.Is(err, idem.ErrAborted), "got %v, want the saga aborted", err)
+		want(&f, errors.Is(err, saga.ErrAborted), "got %v, want the saga aborted", err)
 		want(&f, calls("release", "hotel/H1", "t2") == 1 && calls("release", "flight/FL1", "t2") == 1,
 			"releases: hotel %d, flight %d; want 1 each", calls("release", "hotel/H1", "t2"), calls("release", "flight/FL1", "t2"))
 		add("car sold out: compensated", fmt.Sprintf("t2: %v", err), f...)
@@ -162,7 +163,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 		t := trip("t4", "C2")
 		sup.inject("reserve", "car/C2", "t4", timeout)
 		err, _ := book(t)
-		want(&f, errors.Is(err, errTimeout) && !errors.Is(err, idem.ErrAborted), "got %v, want the timeout, not an abort", err)
+		want(&f, errors.Is(err, errTimeout) && !errors.Is(err, saga.ErrAborted), "got %v, want the timeout, not an abort", err)
 		err, _ = book(t)
 		want(&f, err == nil, "retry: %v", err)
 		want(&f, calls("reserve", "flight/FL1", "t4") == 1 && calls("reserve", "hotel/H1", "t4") == 1,
@@ -181,7 +182,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 		want(&f, crashed, "the run did not crash")
 		afterLease()
 		err, _ := book(t)
-		want(&f, errors.Is(err, idem.ErrAborted), "re-run: got %v, want the saga aborted", err)
+		want(&f, errors.Is(err, saga.ErrAborted), "re-run: got %v, want the saga aborted", err)
 		want(&f, calls("reserve", "car/C1", "t5") == 1 && calls("reserve", "hotel/H1", "t5") == 1,
 			"re-run reserved again: car %d, hotel %d calls", calls("reserve", "car/C1", "t5"), calls("reserve", "hotel/H1", "t5"))
 		want(&f, calls("release", "hotel/H1", "t5") == 2 && calls("release", "flight/FL1", "t5") == 1,
@@ -197,7 +198,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 		for _, id := range []string{"t1", "t2", "t3", "t4", "t5"} {
 			err, _ := book(trips[id])
 			aborted := id == "t2" || id == "t5"
-			want(&f, (err == nil) != aborted && (!aborted || errors.Is(err, idem.ErrAborted)), "%s: got %v", id, err)
+			want(&f, (err == nil) != aborted && (!aborted || errors.Is(err, saga.ErrAborted)), "%s: got %v", id, err)
 		}
 		want(&f, rep.calls(sup) == before, "re-runs made %d supplier calls, want 0", rep.calls(sup)-before)
 		add("every saga run again", "same outcomes, no supplier call", f...)

@@ -1,5 +1,5 @@
 // Command saga books trips (a flight, a hotel, a car) as sagas with
-// idem.RunSaga: a supplier that says "sold out" makes the saga release what
+// saga.Run: a supplier that says "sold out" makes the saga release what
 // it reserved, in reverse order; a process that dies mid-saga or
 // mid-compensation is replaced by a re-run that neither repeats a completed
 // step nor undoes anything twice. It prints what happened, checks the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
@@ -388,31 +389,35 @@ func TestSagaStepNames(t *testing.T) {
 // TestSagaParallelSteps: independent steps may run concurrently; they are
 // compensated in reverse order of completion.
 func TestSagaParallelSteps(t *testing.T) {
-	s := memstore.New()
-	var mu sync.Mutex
-	var undone []string
-	err := saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
-		var wg sync.WaitGroup
-		for i, name := range []string{"a", "b", "c"} {
-			wg.Go(func() {
-				saga.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
-					time.Sleep(time.Duration(i) * 20 * time.Millisecond)
-					return name, nil
-				}, func(ctx context.Context, got string) error {
-					mu.Lock()
-					undone = append(undone, got)
-					mu.Unlock()
-					return nil
+	// On synctest's fake clock the steps complete in the order of their
+	// sleeps, exactly: a, b, c.
+	synctest.Test(t, func(t *testing.T) {
+		s := memstore.New()
+		var mu sync.Mutex
+		var undone []string
+		err := saga.Run(context.Background(), s, "trip", func(ctx context.Context, sg *saga.Saga) error {
+			var wg sync.WaitGroup
+			for i, name := range []string{"a", "b", "c"} {
+				wg.Go(func() {
+					saga.Step(ctx, sg, name, func(ctx context.Context) (string, error) {
+						time.Sleep(time.Duration(i) * 20 * time.Millisecond)
+						return name, nil
+					}, func(ctx context.Context, got string) error {
+						mu.Lock()
+						undone = append(undone, got)
+						mu.Unlock()
+						return nil
+					})
 				})
-			})
+			}
+			wg.Wait()
+			return idem.Permanent(errors.New("changed my mind"))
+		})
+		if !errors.Is(err, saga.ErrAborted) {
+			t.Fatal(err)
 		}
-		wg.Wait()
-		return idem.Permanent(errors.New("changed my mind"))
+		if !slices.Equal(undone, []string{"c", "b", "a"}) {
+			t.Errorf("undone: %q, want [c b a]", undone)
+		}
 	})
-	if !errors.Is(err, saga.ErrAborted) {
-		t.Fatal(err)
-	}
-	if !slices.Equal(undone, []string{"c", "b", "a"}) {
-		t.Errorf("undone: %q, want [c b a]", undone)
-	}
 }
