@@ -59,7 +59,7 @@ server() {
 		MARKER=moto_serialized.py
 		# moto_server's own app behind one lock: plain moto_server loses updates under
 		# concurrent conditional writes (see the script's doc).
-		CMD=("$VENV/bin/python" "$TESTENV_DIR/../internal/testenv/moto_serialized.py"
+		CMD=("$VENV/bin/python" "$TESTENV_DIR/python/moto_serialized.py"
 			-H "$DYNAMO_ADDRESS" -p "$PORT")
 		;;
 	ministack)

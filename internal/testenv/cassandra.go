@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -10,12 +9,7 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
-
-// DefaultCassandraImage is the container image Cassandra and CassandraHosts start when
-// IDEM_CASSANDRA_HOSTS is not set and Docker answers; IDEM_CASSANDRA_IMAGE overrides it.
-const DefaultCassandraImage = "cassandra:5.0"
 
 // CassandraTimeout is the client timeout of sessions made by Cassandra: longer than the
 // server's own LWT timeouts (write 2 s, CAS contention 1 s, request 10 s in testenv's yaml), so
@@ -23,9 +17,8 @@ const DefaultCassandraImage = "cassandra:5.0"
 const CassandraTimeout = 12 * time.Second
 
 // CassandraHosts returns the Cassandra contact points, host:port each: IDEM_CASSANDRA_HOSTS
-// (comma-separated) if set; else the endpoint of a shared container of IDEM_CASSANDRA_IMAGE
-// (default DefaultCassandraImage) if Docker answers and the test is not -short; else it skips
-// t, or fails it when RequireServers.
+// (comma-separated) if set; else it skips t, or fails it when RequireServers. testenv/up.sh
+// starts Cassandra on loopback; with Docker, `eval "$(make -s docker-env)"` starts a container.
 func CassandraHosts(t testing.TB) []string {
 	t.Helper()
 	if hosts := splitList(os.Getenv("IDEM_CASSANDRA_HOSTS")); len(hosts) > 0 {
@@ -36,35 +29,8 @@ func CassandraHosts(t testing.TB) []string {
 		}
 		return hosts
 	}
-	const none = "no Cassandra: set IDEM_CASSANDRA_HOSTS (testenv/up.sh cassandra, then eval \"$(testenv/env.sh)\")"
-	if testing.Short() {
-		unavailable(t, none+"; containers are not started under -short")
-	}
-	if ok, why := dockerHealthy(); !ok {
-		unavailable(t, none+", or run a Docker engine for testcontainers ("+why+")")
-	}
-	img := cmp.Or(os.Getenv("IDEM_CASSANDRA_IMAGE"), DefaultCassandraImage)
-	ep, err := sharedContainer(t, containerSpec{
-		image: img,
-		port:  "9042/tcp",
-		env: map[string]string{
-			// The same fast, small single node as testenv/cassandra.sh.
-			"JVM_OPTS":       "-Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.initial_token=0",
-			"MAX_HEAP_SIZE":  "1024M",
-			"HEAP_NEWSIZE":   "128M",
-			"CASSANDRA_DC":   "datacenter1",
-			"CASSANDRA_RACK": "rack1",
-		},
-		wait: wait.ForAll(
-			wait.ForListeningPort("9042/tcp"),
-			wait.ForLog("Startup complete"),
-		),
-		timeout: 5 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []string{ep}
+	unavailable(t, "no Cassandra: set IDEM_CASSANDRA_HOSTS (testenv/up.sh cassandra, then eval \"$(testenv/env.sh)\"; or, with Docker, eval \"$(make -s docker-env)\")")
+	return nil
 }
 
 // Cassandra returns a session whose keyspace is a fresh one made for t (SimpleStrategy,

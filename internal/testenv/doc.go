@@ -8,12 +8,10 @@
 //     adds one endpoint named "dynamodb". IDEM_CASSANDRA_HOSTS is a comma-separated list of
 //     host:port. The scripts in testenv/ start such servers without Docker, and
 //     `eval "$(testenv/env.sh)"` exports these variables.
-//  2. A container, through testcontainers-go, when a Docker engine answers and the test is not
-//     run with -short: IDEM_DYNAMODB_IMAGE (default motoserver/moto, an open-source emulator)
-//     and IDEM_CASSANDRA_IMAGE (default cassandra:5.0). One container per image is shared by
-//     all tests of a test binary; the testcontainers reaper (Ryuk) removes it when the binary
-//     exits.
-//  3. Neither: the test is skipped with the reason. With IDEM_REQUIRE_SERVERS=1 (set by CI) it
+//     With a Docker engine, `eval "$(make -s docker-env)"` starts Cassandra and moto in
+//     containers instead (testenv/docker, a module of its own, so testcontainers and the
+//     Docker client never enter the library's module graph) and exports the same variables.
+//  2. Neither: the test is skipped with the reason. With IDEM_REQUIRE_SERVERS=1 (set by CI) it
 //     fails instead, so a missing server can never pass as green.
 //
 // Each test gets its own table or keyspace (UniqueName), removed when the test ends, so tests

@@ -1,10 +1,7 @@
 package testenv
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,27 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
-
-// DefaultDynamoDBImage is the container image DynamoDBServers starts when no endpoint is
-// configured and Docker answers. It is moto, an open-source emulator, at the version testenv/
-// installs, run like testenv/moto.sh with its requests serialized (CapAtomicConditionalWrites);
-// IDEM_DYNAMODB_IMAGE overrides it (for example ministackorg/ministack).
-// Amazon's DynamoDB Local is deliberately not the default: its licence is not open source.
-const DefaultDynamoDBImage = "motoserver/moto:5.2.5"
-
-// motoSerialized runs moto_server's application with requests serialized; testenv/dynamo.sh
-// runs the same file.
-//
-//go:embed moto_serialized.py
-var motoSerialized []byte
 
 // DynamoDBServer is one DynamoDB-compatible endpoint to test against.
 type DynamoDBServer struct {
 	// Name identifies the server in test names and capability checks: "moto", "ministack",
-	// "dynamodb" (IDEM_DYNAMODB_ENDPOINT, an unknown server), "container", or any name given
+	// "dynamodb" (IDEM_DYNAMODB_ENDPOINT, an unknown server), or any name given
 	// in IDEM_DYNAMODB_ENDPOINTS.
 	Name string
 	// Endpoint is the base URL, e.g. http://127.0.0.1:5000.
@@ -51,10 +33,10 @@ type DynamoDBServer struct {
 }
 
 // DynamoDBServers returns every DynamoDB endpoint the tests should run against: those in
-// IDEM_DYNAMODB_ENDPOINTS (name=url,...) and IDEM_DYNAMODB_ENDPOINT (url, named "dynamodb");
-// when neither is set, one container of IDEM_DYNAMODB_IMAGE (default DefaultDynamoDBImage),
-// named "container", if Docker answers and the test is not -short. Otherwise it skips t, or
-// fails it when RequireServers. A malformed variable always fails t.
+// IDEM_DYNAMODB_ENDPOINTS (name=url,...) and IDEM_DYNAMODB_ENDPOINT (url, named "dynamodb").
+// When neither is set it skips t, or fails it when RequireServers. A malformed variable always
+// fails t. testenv/up.sh starts moto and ministack on loopback; with Docker,
+// `eval "$(make -s docker-env)"` starts a moto container.
 //
 // Run each server as a subtest so a failure names it:
 //
@@ -70,40 +52,8 @@ func DynamoDBServers(t testing.TB) []DynamoDBServer {
 	if len(servers) > 0 {
 		return servers
 	}
-	const none = "no DynamoDB server: set IDEM_DYNAMODB_ENDPOINTS (testenv/up.sh, then eval \"$(testenv/env.sh)\")"
-	if testing.Short() {
-		unavailable(t, none+"; containers are not started under -short")
-	}
-	if ok, why := dockerHealthy(); !ok {
-		unavailable(t, none+", or run a Docker engine for testcontainers ("+why+")")
-	}
-	img := cmp.Or(os.Getenv("IDEM_DYNAMODB_IMAGE"), DefaultDynamoDBImage)
-	port := "5000/tcp" // moto
-	if strings.Contains(img, "ministack") || strings.Contains(img, "localstack") {
-		port = "4566/tcp"
-	}
-	port = cmp.Or(os.Getenv("IDEM_DYNAMODB_IMAGE_PORT"), port)
-	spec := containerSpec{
-		image:   img,
-		port:    port,
-		proto:   "http",
-		wait:    wait.ForListeningPort(port),
-		timeout: 3 * time.Minute,
-	}
-	if kindOf(img) == "moto" && os.Getenv("IDEM_DYNAMODB_IMAGE_PORT") == "" {
-		// Serialize moto's requests, as testenv/moto.sh does (see CapAtomicConditionalWrites).
-		spec.files = []testcontainers.ContainerFile{{
-			Reader:            bytes.NewReader(motoSerialized),
-			ContainerFilePath: "/idemkit/moto_serialized.py",
-			FileMode:          0o644,
-		}}
-		spec.cmd = []string{"python3", "/idemkit/moto_serialized.py", "-H", "0.0.0.0", "-p", "5000"}
-	}
-	ep, err := sharedContainer(t, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []DynamoDBServer{{Name: "container", Endpoint: ep, kind: kindOf(img)}}
+	unavailable(t, "no DynamoDB server: set IDEM_DYNAMODB_ENDPOINTS (testenv/up.sh, then eval \"$(testenv/env.sh)\"; or, with Docker, eval \"$(make -s docker-env)\")")
+	return nil
 }
 
 // dynamoDBServersFromEnv parses IDEM_DYNAMODB_ENDPOINTS and IDEM_DYNAMODB_ENDPOINT.

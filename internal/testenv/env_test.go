@@ -152,10 +152,6 @@ func TestLacks(t *testing.T) {
 			t.Errorf("unknown server lacks %s, want every capability assumed", c)
 		}
 	}
-	container := DynamoDBServer{Name: "container", kind: kindOf(DefaultDynamoDBImage)}
-	if _, lacks := container.Lacks(CapTTLDeletion); !lacks {
-		t.Error("a container of the default (moto) image should lack ttl-deletion")
-	}
 }
 
 func TestRequireServers(t *testing.T) {
