@@ -137,8 +137,8 @@
 //
 // # Table schema
 //
-// CreateTable makes the table; the README has the same as CloudFormation
-// and Terraform. Attribute names are options; the defaults are:
+// CreateTable makes the table; dynamo/README.md has the same as
+// CloudFormation and Terraform. Attribute names are options; the defaults are:
 //
 //	pk   String  partition key: the idem key (with WithSortKey: a static
 //	             value, and the idem key goes in the sort key)

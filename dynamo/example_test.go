@@ -47,7 +47,7 @@ func Example() {
 	})
 
 	// Once, at deploy time or in a test; production tables usually come
-	// from CloudFormation or Terraform (see the package documentation).
+	// from CloudFormation or Terraform (see dynamo/README.md).
 	if err := dynamo.CreateTable(ctx, client, "idem"); err != nil {
 		log.Fatal(err)
 	}

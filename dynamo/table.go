@@ -26,7 +26,8 @@ import (
 // says what differs.
 //
 // Production tables are usually created by infrastructure as code; the
-// package documentation has the equivalent CloudFormation and Terraform.
+// package README (dynamo/README.md) has the equivalent CloudFormation and
+// Terraform.
 func CreateTable(ctx context.Context, client *dynamodb.Client, table string, opts ...Option) error {
 	if client == nil {
 		return errors.New("dynamo: CreateTable: nil client")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -388,6 +387,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// FuzzFingerprintJSON: whitespace around a document FingerprintJSON accepts
+// does not change its fingerprint.
 func FuzzFingerprintJSON(f *testing.F) {
 	f.Add([]byte(`{"b":1,"a":2}`))
 	f.Add([]byte(`[1, 2.50, "x", null, true]`))
@@ -396,10 +397,7 @@ func FuzzFingerprintJSON(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Re-encoding the canonical form must not change the fingerprint.
-		var buf strings.Builder
-		buf.Write(data)
-		again, err := idem.FingerprintJSON([]byte(" " + buf.String() + "\n"))
+		again, err := idem.FingerprintJSON([]byte(" " + string(data) + "\n"))
 		if err != nil || string(again) != string(fp) {
 			t.Fatalf("whitespace changed the fingerprint of %q", data)
 		}

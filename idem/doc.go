@@ -18,7 +18,7 @@
 //
 // # The claim record and its lifecycle
 //
-// A key's value is a Record: in progress (owner token, lease deadline,
+// A key's value is a claim record, JSON a database console shows as is: in progress (owner token, lease deadline,
 // request fingerprint), completed (the result, or a permanent error) or
 // released (a tombstone left by an owner that gave up).
 //
@@ -43,7 +43,7 @@
 //     provided the clock of the process that starts the key again is not
 //     behind the clock of the one that started it before by as much as the
 //     time between the two starts. For a key that expired, that time is at
-//     least the retention (WithTTL), since every record of a claim lives at
+//     least the retention (WithRetention), since every record of a claim lives at
 //     least that long; for a record deleted by hand, it is its age.
 //     memstore needs no clock at all.
 //   - Leases are judged by the claimer's clock (WithClock): a takeover
@@ -86,10 +86,11 @@
 //
 // Claim and Lease are the low-level claim API for adapters that store more
 // than a Go value. Update is optimistic read-modify-CompareAndSwap. Once
-// de-duplicates events by ID. Add is an exactly-once counter. RunSaga and
-// Step give each saga step and each compensation a key of its own, so a
-// re-run saga skips completed steps and compensations run at most once.
-// Fingerprint, Key, NewKey and NewKeyV7 build fingerprints and keys.
+// de-duplicates events by ID. Counter is an exactly-once counter.
+// Fingerprint, FingerprintJSON and FingerprintParts build request
+// fingerprints; JoinKey builds keys from parts (crypto/rand.Text makes a
+// fresh one). Sagas are in idem/saga; what only backend authors need (the
+// input checks and errors a Store returns) is in idem/kernel.
 //
-// The package uses the standard library and github.com/google/uuid only.
+// The package uses the standard library only.
 package idem

@@ -130,7 +130,7 @@ var freshBase = time.Now()
 // one by more than the time between the two creations (a create that is
 // delayed on its way to the database counts as that much lag). Claims never
 // delete their records (a released claim stays as a tombstone), so for Do,
-// Claim and Once that time is at least the retention (WithTTL).
+// Claim and Once that time is at least the retention (WithRetention).
 func FreshVersion() int64 {
 	v := max(freshBase.UnixMicro()+time.Since(freshBase).Microseconds(), 1)
 	for {
