@@ -18,9 +18,10 @@
 //
 // # The claim record and its lifecycle
 //
-// A key's value is a claim record, JSON a database console shows as is: in progress (owner token, lease deadline,
-// request fingerprint), completed (the result, or a permanent error) or
-// released (a tombstone left by an owner that gave up).
+// A key's value is a claim record, stored as JSON so a database console
+// shows it: in progress (owner token, lease deadline, request fingerprint),
+// completed (the result, or a permanent error) or released (a tombstone
+// left by an owner that gave up).
 //
 //	absent --PutIfAbsent--> in progress --CompareAndSwap--> completed --retention--> absent
 //	            ^             |    ^ extend, takeover once the lease passed (CompareAndSwap)
