@@ -1,0 +1,297 @@
+package idemtest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/kernel"
+	"github.com/idemkit/idemkit/idem/memstore"
+)
+
+// The suite is itself tested, as testing/fstest is: Run must pass on a
+// correct store and fail on each mutant, a store with one bug of the kind a
+// backend author makes. A failing Run fails its test, so each mutant runs in
+// a child process (this test binary, re-executed to run TestMutantChild
+// with IDEMTEST_MUTANT set) and the parent checks that the child failed.
+
+const mutantEnv = "IDEMTEST_MUTANT"
+
+// mutants are the bugs the suite must catch, each with what it breaks.
+var mutants = map[string]string{
+	"cas-skips-version":         "CompareAndSwap applies whatever version it is given",
+	"get-ignores-expiry":        "Get returns expired items",
+	"conflict-without-current":  "conflicts do not carry the current item",
+	"upsert-applies-equal":      "Upsert applies an equal version",
+	"cad-ignores-version":       "CompareAndDelete deletes whatever version it is given",
+	"putifabsent-overwrites":    "PutIfAbsent replaces a live item",
+	"versions-reused-after-del": "a key created again starts at its old incarnation's version",
+}
+
+// controls must pass: memstore itself, and the mutant store with no bug, so
+// that a mutant's failure is its bug's and not the mutant store's.
+var controls = []string{"memstore", "none"}
+
+func TestMutants(t *testing.T) {
+	if os.Getenv(mutantEnv) != "" {
+		t.Skip("in a child process")
+	}
+	if testing.Short() {
+		t.Skip("runs the suite once per mutant, in child processes")
+	}
+	// Every child starts at once, whatever -test.parallel says: they spend
+	// most of their time asleep in the suite's expiry tests.
+	start := time.Now()
+	results := map[string]chan child{}
+	for _, name := range append(slices.Sorted(maps.Keys(mutants)), controls...) {
+		results[name] = make(chan child, 1)
+		go func() { results[name] <- runChild(t.Context(), name) }()
+	}
+	for _, name := range controls {
+		t.Run(name, func(t *testing.T) {
+			c := <-results[name]
+			if c.err != nil {
+				t.Errorf("Run failed on the correct store %s (%v):\n%s", name, c.err, tail(c.out))
+			}
+		})
+	}
+	for _, name := range slices.Sorted(maps.Keys(mutants)) {
+		bug := mutants[name]
+		t.Run(name, func(t *testing.T) {
+			c := <-results[name]
+			var exit *exec.ExitError
+			switch {
+			case c.err == nil:
+				t.Errorf("Run passed on a store whose %s: a gap in the suite", bug)
+			case !errors.As(c.err, &exit):
+				t.Fatalf("child: %v\n%s", c.err, c.out)
+			case !bytes.Contains(c.out, []byte("--- FAIL: TestMutantChild")):
+				t.Errorf("child failed without a failing suite (%v):\n%s", c.err, tail(c.out))
+			default:
+				t.Logf("caught in %v (%s) by %s", c.took.Round(time.Millisecond), bug, strings.Join(failures(c.out), ", "))
+			}
+		})
+	}
+	t.Logf("%d children in %v", len(results), time.Since(start).Round(time.Millisecond))
+}
+
+// TestMutantChild runs the suite on the store named by IDEMTEST_MUTANT; it
+// is run by TestMutants in a child process.
+func TestMutantChild(t *testing.T) {
+	name := os.Getenv(mutantEnv)
+	if name == "" {
+		t.Skip("run by TestMutants, with " + mutantEnv + " set")
+	}
+	if _, ok := mutants[name]; !ok && name != "none" && name != "memstore" {
+		t.Fatalf("unknown mutant %q", name)
+	}
+	idemtest.Run(t, func(t *testing.T) idem.Store {
+		if name == "memstore" {
+			return memstore.New()
+		}
+		return newMutant(name)
+	})
+}
+
+type child struct {
+	out  []byte
+	err  error
+	took time.Duration
+}
+
+func runChild(ctx context.Context, name string) child {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMutantChild$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), mutantEnv+"="+name)
+	out, err := cmd.CombinedOutput()
+	return child{out, err, time.Since(start)}
+}
+
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: TestMutantChild/(\S+)`)
+
+// failures lists the deepest failing subtests of a child's verbose output.
+func failures(out []byte) []string {
+	var all []string
+	for _, m := range failLine.FindAllSubmatch(out, -1) {
+		all = append(all, string(m[1]))
+	}
+	var leaves []string
+	for _, a := range all {
+		leaf := true
+		for _, b := range all {
+			if strings.HasPrefix(b, a+"/") {
+				leaf = false
+			}
+		}
+		if leaf {
+			leaves = append(leaves, a)
+		}
+	}
+	return leaves
+}
+
+func tail(out []byte) []byte {
+	const n = 4000
+	if len(out) > n {
+		return out[len(out)-n:]
+	}
+	return out
+}
+
+// mutant is a small in-memory store, correct unless bug names one of the
+// mutants. It keeps its own map rather than wrapping memstore, so that a
+// bug can reach what memstore hides (such as an expired item).
+type mutant struct {
+	bug string
+
+	mu      sync.Mutex
+	items   map[string]idem.Item
+	highest int64
+	first   map[string]int64 // the first version of each key's latest incarnation
+}
+
+func newMutant(bug string) *mutant {
+	return &mutant{bug: bug, items: map[string]idem.Item{}, first: map[string]int64{}}
+}
+
+// live returns the item at key unless it is absent or expired. m.mu must be
+// held.
+func (m *mutant) live(key string) (idem.Item, bool) {
+	it, ok := m.items[key]
+	if !ok || it.Expired(time.Now()) {
+		return idem.Item{}, false
+	}
+	return it, true
+}
+
+func (m *mutant) put(key string, value []byte, version int64, ttl time.Duration) idem.Item {
+	it := idem.Item{Key: key, Value: bytes.Clone(value), Version: version}
+	if ttl > 0 {
+		it.ExpiresAt = time.Now().Add(ttl)
+	}
+	m.items[key] = it
+	m.highest = max(m.highest, version)
+	return clone(it)
+}
+
+func (m *mutant) conflict(op, key string, cur idem.Item, exists bool) error {
+	e := &idem.ConflictError{Key: key, Op: op, Exists: exists}
+	if exists && m.bug != "conflict-without-current" {
+		e.Current = clone(cur)
+	}
+	return e
+}
+
+func (m *mutant) Get(ctx context.Context, key string) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.live(key)
+	if m.bug == "get-ignores-expiry" {
+		it, ok = m.items[key]
+	}
+	if !ok {
+		return idem.Item{}, idem.ErrNotFound
+	}
+	return clone(it), nil
+}
+
+func (m *mutant) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.live(key); ok && m.bug != "putifabsent-overwrites" {
+		return idem.Item{}, m.conflict("PutIfAbsent", key, cur, true)
+	}
+	v := max(idem.FreshVersion(), m.highest+1)
+	if old, ok := m.first[key]; ok && m.bug == "versions-reused-after-del" {
+		v = old
+	}
+	m.first[key] = v
+	return m.put(key, value, v, ttl), nil
+}
+
+func (m *mutant) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, err
+	}
+	if err := kernel.CheckVersion(key, version); err != nil {
+		return idem.Item{}, err
+	}
+	if version == math.MaxInt64 {
+		return idem.Item{}, kernel.Invalid(key, "version would overflow")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.live(key)
+	if !ok || (cur.Version != version && m.bug != "cas-skips-version") {
+		return idem.Item{}, m.conflict("CompareAndSwap", key, cur, ok)
+	}
+	return m.put(key, value, version+1, ttl), nil
+}
+
+func (m *mutant) CompareAndDelete(ctx context.Context, key string, version int64) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if err := kernel.CheckVersion(key, version); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.live(key)
+	if !ok || (cur.Version != version && m.bug != "cad-ignores-version") {
+		return m.conflict("CompareAndDelete", key, cur, ok)
+	}
+	delete(m.items, key)
+	return nil
+}
+
+func (m *mutant) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
+	if err := check(ctx, key); err != nil {
+		return idem.Item{}, false, err
+	}
+	if err := kernel.CheckUpsertVersion(key, version); err != nil {
+		return idem.Item{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.live(key)
+	if ok && (cur.Version > version || cur.Version == version && m.bug != "upsert-applies-equal") {
+		return clone(cur), false, nil
+	}
+	return m.put(key, value, version, ttl), true, nil
+}
+
+func check(ctx context.Context, key string) error {
+	if err := kernel.CheckKey(key); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func clone(it idem.Item) idem.Item {
+	it.Value = bytes.Clone(it.Value)
+	if it.Value == nil {
+		it.Value = []byte{}
+	}
+	return it
+}
