@@ -56,8 +56,9 @@ func TestMutants(t *testing.T) {
 	start := time.Now()
 	results := map[string]chan child{}
 	for _, name := range append(slices.Sorted(maps.Keys(mutants)), controls...) {
-		results[name] = make(chan child, 1)
-		go func() { results[name] <- runChild(t.Context(), name) }()
+		ch := make(chan child, 1)
+		results[name] = ch
+		go func() { ch <- runChild(t.Context(), name) }()
 	}
 	for _, name := range controls {
 		t.Run(name, func(t *testing.T) {
