@@ -34,4 +34,15 @@
 // of expiry sleep a little over two seconds in total.
 //
 // Counting wraps a Store and counts calls, for round-trip tests.
+//
+// Faulty wraps a Store and passes each call through a Hook set for its
+// operation, for tests of failures: Lose sends a call and drops its
+// response (the caller gets idem.ErrUnknownOutcome), Fail(err) fails it
+// without sending, Times(n, h) applies h to the first n calls only.
+//
+// The suite tests itself: its own tests run Run on mutant stores (a
+// CompareAndSwap or CompareAndDelete that ignores the version, a Get that
+// returns expired items, conflicts without the current item, an Upsert that
+// applies an equal version, a PutIfAbsent that overwrites, versions reused
+// after a delete), each in a child process, and require each run to fail.
 package idemtest
