@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
@@ -18,34 +19,37 @@ import (
 // TestCrashTakeover: a server claimed the key and died before answering.
 // A retry gets 409 while the dead server's lease is live, then takes the
 // key over and runs the handler.
+// On synctest's fake clock, so the lease passes exactly.
 func TestCrashTakeover(t *testing.T) {
-	s := memstore.New()
-	ctx := context.Background()
-	r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader("a"))
-	fp, _ := FingerprintRequest(r, []byte("a"))
-	_, _, err := idem.Claim(ctx, s, storeKey(DefaultKeyPrefix, "", "k"), idem.WithLease(200*time.Millisecond), idem.WithFingerprint(fp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs := 0
-	h := Middleware(s)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		runs++
-		w.WriteHeader(http.StatusCreated)
-	}))
-	send := func() int {
+	synctest.Test(t, func(t *testing.T) {
+		s := memstore.New()
+		ctx := context.Background()
 		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader("a"))
-		r.Header.Set("Idempotency-Key", "k")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Code
-	}
-	if got := send(); got != http.StatusConflict {
-		t.Errorf("while the dead server's lease is live: %d, want 409", got)
-	}
-	time.Sleep(250 * time.Millisecond)
-	if got := send(); got != http.StatusCreated || runs != 1 {
-		t.Errorf("after the lease: %d with %d runs, want 201 from a takeover", got, runs)
-	}
+		fp, _ := FingerprintRequest(r, []byte("a"))
+		_, _, err := idem.Claim(ctx, s, storeKey(DefaultKeyPrefix, "", "k"), idem.WithLease(200*time.Millisecond), idem.WithFingerprint(fp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := 0
+		h := Middleware(s)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs++
+			w.WriteHeader(http.StatusCreated)
+		}))
+		send := func() int {
+			r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader("a"))
+			r.Header.Set("Idempotency-Key", "k")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		if got := send(); got != http.StatusConflict {
+			t.Errorf("while the dead server's lease is live: %d, want 409", got)
+		}
+		time.Sleep(250 * time.Millisecond)
+		if got := send(); got != http.StatusCreated || runs != 1 {
+			t.Errorf("after the lease: %d with %d runs, want 201 from a takeover", got, runs)
+		}
+	})
 }
 
 func TestCorruptRecord(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
@@ -260,21 +261,30 @@ func TestLeaseLost(t *testing.T) {
 }
 
 // TestLeaseExtended: a handler that runs for several leases keeps its key;
-// duplicates meanwhile get 409, never a second run.
+// duplicates meanwhile get 409, never a second run. On synctest's fake
+// clock: a 300ms lease is extended every 100ms (a third of it), so a
+// handler answering at 850ms makes exactly 8 extensions (100ms ... 800ms)
+// and the completion.
 func TestLeaseExtended(t *testing.T) {
-	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
-	h := idemhttp.Middleware(memstore.New(), idemhttp.WithLease(300*time.Millisecond))(o)
-	done := make(chan *httptest.ResponseRecorder, 1)
-	go func() { done <- send(t, h, req{key: "k"}) }()
-	<-o.started
-	defer close(o.gate)
-	for range 4 {
-		time.Sleep(200 * time.Millisecond) // two leases pass: only extensions keep the key
-		wantProblem(t, send(t, h, req{key: "k"}), http.StatusConflict, idemhttp.CodeInProgress)
-	}
-	o.gate <- struct{}{}
-	wantStatus(t, <-done, http.StatusCreated)
-	wantRuns(t, o, 1)
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
+		h := idemhttp.Middleware(s, idemhttp.WithLease(300*time.Millisecond))(o)
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() { done <- send(t, h, req{key: "k"}) }()
+		<-o.started
+		for range 4 {
+			time.Sleep(200 * time.Millisecond) // two leases pass: only extensions keep the key
+			wantProblem(t, send(t, h, req{key: "k"}), http.StatusConflict, idemhttp.CodeInProgress)
+		}
+		time.Sleep(50 * time.Millisecond)
+		close(o.gate)
+		wantStatus(t, <-done, http.StatusCreated)
+		wantRuns(t, o, 1)
+		if n := s.Counts().CompareAndSwap; n != 9 {
+			t.Errorf("got %d CompareAndSwaps, want 8 extensions and the completion", n)
+		}
+	})
 }
 
 func TestContentTypeSniffed(t *testing.T) {

@@ -2,13 +2,8 @@ package idemlambda
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
-	"math"
-	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/idemkit/idemkit/idem"
-	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
 // APIGateway returns a handler for API Gateway REST API proxy events with
@@ -32,101 +27,116 @@ import (
 //     body; or WithValidation) gets 422; a retry while the first is running
 //     gets 409 with Retry-After (or waits, with WithWait).
 //   - A 5xx or 429 response from fn, or an error, releases the key so a
-//     retry runs fn again; other responses are kept for the TTL.
+//     retry runs fn again; other responses are kept for the retention.
 //   - Keys are kept per caller (WithScope; by default the authorizer's
 //     principalId, else a hash of the Authorization header).
 //   - If the store fails before fn runs, the request gets 503.
 //
 // The error responses are application/problem+json bodies with the codes
-// of idemhttp (ErrorResponse). Options: WithTTL, WithLease, WithWait,
-// WithKeyPrefix, WithRequired, WithMethods, WithScope, WithValidation (of
-// an events.APIGatewayProxyRequest), WithOnReplay, WithLogger. APIGateway
-// rejects a nil store or handler and invalid options with an error
-// matching idem.ErrInvalid.
-func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), opts ...Option) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
+// of idemhttp (ErrorResponse). Options: every Option, WithMethods,
+// WithScope, WithLogger and WithValidation (of an
+// events.APIGatewayProxyRequest). APIGateway rejects a nil store or handler
+// and invalid options with an error matching idem.ErrInvalid.
+func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), opts ...APIGatewayOption) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
 	if nilStore(s) || fn == nil {
 		return nil, invalid("APIGateway needs a store and a handler")
 	}
-	cfg, err := newConfig(opts, reflect.TypeFor[events.APIGatewayProxyRequest]())
+	cfg, v, err := newAPIConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	scope := cfg.scope
-	if scope == nil {
-		scope = defaultScope
+	h := &apiHandler{store: s, cfg: cfg, validation: v, required: cfg.isRequired(false), fn: fn}
+	return h.handle, nil
+}
+
+// apiHandler is APIGateway's handler.
+type apiHandler struct {
+	store      idem.Store
+	cfg        *apiConfig
+	validation validation[events.APIGatewayProxyRequest]
+	required   bool
+	fn         func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error)
+}
+
+func (h *apiHandler) handle(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+	if !keyproto.Applies(h.cfg.methods, req.HTTPMethod) {
+		return h.fn(ctx, req)
 	}
-	required := cfg.isRequired(false)
+	key, ok, p := keyproto.FromValues(headerValues(req, keyproto.Header), keyproto.Header, keyproto.MaxKeyLength)
+	switch {
+	case p != nil:
+		return problem(p), nil
+	case !ok && h.required:
+		return problem(keyproto.MissingKey(keyproto.Header)), nil
+	case !ok:
+		return h.fn(ctx, req)
+	}
+	k, fp, p := h.identify(req, key)
+	if p != nil {
+		return problem(p), nil
+	}
+	return h.run(ctx, req, key, k, fp)
+}
 
-	return func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-		if !cfg.methods[strings.ToUpper(req.HTTPMethod)] {
-			return fn(ctx, req)
-		}
-		values := headerValues(req, idemhttp.DefaultHeader)
-		switch {
-		case len(values) == 0 && !required:
-			return fn(ctx, req)
-		case len(values) == 0:
-			return respond(ErrNoKey)
-		case len(values) > 1:
-			return respond(&idemhttp.KeyError{Reason: fmt.Sprintf("the request has %d Idempotency-Key headers; send exactly one", len(values))})
-		}
-		key, err := idemhttp.ParseKey(values[0], idemhttp.DefaultMaxKeyLength)
-		if err != nil {
-			return respond(err)
-		}
-		who, err := scope(req)
-		if err != nil {
-			return problem(http.StatusUnauthorized, idemhttp.CodeUnscoped, "Caller not identified",
-				"Idempotency keys are kept per caller, and this request's caller could not be identified."), nil
-		}
-		fp, err := cfg.fingerprint(req)
-		if err != nil {
-			return problem(http.StatusBadRequest, idemhttp.CodeFingerprint, "Request cannot be fingerprinted", err.Error()), nil
-		}
-		if fp == nil {
-			fp = fingerprintRequest(req)
-		}
-		k := idem.Key(who, key)
+// identify returns the key to claim for the client's key and the request's
+// fingerprint, or the problem that stops the request.
+func (h *apiHandler) identify(req events.APIGatewayProxyRequest, key string) (string, []byte, *keyproto.Problem) {
+	who, err := h.cfg.scope(req)
+	if err != nil {
+		return "", nil, keyproto.Unscoped(err)
+	}
+	fp, err := h.validation.fingerprint(req)
+	if err != nil {
+		return "", nil, keyproto.Unfingerprinted(err)
+	}
+	if fp == nil {
+		fp = fingerprintRequest(req)
+	}
+	return keyproto.StoreKey("", who, key), fp, nil
+}
 
-		var ran, replayed bool
-		resp, err := idem.Do(ctx, s, k, func(ctx context.Context) (events.APIGatewayProxyResponse, error) {
-			ran = true
-			resp, err := fn(ctx, req)
-			if err == nil && idemhttp.ReleaseStatus(resp.StatusCode) {
-				return resp, released{resp}
-			}
-			return resp, err
-		}, cfg.idemOptions(ctx, fp, &replayed)...)
-		var (
-			rel  released
-			perm *idem.PermanentError
-		)
-		switch {
-		case errors.As(err, &rel):
-			return rel.resp, nil
-		case err == nil && replayed:
-			cfg.replayed(ctx, k)
-			return markReplayed(resp), nil
-		case err == nil:
-			return resp, nil
-		case ran && resp.StatusCode != 0:
-			// Done, but the response could not be stored.
-			cfg.logger.ErrorContext(ctx, "idemlambda: storing a response", "key", cfg.prefix+k, "err", err)
-			return resp, nil
-		case ran, errors.As(err, &perm):
-			return resp, err // fn's own error, or its stored permanent error
+// run runs fn once for the scoped key k, or replays its stored response.
+func (h *apiHandler) run(ctx context.Context, req events.APIGatewayProxyRequest, key, k string, fp []byte) (events.APIGatewayProxyResponse, error) {
+	ran := false
+	resp, err := idem.Do(ctx, h.store, k, func(ctx context.Context) (events.APIGatewayProxyResponse, error) {
+		ran = true
+		resp, err := h.fn(ctx, req)
+		if err == nil && keyproto.ReleaseStatus(resp.StatusCode) {
+			return resp, released{resp}
 		}
-		if r, ok := ErrorResponse(err); ok {
-			return r, nil
+		return resp, err
+	}, h.cfg.idemOptions(ctx, fp)...)
+	var rel released
+	switch {
+	case errors.As(err, &rel):
+		return rel.resp, nil
+	case replayed(ran, err):
+		h.cfg.replayed(ctx, k)
+		if err != nil {
+			return resp, err // the stored permanent error
 		}
-		if ctx.Err() == nil {
-			r := problem(http.StatusServiceUnavailable, idemhttp.CodeStore, "Idempotency store unavailable",
-				"The idempotency key could not be checked; the request was not processed. Retry with the same key.")
-			r.Headers["Retry-After"] = "1"
-			return r, nil
-		}
-		return events.APIGatewayProxyResponse{}, err
-	}, nil
+		return markReplayed(resp), nil
+	case err == nil:
+		return resp, nil
+	case ran && resp.StatusCode != 0:
+		// Done, but the response could not be stored.
+		h.cfg.logger.ErrorContext(ctx, "idemlambda: storing a response", "key", h.cfg.prefix+k, "err", err)
+		return resp, nil
+	case ran:
+		return resp, err // fn's own error
+	}
+	return h.claimFailed(ctx, key, err)
+}
+
+// claimFailed answers a request whose key could not be claimed.
+func (h *apiHandler) claimFailed(ctx context.Context, key string, err error) (events.APIGatewayProxyResponse, error) {
+	if p := keyproto.ForError(key, err, keyproto.DefaultRetryAfter, time.Now()); p != nil {
+		return problem(p), nil
+	}
+	if ctx.Err() == nil {
+		return problem(keyproto.StoreUnavailable(err)), nil
+	}
+	return events.APIGatewayProxyResponse{}, err
 }
 
 // ErrorResponseV2 is ErrorResponse for API Gateway HTTP APIs (payload
@@ -140,11 +150,6 @@ func ErrorResponseV2(err error) (events.APIGatewayV2HTTPResponse, bool) {
 	return events.APIGatewayV2HTTPResponse{StatusCode: r.StatusCode, Headers: r.Headers, Body: r.Body}, true
 }
 
-func respond(err error) (events.APIGatewayProxyResponse, error) {
-	r, _ := ErrorResponse(err)
-	return r, nil
-}
-
 // released carries a response that releases the key through idem.Do.
 type released struct {
 	resp events.APIGatewayProxyResponse
@@ -154,53 +159,36 @@ type released struct {
 func (released) Error() string { return "idemlambda: response releases the key" }
 
 // ErrorResponse maps an error of this package or of idem to the response
-// the IETF draft prescribes, with an application/problem+json body:
-// idem.ErrInProgress to 409 Conflict with Retry-After, idem.ErrMismatch to
-// 422 Unprocessable Content, a malformed key (idemhttp.ErrInvalidKey) or a
-// missing one (ErrNoKey) to 400. For other errors it returns false. Use it
-// with Wrap on API Gateway events:
+// the IETF draft prescribes, with an application/problem+json body, as
+// APIGateway and idemhttp answer: idem.ErrInProgress to 409 Conflict with
+// Retry-After, idem.ErrMismatch to 422 Unprocessable Content, a malformed
+// key (idemhttp.ErrInvalidKey, what idemhttp.ParseKey returns) or a
+// missing one (ErrNoKey) to 400, a key the store cannot hold
+// (idem.ErrInvalid) to 400, a corrupt record (idem.ErrCorrupt) to 500.
+// For other errors it returns false. Use it with Wrap on API Gateway
+// events:
 //
 //	resp, err := wrapped(ctx, req)
 //	if r, ok := idemlambda.ErrorResponse(err); ok {
 //		return r, nil
 //	}
 func ErrorResponse(err error) (events.APIGatewayProxyResponse, bool) {
-	var ip *idem.InProgressError
-	switch {
-	case err == nil:
-		return events.APIGatewayProxyResponse{}, false
-	case errors.As(err, &ip):
-		wait := min(idemhttp.DefaultRetryAfter, ip.RetryAfter(time.Now()))
-		secs := max(int64(math.Ceil(wait.Seconds())), 1)
-		r := problem(http.StatusConflict, idemhttp.CodeInProgress, "Request in progress",
-			fmt.Sprintf("A request with idempotency key %q is still being processed; retry after %d s.", ip.Key, secs))
-		r.Headers["Retry-After"] = strconv.FormatInt(secs, 10)
-		return r, true
-	case errors.Is(err, idem.ErrMismatch):
-		return problem(http.StatusUnprocessableEntity, idemhttp.CodeMismatch, "Idempotency key reused",
-			"The idempotency key was used with a different request; use a new key for a new request."), true
-	case errors.Is(err, idemhttp.ErrInvalidKey):
-		var ke *idemhttp.KeyError
-		reason := err.Error()
-		if errors.As(err, &ke) {
-			reason = ke.Reason
-		}
-		return problem(http.StatusBadRequest, idemhttp.CodeKeyInvalid, "Invalid idempotency key",
-			fmt.Sprintf("The Idempotency-Key header is invalid: %s.", reason)), true
-	case errors.Is(err, ErrNoKey):
-		return problem(http.StatusBadRequest, idemhttp.CodeKeyMissing, "Idempotency key missing",
-			"This request requires an Idempotency-Key header."), true
+	if errors.Is(err, ErrNoKey) {
+		return problem(keyproto.MissingKey(keyproto.Header)), true
+	}
+	if p := keyproto.ForError("", err, keyproto.DefaultRetryAfter, time.Now()); p != nil {
+		return problem(p), true
 	}
 	return events.APIGatewayProxyResponse{}, false
 }
 
-func problem(status int, code, title, detail string) events.APIGatewayProxyResponse {
-	body, _ := json.Marshal(idemhttp.Problem{Type: idemhttp.ProblemTypeBase + code, Title: title, Status: status, Detail: detail, Code: code})
-	return events.APIGatewayProxyResponse{
-		StatusCode: status,
-		Headers:    map[string]string{"Content-Type": "application/problem+json", "Cache-Control": "no-store"},
-		Body:       string(body),
+// problem is the response that carries p.
+func problem(p *keyproto.Problem) events.APIGatewayProxyResponse {
+	h := map[string]string{"Content-Type": keyproto.ContentType, "Cache-Control": "no-store"}
+	if p.RetryAfter > 0 {
+		h["Retry-After"] = strconv.FormatInt(p.RetryAfter, 10)
 	}
+	return events.APIGatewayProxyResponse{StatusCode: p.Status, Headers: h, Body: string(keyproto.Body(p))}
 }
 
 func markReplayed(r events.APIGatewayProxyResponse) events.APIGatewayProxyResponse {
@@ -208,7 +196,7 @@ func markReplayed(r events.APIGatewayProxyResponse) events.APIGatewayProxyRespon
 	for k, v := range r.Headers {
 		h[k] = v
 	}
-	h[idemhttp.ReplayedHeader] = "true"
+	h[keyproto.ReplayedHeader] = "true"
 	r.Headers = h
 	return r
 }
@@ -240,14 +228,14 @@ func headerValues(req events.APIGatewayProxyRequest, name string) []string {
 // scope, nor another value's.
 func defaultScope(req events.APIGatewayProxyRequest) (string, error) {
 	if p, ok := req.RequestContext.Authorizer["principalId"].(string); ok && p != "" {
-		return idemhttp.HashScope("principal:" + p), nil
+		return keyproto.HashScope("principal:" + p), nil
 	}
 	if vs := headerValues(req, "Authorization"); len(vs) > 0 {
 		v := strings.Join(vs, "\n")
 		if strings.HasPrefix(v, "principal:") || strings.HasPrefix(v, "authorization:") {
 			v = "authorization:" + v
 		}
-		return idemhttp.HashScope(v), nil
+		return keyproto.HashScope(v), nil
 	}
 	return "", nil
 }
@@ -264,7 +252,7 @@ func fingerprintRequest(req events.APIGatewayProxyRequest) []byte {
 	if req.IsBase64Encoded {
 		b64 = "base64"
 	}
-	return idem.FingerprintParts([]byte("apigw"), []byte(strings.ToUpper(req.HTTPMethod)), []byte(req.Path),
+	return keyproto.Fingerprint("apigw", strings.ToUpper(req.HTTPMethod), req.Path,
 		queryPart(req.MultiValueQueryStringParameters), queryPart(single), []byte(b64), []byte(req.Body))
 }
 

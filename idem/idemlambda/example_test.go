@@ -12,20 +12,20 @@ import (
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
-func ExampleWrap() {
+func ExampleWrapValidated() {
 	type Transfer struct {
 		ID     string `json:"id"`
 		Amount int    `json:"amount"`
 	}
 	store := memstore.New() // dynamo.New(...) in production
-	handler, err := idemlambda.Wrap(store,
+	handler, err := idemlambda.WrapValidated(store,
 		func(t Transfer) (string, error) { return t.ID, nil },
+		func(t Transfer) (any, error) { return t.Amount, nil },
 		func(ctx context.Context, t Transfer) (string, error) {
 			fmt.Println("moving", t.Amount)
 			return "receipt-" + t.ID, nil
 		},
-		idemlambda.WithKeyPrefix("transfers/"),
-		idemlambda.WithValidation(func(t Transfer) (any, error) { return t.Amount, nil }))
+		idemlambda.WithKeyPrefix("transfers/"))
 	if err != nil {
 		panic(err)
 	}
@@ -40,7 +40,7 @@ func ExampleWrap() {
 	// moving 100
 	// receipt-t-1 <nil>
 	// receipt-t-1 <nil>
-	// idem: key "transfers/t-1": reused with a different request
+	// idem: key "transfers/t-1": idem: key reused with a different request
 }
 
 func ExampleSQS() {

@@ -3,6 +3,7 @@ package idemlambda_test
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"testing"
 
@@ -75,12 +76,14 @@ func TestAPIGatewayFingerprintStable(t *testing.T) {
 	}
 	r := withQuery(apiRequest("POST", "k", `{"sku":"book"}`), map[string][]string{"amount": {"100"}, "to": {"bob", "eve"}})
 	h(context.Background(), r)
-	it, err := s.Get(context.Background(), "p/"+idem.Key("", "k"))
+	it, err := s.Get(context.Background(), "p/"+idem.JoinKey("", "k"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := idem.DecodeRecord("k", it.Value)
-	if err != nil {
+	var rec struct {
+		Fingerprint []byte `json:"fp"` // the claim record's stored form
+	}
+	if err := json.Unmarshal(it.Value, &rec); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := hex.EncodeToString(rec.Fingerprint), "682ad5927c3d91415e0df7e21e39356d0d30fc453117afe719fedbf5b9ca669d"; got != want {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,9 +16,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/idemkit/idemkit/idem"
-	"github.com/idemkit/idemkit/idem/idemhttp"
 	"github.com/idemkit/idemkit/idem/idemlambda"
 	"github.com/idemkit/idemkit/idem/idemtest"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -70,22 +71,36 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 	for name, opt := range map[string]idemlambda.Option{
-		"ttl":             idemlambda.WithTTL(0),
+		"retention":       idemlambda.WithRetention(0),
 		"lease":           idemlambda.WithLease(-1),
+		"lease zero":      idemlambda.WithLease(0),
 		"lease too short": idemlambda.WithLease(2 * time.Nanosecond),
 		"lease below min": idemlambda.WithLease(idemlambda.MinLease - 1),
 		"wait":            idemlambda.WithWait(-1),
-		"logger":          idemlambda.WithLogger(nil),
-		"validation type": idemlambda.WithValidation(func(n int) (any, error) { return n, nil }),
-		"nil validation":  idemlambda.WithValidation[order](nil),
-		"no methods":      idemlambda.WithMethods(),
-		"nil scope":       idemlambda.WithScope(nil),
-		"nil message key": idemlambda.WithMessageKey(nil),
 	} {
 		_, err := idemlambda.Wrap(s, orderKey, fn, opt)
 		wantInvalid("Wrap, "+name, err)
 		_, err = idemlambda.SQS(s, sqsFn, opt)
 		wantInvalid("SQS, "+name, err)
+		_, err = idemlambda.APIGateway(s, apiFn, opt)
+		wantInvalid("APIGateway, "+name, err)
+	}
+	_, err := idemlambda.SQS(s, sqsFn, idemlambda.WithLogger(nil))
+	wantInvalid("SQS, nil logger", err)
+	_, err = idemlambda.APIGateway(s, apiFn, idemlambda.WithLogger(nil))
+	wantInvalid("APIGateway, nil logger", err)
+	_, err = idemlambda.SQS(s, sqsFn, idemlambda.WithMessageKey(nil))
+	wantInvalid("SQS, nil message key", err)
+	_, err = idemlambda.SQS(s, sqsFn, idemlambda.WithValidation[events.SQSMessage](nil))
+	wantInvalid("SQS, nil validation", err)
+	_, err = idemlambda.WrapValidated(s, orderKey, nil, fn)
+	wantInvalid("WrapValidated, nil validation", err)
+	for name, opt := range map[string]idemlambda.APIGatewayOption{
+		"no methods":     idemlambda.WithMethods(),
+		"bad method":     idemlambda.WithMethods("PO ST"),
+		"nil scope":      idemlambda.WithScope(nil),
+		"nil validation": idemlambda.WithValidation[events.APIGatewayProxyRequest](nil),
+	} {
 		_, err = idemlambda.APIGateway(s, apiFn, opt)
 		wantInvalid("APIGateway, "+name, err)
 	}
@@ -97,7 +112,7 @@ func TestBadOptions(t *testing.T) {
 		_, err = idemlambda.APIGateway(st, apiFn)
 		wantInvalid("APIGateway, "+name, err)
 	}
-	_, err := idemlambda.Wrap[order, receipt](s, nil, fn)
+	_, err = idemlambda.Wrap[order, receipt](s, nil, fn)
 	wantInvalid("Wrap, nil key function", err)
 	_, err = idemlambda.Wrap[order, receipt](s, orderKey, nil)
 	wantInvalid("Wrap, nil handler", err)
@@ -110,6 +125,36 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
+// TestOptionFamilies: a validation of another event type, or an option of
+// another wrapper, is not an option of a wrapper (so it does not compile
+// there); each wrapper's own options are.
+func TestOptionFamilies(t *testing.T) {
+	sqsValidation := idemlambda.WithValidation(func(m events.SQSMessage) (any, error) { return m.Body, nil })
+	apiValidation := idemlambda.WithValidation(func(r events.APIGatewayProxyRequest) (any, error) { return r.Body, nil })
+	orderValidation := idemlambda.WithValidation(func(o order) (any, error) { return o.Items, nil })
+	tests := []struct {
+		name     string
+		opt      any
+		sqs, api bool
+	}{
+		{"common", idemlambda.WithWait(0), true, true},
+		{"logger", idemlambda.WithLogger(slog.Default()), true, true},
+		{"message key", idemlambda.WithMessageKey(idemlambda.DeduplicationID), true, false},
+		{"methods", idemlambda.WithMethods("PUT"), false, true},
+		{"SQS validation", sqsValidation, true, false},
+		{"API Gateway validation", apiValidation, false, true},
+		{"validation of another type", orderValidation, false, false},
+	}
+	for _, tc := range tests {
+		if _, ok := tc.opt.(idemlambda.SQSOption); ok != tc.sqs {
+			t.Errorf("%s: an SQSOption: %v, want %v", tc.name, ok, tc.sqs)
+		}
+		if _, ok := tc.opt.(idemlambda.APIGatewayOption); ok != tc.api {
+			t.Errorf("%s: an APIGatewayOption: %v, want %v", tc.name, ok, tc.api)
+		}
+	}
+}
+
 // storedLease reads the lease deadline of the record under key.
 func storedLease(t *testing.T, s idem.Store, key string) time.Time {
 	t.Helper()
@@ -117,8 +162,10 @@ func storedLease(t *testing.T, s idem.Store, key string) time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := idem.DecodeRecord(key, it.Value)
-	if err != nil {
+	var rec struct {
+		LeaseUntil time.Time `json:"lease_until"` // the claim record's stored form
+	}
+	if err := json.Unmarshal(it.Value, &rec); err != nil {
 		t.Fatal(err)
 	}
 	return rec.LeaseUntil
@@ -285,9 +332,9 @@ func TestAPIGatewayPassThroughAndKeys(t *testing.T) {
 
 	hr, _ := idemlambda.APIGateway(memstore.New(), a.handle, idemlambda.WithRequired(true))
 	resp, _ := hr(ctx, apiRequest("POST", "", ""))
-	var p idemhttp.Problem
+	var p keyproto.Problem
 	json.Unmarshal([]byte(resp.Body), &p)
-	if resp.StatusCode != http.StatusBadRequest || p.Code != idemhttp.CodeKeyMissing {
+	if resp.StatusCode != http.StatusBadRequest || p.Code != keyproto.CodeKeyMissing {
 		t.Errorf("required key missing: %d %+v", resp.StatusCode, p)
 	}
 }
@@ -333,20 +380,21 @@ func TestErrorResponse(t *testing.T) {
 		status int
 		code   string
 	}{
-		{&idem.InProgressError{Key: "k", LeaseUntil: time.Now().Add(time.Minute)}, 409, idemhttp.CodeInProgress},
-		{&idem.MismatchError{Key: "k"}, 422, idemhttp.CodeMismatch},
-		{&idemhttp.KeyError{Reason: "empty"}, 400, idemhttp.CodeKeyInvalid},
-		{idemlambda.ErrNoKey, 400, idemhttp.CodeKeyMissing},
+		{&idem.InProgressError{Key: "k", LeaseUntil: time.Now().Add(time.Minute)}, 409, keyproto.CodeInProgress},
+		{fmt.Errorf("key k: %w", idem.ErrMismatch), 422, keyproto.CodeMismatch},
+		{&keyproto.KeyError{Reason: "empty"}, 400, keyproto.CodeKeyInvalid},
+		{fmt.Errorf("key k: %w", idem.ErrCorrupt), 500, keyproto.CodeCorruptRecord},
+		{idemlambda.ErrNoKey, 400, keyproto.CodeKeyMissing},
 	}
 	for _, tc := range tests {
 		r, ok := idemlambda.ErrorResponse(tc.err)
-		var p idemhttp.Problem
+		var p keyproto.Problem
 		json.Unmarshal([]byte(r.Body), &p)
 		if !ok || r.StatusCode != tc.status || p.Code != tc.code || p.Status != tc.status {
 			t.Errorf("ErrorResponse(%v) = %d %+v %v, want %d %s", tc.err, r.StatusCode, p, ok, tc.status, tc.code)
 		}
 	}
-	if r, ok := idemlambda.ErrorResponseV2(&idem.MismatchError{Key: "k"}); !ok || r.StatusCode != 422 || r.Headers["Content-Type"] != "application/problem+json" {
+	if r, ok := idemlambda.ErrorResponseV2(fmt.Errorf("key k: %w", idem.ErrMismatch)); !ok || r.StatusCode != 422 || r.Headers["Content-Type"] != "application/problem+json" {
 		t.Errorf("ErrorResponseV2: %+v %v", r, ok)
 	}
 	if _, ok := idemlambda.ErrorResponseV2(errors.New("other")); ok {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -38,23 +37,21 @@ import (
 //     messages of a group are never handled out of order.
 //
 // The returned error is always nil: every failure is a batch item failure.
-// Options: WithTTL, WithLease, WithWait, WithKeyPrefix, WithMessageKey,
-// WithRequired, WithValidation (of an events.SQSMessage), WithOnReplay,
-// WithLogger. SQS rejects a nil store or handler and invalid options with
+// Options: every Option, WithMessageKey, WithLogger and WithValidation (of
+// an events.SQSMessage). SQS rejects a nil store or handler and invalid options with
 // an error matching idem.ErrInvalid.
-func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error, opts ...Option) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error, opts ...SQSOption) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
 	if nilStore(s) || fn == nil {
 		return nil, invalid("SQS needs a store and a handler")
 	}
-	cfg, err := newConfig(opts, reflect.TypeFor[events.SQSMessage]())
+	cfg, v, err := newSQSConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	keyOf := cfg.messageKey
-	if keyOf == nil {
-		keyOf = func(m events.SQSMessage) (string, error) { return m.MessageId, nil }
+	h := &sqsHandler{store: s, cfg: cfg, validation: v, keyOf: cfg.messageKey, required: cfg.isRequired(true), fn: fn}
+	if h.keyOf == nil {
+		h.keyOf = func(m events.SQSMessage) (string, error) { return m.MessageId, nil }
 	}
-	required := cfg.isRequired(true)
 
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		var resp events.SQSEventResponse
@@ -68,7 +65,7 @@ func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error
 				}
 				break
 			}
-			err := handleRecord(ctx, s, cfg, keyOf, required, fn, m)
+			err := h.handle(ctx, m)
 			if err == nil {
 				continue
 			}
@@ -86,23 +83,34 @@ func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error
 	}, nil
 }
 
-// handleRecord handles one record; an error means "redeliver it".
-func handleRecord(ctx context.Context, s idem.Store, cfg *config, keyOf func(events.SQSMessage) (string, error), required bool, fn func(context.Context, events.SQSMessage) error, m events.SQSMessage) error {
-	k, err := keyOf(m)
+// sqsHandler is what SQS's handler needs for each record.
+type sqsHandler struct {
+	store      idem.Store
+	cfg        *sqsConfig
+	validation validation[events.SQSMessage]
+	keyOf      func(events.SQSMessage) (string, error)
+	required   bool
+	fn         func(context.Context, events.SQSMessage) error
+}
+
+// handle handles one record; an error means "redeliver it".
+func (h *sqsHandler) handle(ctx context.Context, m events.SQSMessage) error {
+	cfg, fn := h.cfg, h.fn
+	k, err := h.keyOf(m)
 	if err != nil {
 		return fmt.Errorf("idemlambda: reading the key of message %s: %w", m.MessageId, err)
 	}
 	if k == "" {
-		if required {
+		if h.required {
 			return fmt.Errorf("message %s: %w", m.MessageId, ErrNoKey)
 		}
 		return fn(ctx, m)
 	}
-	fp, err := cfg.fingerprint(m)
+	fp, err := h.validation.fingerprint(m)
 	if err != nil {
 		return err
 	}
-	ran, err := idem.Once(ctx, s, k, func(ctx context.Context) error { return fn(ctx, m) }, cfg.idemOptions(ctx, fp, nil)...)
+	ran, err := idem.Once(ctx, h.store, k, func(ctx context.Context) error { return fn(ctx, m) }, cfg.idemOptions(ctx, fp)...)
 	var perm *idem.PermanentError
 	isPerm := errors.As(err, &perm)
 	if (err == nil && !ran) || (isPerm && perm.Replayed) {

@@ -2,6 +2,7 @@ package idemlambda_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,7 +46,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) idem.Store) {
 }
 
 // prefix is a key prefix unique to a test run.
-func prefix() idemlambda.Option { return idemlambda.WithKeyPrefix("test/" + idem.NewKey() + "/") }
+func prefix() idemlambda.Option { return idemlambda.WithKeyPrefix("test/" + rand.Text() + "/") }
 
 type order struct {
 	ID    string   `json:"id"`
@@ -177,9 +178,9 @@ func testWrapInProgress(t *testing.T, s idem.Store) {
 }
 
 func testWrapValidation(t *testing.T, s idem.Store) {
-	h, err := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+	h, err := idemlambda.WrapValidated(s, orderKey, func(o order) (any, error) { return o.Items, nil }, func(ctx context.Context, o order) (receipt, error) {
 		return receipt{OrderID: o.ID}, nil
-	}, prefix(), idemlambda.WithValidation(func(o order) (any, error) { return o.Items, nil }))
+	}, prefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +366,7 @@ func testAPIGatewayReplays(t *testing.T, s idem.Store) {
 		t.Fatal(err)
 	}
 	ctx := invocation(t, 20*time.Second)
-	key := idem.NewKey()
+	key := rand.Text()
 	first, _ := h(ctx, apiRequest("POST", key, `{"sku":"book"}`))
 	if first.StatusCode != http.StatusCreated || first.Headers[idemhttpReplayed] != "" {
 		t.Fatalf("first: %+v", first)
@@ -393,7 +394,7 @@ const idemhttpReplayed = "Idempotent-Replayed"
 func testAPIGatewayConflicts(t *testing.T, s idem.Store) {
 	a := &api{gate: make(chan struct{}), start: make(chan struct{})}
 	h, _ := idemlambda.APIGateway(s, a.handle, prefix())
-	key := idem.NewKey()
+	key := rand.Text()
 	done := make(chan events.APIGatewayProxyResponse)
 	go func() {
 		r, _ := h(invocation(t, 20*time.Second), apiRequest("POST", key, "a"))
