@@ -342,6 +342,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"nil pointer store", nilMem, nil},
 		{"ttl", s, []idemhttp.Option{idemhttp.WithRetention(0)}},
 		{"lease", s, []idemhttp.Option{idemhttp.WithLease(-time.Second)}},
+		{"lease zero", s, []idemhttp.Option{idemhttp.WithLease(0)}},
 		{"lease too short for a heartbeat", s, []idemhttp.Option{idemhttp.WithLease(2 * time.Nanosecond)}},
 		{"lease below the minimum", s, []idemhttp.Option{idemhttp.WithLease(idemhttp.MinLease - 1)}},
 		{"wait", s, []idemhttp.Option{idemhttp.WithWait(-1)}},

@@ -17,11 +17,11 @@
 // in production, memstore.New in unit tests.
 //
 //	store, err := dynamo.New(dynamodb.NewFromConfig(cfg), "idem")
-//	handler, err := idemlambda.Wrap(store,
+//	handler, err := idemlambda.WrapValidated(store,
 //		func(e OrderEvent) (string, error) { return e.OrderID, nil },
+//		func(e OrderEvent) (any, error) { return e.Items, nil }, // same key, other items: ErrMismatch
 //		processOrder,
-//		idemlambda.WithKeyPrefix("orders/process/"),
-//		idemlambda.WithValidation(func(e OrderEvent) (any, error) { return e.Items, nil }))
+//		idemlambda.WithKeyPrefix("orders/process/"))
 //	lambda.Start(handler)
 //
 // # Leases and timeouts

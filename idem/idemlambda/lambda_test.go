@@ -85,6 +85,42 @@ func TestBadOptions(t *testing.T) {
 		_, err = idemlambda.APIGateway(s, apiFn, opt)
 		wantInvalid("APIGateway, "+name, err)
 	}
+	for name, st := range map[string]idem.Store{"nil store": nil, "nil pointer store": nilMem} {
+		_, err := idemlambda.Wrap(st, orderKey, fn)
+		wantInvalid("Wrap, "+name, err)
+		_, err = idemlambda.SQS(st, sqsFn)
+		wantInvalid("SQS, "+name, err)
+		_, err = idemlambda.APIGateway(st, apiFn)
+		wantInvalid("APIGateway, "+name, err)
+	}
+	_, err := idemlambda.Wrap[order, receipt](s, nil, fn)
+	wantInvalid("Wrap, nil key function", err)
+	_, err = idemlambda.Wrap[order, receipt](s, orderKey, nil)
+	wantInvalid("Wrap, nil handler", err)
+	_, err = idemlambda.SQS(s, nil)
+	wantInvalid("SQS, nil handler", err)
+	_, err = idemlambda.APIGateway(s, nil)
+	wantInvalid("APIGateway, nil handler", err)
+	if _, err := idemlambda.Wrap(s, orderKey, fn, idemlambda.WithLease(idemlambda.MinLease)); err != nil {
+		t.Errorf("WithLease(MinLease): %v", err)
+	}
+}
+
+// TestBadFamilyOptions: every invalid option of one wrapper's own family
+// is rejected with an error matching idem.ErrInvalid.
+func TestBadFamilyOptions(t *testing.T) {
+	s := memstore.New()
+	fn := func(ctx context.Context, o order) (receipt, error) { return receipt{}, nil }
+	sqsFn := func(context.Context, events.SQSMessage) error { return nil }
+	apiFn := func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+		return events.APIGatewayProxyResponse{}, nil
+	}
+	wantInvalid := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, idem.ErrInvalid) {
+			t.Errorf("%s: got %v, want an error matching idem.ErrInvalid", what, err)
+		}
+	}
 	_, err := idemlambda.SQS(s, sqsFn, idemlambda.WithLogger(nil))
 	wantInvalid("SQS, nil logger", err)
 	_, err = idemlambda.APIGateway(s, apiFn, idemlambda.WithLogger(nil))
@@ -103,25 +139,6 @@ func TestBadOptions(t *testing.T) {
 	} {
 		_, err = idemlambda.APIGateway(s, apiFn, opt)
 		wantInvalid("APIGateway, "+name, err)
-	}
-	for name, st := range map[string]idem.Store{"nil store": nil, "nil pointer store": nilMem} {
-		_, err := idemlambda.Wrap(st, orderKey, fn)
-		wantInvalid("Wrap, "+name, err)
-		_, err = idemlambda.SQS(st, sqsFn)
-		wantInvalid("SQS, "+name, err)
-		_, err = idemlambda.APIGateway(st, apiFn)
-		wantInvalid("APIGateway, "+name, err)
-	}
-	_, err = idemlambda.Wrap[order, receipt](s, nil, fn)
-	wantInvalid("Wrap, nil key function", err)
-	_, err = idemlambda.Wrap[order, receipt](s, orderKey, nil)
-	wantInvalid("Wrap, nil handler", err)
-	_, err = idemlambda.SQS(s, nil)
-	wantInvalid("SQS, nil handler", err)
-	_, err = idemlambda.APIGateway(s, nil)
-	wantInvalid("APIGateway, nil handler", err)
-	if _, err := idemlambda.Wrap(s, orderKey, fn, idemlambda.WithLease(idemlambda.MinLease)); err != nil {
-		t.Errorf("WithLease(MinLease): %v", err)
 	}
 }
 
