@@ -50,6 +50,13 @@ func TestPassThrough(t *testing.T) {
 	send(t, h2, req{method: http.MethodPut, key: key})
 	send(t, h2, req{method: http.MethodPost, key: key})
 	wantRuns(t, o2, 2) // one PUT replayed, the POST passed through
+
+	// Names match without regard to case, as in idemlambda.
+	o3 := &orders{}
+	h3 := idemhttp.Middleware(memstore.New(), idemhttp.WithMethods("put"))(o3)
+	send(t, h3, req{method: http.MethodPut, key: key})
+	send(t, h3, req{method: http.MethodPut, key: key})
+	wantRuns(t, o3, 1) // the second PUT replayed
 }
 
 func TestRequired(t *testing.T) {
