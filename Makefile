@@ -4,7 +4,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: docker-env lint help test test-integration services-up services-down services-status vet fmt bench demo cluster-up cluster-down cluster-status torture
+.PHONY: docker-env docker-down lint help test test-integration services-up services-down services-status vet fmt bench demo cluster-up cluster-down cluster-status torture
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,8 +55,11 @@ demo: ## Run the payments demo on the embedded store
 
 .PHONY: localstack-up localstack-down
 
-docker-env: ## With Docker: start Cassandra and moto containers (testenv/docker, a module of its own) and print their env: eval "$$(make -s docker-env)"
+docker-env: ## With Docker: start Cassandra and moto containers (testenv/docker, a module of its own) and print their env: eval "$(make -s docker-env)"
 	cd testenv/docker && $(GO) run .
+
+docker-down: ## Remove the containers of docker-env
+	cd testenv/docker && $(GO) run . -down
 
 localstack-up: ## Start LocalStack (DynamoDB) and Cassandra 5.0 in Docker, with idemkit's table and keyspace (localstack/)
 	docker compose -f localstack/docker-compose.yml up -d --wait localstack cassandra

@@ -26,6 +26,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -50,15 +52,41 @@ func main() {
 	flag.Parse()
 	// The containers outlive this program; -down removes them.
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	cli, err := engine()
+	if err != nil {
+		fail(err)
+	}
 	servers, err := specs(*motoScript)
 	if err != nil {
 		fail(err)
 	}
 	for _, s := range servers {
-		if err := run(s, *down); err != nil {
+		if *down {
+			err = remove(cli, s.name)
+		} else {
+			err = start(s)
+		}
+		if err != nil {
 			fail(err)
 		}
 	}
+}
+
+// engine returns a client of the Docker engine that testcontainers would
+// use (DOCKER_HOST, the Docker context, ~/.testcontainers.properties, the
+// usual sockets), once it has answered a ping, so that a machine without
+// Docker fails here with one clear line and not in the middle of a start.
+func engine() (*testcontainers.DockerClient, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err == nil {
+		_, err = cli.Ping(ctx, client.PingOptions{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("no Docker engine answers (set DOCKER_HOST or start Docker): %w", err)
+	}
+	return cli, nil
 }
 
 func fail(err error) {
@@ -110,9 +138,8 @@ func specs(motoScript string) ([]server, error) {
 	return []server{cass, moto}, nil
 }
 
-// run starts s (or finds it running, by name) and prints its environment,
-// or, with down, removes it.
-func run(s server, down bool) error {
+// start starts s, or finds it running by name, and prints its environment.
+func start(s server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	opts := []testcontainers.ContainerCustomizer{
@@ -131,17 +158,27 @@ func run(s server, down bool) error {
 	if err != nil {
 		return fmt.Errorf("starting %s (%s): %w", s.name, s.image, err)
 	}
-	if down {
-		if err := ctr.Terminate(context.Background()); err != nil {
-			return fmt.Errorf("removing %s: %w", s.name, err)
-		}
-		fmt.Fprintln(os.Stderr, "testenv/docker: removed", s.name)
-		return nil
-	}
 	ep, err := ctr.PortEndpoint(ctx, s.port, s.proto)
 	if err != nil {
 		return fmt.Errorf("endpoint of %s: %w", s.name, err)
 	}
 	fmt.Println(s.export(ep))
+	return nil
+}
+
+// remove stops and removes the container named name, with its volumes; a
+// container that is not there is not an error.
+func remove(cli *testcontainers.DockerClient, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case errdefs.IsNotFound(err):
+		fmt.Fprintln(os.Stderr, "testenv/docker:", name, "is not there")
+	case err != nil:
+		return fmt.Errorf("removing %s: %w", name, err)
+	default:
+		fmt.Fprintln(os.Stderr, "testenv/docker: removed", name)
+	}
 	return nil
 }
