@@ -17,6 +17,7 @@ const (
 // saga passes on to the claims of the saga, its steps and compensations.
 type Option func(*config)
 
+// config is the settings of a saga, from its options.
 type config struct {
 	retention, lease, wait time.Duration
 	prefix                 string
@@ -46,6 +47,8 @@ func WithKeyPrefix(prefix string) Option { return func(c *config) { c.prefix = p
 // tests.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
+// newConfig applies opts to the defaults and rejects bad values, before
+// anything is written.
 func newConfig(id string, opts []Option) (*config, error) {
 	c := &config{retention: defaultRetention, lease: defaultLease, now: time.Now}
 	for _, o := range opts {
@@ -81,6 +84,7 @@ func (c *config) idemOptions(wait time.Duration) []idem.Option {
 	}
 }
 
+// invalid is the error for bad input to the saga id, matching idem.ErrInvalid.
 func invalid(id, reason string) error {
 	return fmt.Errorf("saga %q: %s: %w", id, reason, idem.ErrInvalid)
 }

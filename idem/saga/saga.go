@@ -33,6 +33,7 @@ type Saga struct {
 	stopped bool
 }
 
+// undo is the compensation of a completed step, bound to its result.
 type undo struct {
 	name string
 	fn   func(context.Context) error
@@ -167,10 +168,12 @@ func compensate(ctx context.Context, s idem.Store, id string, cfg *config, undos
 	return idem.PermanentCode(codeAborted, cause)
 }
 
+// abortRecord is the stored abort decision: the message of its cause.
 type abortRecord struct {
 	Cause string `json:"cause"`
 }
 
+// encodeAbort encodes the abort decision for cause.
 func encodeAbort(cause error) []byte {
 	b, _ := json.Marshal(abortRecord{Cause: cause.Error()})
 	return b
@@ -220,7 +223,7 @@ func Step[T any](ctx context.Context, sg *Saga, name string, action func(ctx con
 	if sg.compensate {
 		v, err = replayStep[T](ctx, sg, key)
 	} else {
-		v, err = idem.Do(ctx, sg.store, key, action, sg.cfg.idemOptions(sg.cfg.stepWait())...)
+		v, err = forwardStep(ctx, sg, key, action)
 	}
 	if err != nil {
 		return v, err
@@ -252,6 +255,12 @@ func (sg *Saga) take(name string) error {
 	return nil
 }
 
+// forwardStep is Step while the saga runs forward: action, at most once
+// per saga, under the step's claim (idem.Do).
+func forwardStep[T any](ctx context.Context, sg *Saga, key string, action func(context.Context) (T, error)) (T, error) {
+	return idem.Do(ctx, sg.store, key, action, sg.cfg.idemOptions(sg.cfg.stepWait())...)
+}
+
 // replayStep is Step while the saga is compensated: the stored result of a
 // completed step, or, for a step that never completed (or was cut short by
 // a crash), a fence that stops it from ever running, and errStopped.
@@ -274,11 +283,12 @@ func replayStep[T any](ctx context.Context, sg *Saga, key string) (T, error) {
 	}
 	var v T
 	if err := json.Unmarshal(result, &v); err != nil {
-		return zero, fmt.Errorf("saga: step %q: %w: %w", key, idem.ErrCorrupt, err)
+		return zero, fmt.Errorf("saga: step %q: %w: %w", sg.cfg.prefix+key, idem.ErrCorrupt, err)
 	}
 	return v, nil
 }
 
+// stop makes every later Step of this run return errStopped.
 func (sg *Saga) stop() {
 	sg.mu.Lock()
 	sg.stopped = true
