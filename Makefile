@@ -22,9 +22,7 @@ services-down: ## Stop the servers testenv started
 	testenv/down.sh
 
 services-status: ## Show which testenv servers run, where, and their memory
-	@testenv/cassandra.sh status || true
-	@testenv/moto.sh status || true
-	@testenv/ministack.sh status || true
+	@testenv/status.sh
 
 cluster-up: ## Start the 3-node Cassandra cluster on 127.0.0.11-13 (testenv/cluster.sh; ~3.3 GiB); its tests run when its env is set
 	testenv/cluster.sh start

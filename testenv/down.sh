@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# testenv/down.sh [cassandra] [moto] [ministack] [cluster]: stop the named servers (all by default) that
-# testenv started. Never signals a process testenv did not start. Data under testenv/.run stays;
+# testenv/down.sh [cassandra] [moto] [ministack] [cluster]: stop the named servers that testenv
+# started (by default lib.sh's TESTENV_SERVERS and the cluster). Never signals a process testenv
+# did not start. Data under testenv/.run stays;
 # `testenv/cassandra.sh reset` deletes Cassandra's.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 services=("$@")
-((${#services[@]})) || services=(ministack moto cassandra cluster)
+if ((${#services[@]} == 0)); then
+	# In the reverse of the start order, then the cluster.
+	for ((i = ${#TESTENV_SERVERS[@]} - 1; i >= 0; i--)); do
+		services+=("${TESTENV_SERVERS[$i]}")
+	done
+	services+=(cluster)
+fi
 for s in "${services[@]}"; do
-	case $s in
-	cassandra) "$TESTENV_DIR/cassandra.sh" stop ;;
-	moto | ministack) "$TESTENV_DIR/dynamo.sh" "$s" stop ;;
-	cluster) "$TESTENV_DIR/cluster.sh" stop ;;
-	*) die "unknown service '$s' (cassandra, moto, ministack, cluster)" ;;
-	esac
+	[[ $s == cluster ]] || is_server "$s" || die "unknown service '$s' (${TESTENV_SERVERS[*]}, cluster)"
+	"$TESTENV_DIR/$s.sh" stop
 done

@@ -21,6 +21,21 @@ MOTO_PORT=${IDEM_MOTO_PORT:-5000}
 MINISTACK_PORT=${IDEM_MINISTACK_PORT:-4566}
 DYNAMO_ADDRESS=127.0.0.1
 
+# The single servers, in start order: up.sh starts them, down.sh stops them (and the cluster),
+# status.sh shows them (make services-status, .ci/run's failure dump). Each NAME has its
+# script testenv/NAME.sh start|stop|status|logs [N]. A new server is added here, and to env.sh
+# for the variable its tests read.
+TESTENV_SERVERS=(cassandra moto ministack)
+
+# is_server NAME: NAME is one of TESTENV_SERVERS.
+is_server() {
+	local s
+	for s in "${TESTENV_SERVERS[@]}"; do
+		[[ $s == "$1" ]] && return 0
+	done
+	return 1
+}
+
 say() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 
