@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -168,6 +169,51 @@ func TestSagaWait(t *testing.T) {
 		}
 		if err := <-long; err != nil {
 			t.Errorf("a run waiting 1m for a 10s run: got %v, want the first run's nil", err)
+		}
+	})
+}
+
+// TestSagaStepWaitsOutACrashedStep: a step claimed by a run that crashed
+// can outlive the saga's own lease. The next run, which took the saga over,
+// waits for that step's lease (steps wait at least a lease, whatever
+// WithWait) and takes the step over, instead of failing with ErrInProgress.
+func TestSagaStepWaitsOutACrashedStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := memstore.New()
+		tr := newTrip()
+		tr.crash["hotel"] = 1
+		body := func(ctx context.Context, sg *saga.Saga) error {
+			for _, name := range []string{"flight", "hotel"} {
+				_, err := saga.Step(ctx, sg, name, func(ctx context.Context) (int, error) {
+					if name == "flight" {
+						time.Sleep(25 * time.Second) // the saga's heartbeat extends its lease at 10s and 20s
+					}
+					return 0, tr.call(ctx, name)
+				}, nil)
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			saga.Run(context.Background(), s, "trip", body) // crashes in the hotel at 25s
+		}()
+		<-done
+		// The saga's lease passes at 50s, the hotel's (claimed at 25s) at 55s.
+		time.Sleep(27 * time.Second)
+		start := time.Now()
+		if err := saga.Run(context.Background(), s, "trip", body); err != nil {
+			t.Fatalf("re-run at 52s: %v", err)
+		}
+		if waited := time.Since(start); waited < 3*time.Second {
+			t.Errorf("the re-run returned after %v, before the hotel's lease passed (3s)", waited)
+		}
+		wantLog(t, tr, "flight", "hotel")
+		if !slices.Equal(tr.takeovers, []string{"hotel"}) {
+			t.Errorf("takeovers: got %q, want [hotel]", tr.takeovers)
 		}
 	})
 }
