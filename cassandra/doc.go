@@ -1,7 +1,9 @@
 // Package cassandra is an idem.Store over Apache Cassandra lightweight
 // transactions (LWT), with github.com/apache/cassandra-gocql-driver/v2. It
 // passes idemtest.Run against Cassandra 5.0, so Do, Claim, Update, Once and
-// Add work on it unchanged.
+// Counter work on it unchanged. This comment is the Store's specification;
+// cassandra/README.md has the operator's side (consistency settings,
+// ScyllaDB, running the tests, benchmarks).
 //
 //	session, _ := cluster.CreateSession()
 //	_ = cassandra.CreateTable(ctx, session, "payments.idem")
@@ -143,55 +145,32 @@
 // # Consistency and datacenters
 //
 // The defaults, SERIAL for Paxos and QUORUM for the commit, are linearizable
-// across datacenters, and each transaction pays cross-datacenter round trips.
-// For a datacenter-local setup use WithSerialConsistency(gocql.LocalSerial)
-// with WithCommitConsistency(gocql.LocalQuorum), and only if every writer of
-// a key is in the same datacenter (pin each key's traffic to a home
-// datacenter): LOCAL_SERIAL in two datacenters runs two independent Paxos
-// instances on one row. Never mix SERIAL and LOCAL_SERIAL on the same data;
-// that is why one option sets the level of the writes and of the settling
-// reads, and why New rejects a serial read consistency that differs from it.
+// across datacenters. WithSerialConsistency(gocql.LocalSerial) with
+// WithCommitConsistency(gocql.LocalQuorum) is linearizable only if every
+// writer of a key is in one datacenter: LOCAL_SERIAL in two datacenters runs
+// two independent Paxos instances on one row. One option sets the level of
+// the writes and of the settling reads, and New rejects a serial read
+// consistency that differs from it, so SERIAL and LOCAL_SERIAL never mix.
 // Get reads at the serial level by default; WithReadConsistency can make it a
-// cheaper QUORUM or LOCAL_QUORUM read, which may miss a write still in its
-// Paxos round. On Cassandra 4.1 and 5.0 prefer paxos_variant: v2, about half
-// the round trips of v1 per transaction. Replicate with
-// NetworkTopologyStrategy and at least three replicas per datacenter.
-//
-// Build the session with a token-aware policy that does not shuffle
-// replicas, so transactions on one key go to the same coordinator first and
-// compete less:
-//
-//	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(
-//		gocql.RoundRobinHostPolicy(), gocql.DoNotShuffleReplicas())
+// QUORUM or LOCAL_QUORUM read, which may miss a write still in its Paxos
+// round (the writes never rely on Get). The README says how to set up the
+// session and the cluster (token-aware policy, paxos_variant: v2).
 //
 // # Never mix lightweight transactions and plain writes
 //
-// Write the table only through the Store. A transaction's cells are
-// timestamped by its Paxos ballot; a plain INSERT, UPDATE or DELETE is
-// timestamped by the client or the coordinator's clock. With any clock skew
-// a plain write can silently overwrite a later transaction, or be
-// overwritten by an earlier one, and a plain write does not see or finish a
-// Paxos round in flight, which a later transaction may then commit over it.
-// Claims, fencing and own-write recognition all assume that every change of
-// a row is a transaction. To remove a key use CompareAndDelete; to empty the
-// table, TRUNCATE or DROP it while nothing runs. Plain reads of the table
-// (cqlsh, analytics) are harmless but are hints: only SERIAL reads see
-// transactions still in their Paxos round.
+// Write the table only through the Store. A plain INSERT, UPDATE or DELETE
+// is timestamped by a clock, not by a Paxos ballot, and does not see a Paxos
+// round in flight: with any clock skew it can overwrite a later transaction
+// or be overwritten by an earlier one, which breaks claims, fencing and
+// own-write recognition. Remove a key with CompareAndDelete; empty the table
+// with TRUNCATE or DROP while nothing runs. Plain reads are harmless, but only
+// SERIAL reads see transactions still in their Paxos round.
 //
 // # ScyllaDB
 //
-// ScyllaDB speaks CQL and implements lightweight transactions with its own
-// Paxos. The Store reads result rows by column name and ignores the columns
-// it does not use, because ScyllaDB returns the old row even when a
-// transaction applied (and NULLs for an absent one), where Cassandra returns
-// only [applied]. It has not been tested against ScyllaDB here: run
-// idemtest.Run against your cluster before relying on it. ScyllaDB's own
-// driver, github.com/scylladb/gocql, keeps the v1 API under the import path
-// github.com/gocql/gocql and cannot replace the v2 driver this package is
-// built on; the driver sits behind a small internal interface, so an adapter
-// for it is possible. Its default retry policy resends failed statements,
-// including LWTs (scylladb/gocql#1075): with that driver, use a retry policy
-// that does not.
+// The Store reads result rows by column name, so ScyllaDB's shape of an LWT
+// result works too, but it is not tested against ScyllaDB; the README says
+// what to check first and why its driver cannot replace the v2 one.
 //
 // # Limits
 //
@@ -203,8 +182,7 @@
 // limit the largest result it stores is 589,698 bytes for a []byte and
 // 786,265 for an ASCII string (TestLargestResult); beyond that Do stores a
 // permanent idem.CodeResultNotStored answer, so fn does not run again.
-// Larger input,
-// a negative version, and a ttl over 20 years or ending after
+// Larger input, a negative version, and a ttl over 20 years or ending after
 // 2038-01-18T03:14:06Z are rejected with an error matching idem.ErrInvalid
 // before anything is sent.
 package cassandra

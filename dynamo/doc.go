@@ -1,6 +1,6 @@
 // Package dynamo is an idem.Store over Amazon DynamoDB conditional writes,
 // with aws-sdk-go-v2. Everything idemkit builds on a Store (idem.Do, claims
-// with leases, Update, Once, Add) works on it unchanged.
+// with leases, Update, Once, Counter) works on it unchanged.
 //
 // # Guarantees
 //

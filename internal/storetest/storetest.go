@@ -1,11 +1,20 @@
-// Package storetest gives tests the idem.Stores to run on: the embedded
-// store, and a fresh table on every real server internal/testenv finds
-// (the DynamoDB emulators and Cassandra 5.0). A missing server skips its
-// subtest, or fails it when IDEM_REQUIRE_SERVERS=1.
+// Package storetest gives the project's tests the idem.Stores to run on and
+// the helpers they share:
 //
-// The backends' internal tests cannot use it (they sit inside the packages
-// this one imports); their external tests use its helpers (LargestResult),
-// and everything built on idem.Store uses all of it.
+//   - Each runs a test on every Store: memstore, a fresh table on each
+//     DynamoDB server and on Cassandra, as internal/testenv finds them (a
+//     missing server skips its subtest, or fails it when
+//     IDEM_REQUIRE_SERVERS=1). DynamoDB and Cassandra are its constructors,
+//     for a test that runs on one backend or builds its own loop (the
+//     adapters' integration tests, the torture runs).
+//   - HangUp wraps a Store to answer a write as a store whose caller gave up
+//     mid-write does (the adapters' hang-up tests).
+//   - LargestResult and ResultNotStored measure the largest result idem.Do
+//     stores on a backend, and check the answer beyond it (the backends'
+//     external tests; their internal tests cannot import this package,
+//     which imports them).
+//
+// A new backend adds its constructor and its case in Each (CONTRIBUTING.md).
 package storetest
 
 import (

@@ -1,4 +1,4 @@
-// Package torture runs idem's algorithms (Do, Once, Add) under crashes,
+// Package torture runs idem's algorithms (Do, Once, Counter.Add) under crashes,
 // lost responses and duplicate deliveries on a real backend, records what
 // every caller and every execution of fn saw, and checks the records
 // against the guarantees.

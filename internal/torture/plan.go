@@ -20,8 +20,8 @@ type Plan struct {
 
 	DoKeys      int // keys submitted through idem.Do
 	OnceEvents  int // event IDs submitted through idem.Once
-	Counters    int // counters fed through idem.Add
-	CounterOps  int // distinct operations per counter (below Add's window)
+	Counters    int // counters fed through idem.Counter's Add
+	CounterOps  int // distinct operations per counter (below Counter.Window)
 	Submissions int // deliveries of each Do key and Once event during the chaos
 	AddDeliver  int // deliveries of each counter operation during the chaos
 
