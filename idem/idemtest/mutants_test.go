@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +41,27 @@ var mutants = map[string]string{
 	"cad-ignores-version":       "CompareAndDelete deletes whatever version it is given",
 	"putifabsent-overwrites":    "PutIfAbsent replaces a live item",
 	"versions-reused-after-del": "a key created again starts at its old incarnation's version",
+
+	"cas-keeps-version":              "CompareAndSwap does not increase the version",
+	"cas-adds-two":                   "CompareAndSwap adds two to the version",
+	"cas-not-atomic":                 "CompareAndSwap checks the version and writes in two steps",
+	"cas-applies-to-expired":         "CompareAndSwap applies to an expired item",
+	"cas-keeps-expiry":               "CompareAndSwap keeps the old expiry instead of its ttl",
+	"cad-deletes-expired":            "CompareAndDelete deletes an expired item",
+	"putifabsent-blocked-by-expired": "PutIfAbsent is refused by an expired item",
+	"putifabsent-ignores-ttl":        "PutIfAbsent stores items that never expire",
+	"putifabsent-not-atomic":         "PutIfAbsent checks for the key and writes in two steps",
+	"versions-start-at-one":          "PutIfAbsent starts every key at version 1",
+	"upsert-applies-lower":           "Upsert applies a lower version",
+	"upsert-blocked-by-expired":      "Upsert is refused by an expired item of a higher version",
+	"upsert-refusal-without-current": "a refused Upsert does not return the current item",
+	"upsert-refusal-is-conflict":     "a refused Upsert returns a conflict instead of a nil error",
+	"upsert-ignores-ttl":             "Upsert stores items that never expire",
+	"conflict-says-absent":           "conflicts say the key is absent when it exists",
+	"keeps-caller-value":             "writes keep the caller's slice",
+	"returns-own-value":              "Get hands out the stored slice",
+	"accepts-empty-key":              "an empty key is accepted",
+	"negative-ttl-expires":           "a negative ttl makes the item expire at once",
 }
 
 // controls must pass: memstore itself, and the mutant store with no bug, so
@@ -81,7 +105,11 @@ func TestMutants(t *testing.T) {
 			case !bytes.Contains(c.out, []byte("--- FAIL: TestMutantChild")):
 				t.Errorf("child failed without a failing suite (%v):\n%s", c.err, tail(c.out))
 			default:
-				t.Logf("caught in %v (%s) by %s", c.took.Round(time.Millisecond), bug, strings.Join(failures(c.out), ", "))
+				by := "its first failure (-mutants.all names every catching subtest)"
+				if f := failures(c.out); len(f) > 0 {
+					by = strings.Join(f, ", ")
+				}
+				t.Logf("caught in %v (%s) by %s", c.took.Round(time.Millisecond), bug, by)
 			}
 		})
 	}
@@ -98,6 +126,11 @@ func TestMutantChild(t *testing.T) {
 	if _, ok := mutants[name]; !ok && name != "none" && name != "memstore" {
 		t.Fatalf("unknown mutant %q", name)
 	}
+	if !*allMutants {
+		done := make(chan struct{})
+		defer close(done)
+		go exitOnFailure(t, done)
+	}
 	idemtest.Run(t, func(t *testing.T) idem.Store {
 		if name == "memstore" {
 			return memstore.New()
@@ -106,21 +139,52 @@ func TestMutantChild(t *testing.T) {
 	})
 }
 
+// exitOnFailure ends the child process soon after the first subtest fails
+// (a subtest's failure marks t failed at once), unless done is closed
+// first. One failure is all TestMutants needs, and a mutant can make a test
+// sleep for long: a CompareAndSwap that keeps the in-progress claim's expiry
+// makes Algorithms/ClaimExpiry wait out a 30-second lease. The suite's
+// "--- FAIL" lines are printed only when it ends, so exitOnFailure prints
+// its own.
+func exitOnFailure(t *testing.T, done <-chan struct{}) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		if t.Failed() {
+			time.Sleep(100 * time.Millisecond) // let failures under way log
+			fmt.Printf("--- FAIL: TestMutantChild (stopped at its first failure; -mutants.all runs it to the end)\n")
+			os.Exit(1)
+		}
+	}
+}
+
 type child struct {
 	out  []byte
 	err  error
 	took time.Duration
 }
 
+// runChild runs the suite on the store name in a child process.
 func runChild(ctx context.Context, name string) child {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMutantChild$", "-test.count=1", "-test.v")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMutantChild$", "-test.count=1", "-test.v",
+		"-mutants.all="+strconv.FormatBool(*allMutants))
 	cmd.Env = append(os.Environ(), mutantEnv+"="+name)
 	out, err := cmd.CombinedOutput()
 	return child{out, err, time.Since(start)}
 }
+
+// allMutants runs each child's suite to the end instead of stopping it at
+// its first failure, so that TestMutants -v logs every subtest that catches
+// each mutant (about 40 s instead of 5).
+var allMutants = flag.Bool("mutants.all", false, "TestMutants: run each mutant's suite to the end, to log every subtest that catches it")
 
 var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: TestMutantChild/(\S+)`)
 
@@ -179,9 +243,32 @@ func (m *mutant) live(key string) (idem.Item, bool) {
 	return it, true
 }
 
+// liveUnless is live, except that an expired item is live for the mutant
+// named bug. m.mu must be held.
+func (m *mutant) liveUnless(bug, key string) (idem.Item, bool) {
+	if m.bug == bug {
+		it, ok := m.items[key]
+		return it, ok
+	}
+	return m.live(key)
+}
+
+// gap lets other calls run between a check and its write, for the mutants
+// named bug. m.mu must be held; it is held again on return.
+func (m *mutant) gap(bug string) {
+	if m.bug == bug {
+		m.mu.Unlock()
+		time.Sleep(50 * time.Microsecond)
+		m.mu.Lock()
+	}
+}
+
 func (m *mutant) put(key string, value []byte, version int64, ttl time.Duration) idem.Item {
 	it := idem.Item{Key: key, Value: bytes.Clone(value), Version: version}
-	if ttl > 0 {
+	if m.bug == "keeps-caller-value" {
+		it.Value = value
+	}
+	if ttl > 0 || ttl < 0 && m.bug == "negative-ttl-expires" {
 		it.ExpiresAt = time.Now().Add(ttl)
 	}
 	m.items[key] = it
@@ -190,7 +277,7 @@ func (m *mutant) put(key string, value []byte, version int64, ttl time.Duration)
 }
 
 func (m *mutant) conflict(op, key string, cur idem.Item, exists bool) error {
-	e := &idem.ConflictError{Key: key, Op: op, Exists: exists}
+	e := &idem.ConflictError{Key: key, Op: op, Exists: exists && m.bug != "conflict-says-absent"}
 	if exists && m.bug != "conflict-without-current" {
 		e.Current = clone(cur)
 	}
@@ -198,7 +285,7 @@ func (m *mutant) conflict(op, key string, cur idem.Item, exists bool) error {
 }
 
 func (m *mutant) Get(ctx context.Context, key string) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := m.check(ctx, key); err != nil {
 		return idem.Item{}, err
 	}
 	m.mu.Lock()
@@ -210,28 +297,38 @@ func (m *mutant) Get(ctx context.Context, key string) (idem.Item, error) {
 	if !ok {
 		return idem.Item{}, idem.ErrNotFound
 	}
+	if m.bug == "returns-own-value" {
+		return it, nil
+	}
 	return clone(it), nil
 }
 
 func (m *mutant) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := m.check(ctx, key); err != nil {
 		return idem.Item{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if cur, ok := m.live(key); ok && m.bug != "putifabsent-overwrites" {
+	if cur, ok := m.liveUnless("putifabsent-blocked-by-expired", key); ok && m.bug != "putifabsent-overwrites" {
 		return idem.Item{}, m.conflict("PutIfAbsent", key, cur, true)
 	}
+	m.gap("putifabsent-not-atomic")
 	v := max(idem.FreshVersion(), m.highest+1)
 	if old, ok := m.first[key]; ok && m.bug == "versions-reused-after-del" {
 		v = old
 	}
+	if m.bug == "versions-start-at-one" {
+		v = 1
+	}
 	m.first[key] = v
+	if m.bug == "putifabsent-ignores-ttl" {
+		ttl = 0
+	}
 	return m.put(key, value, v, ttl), nil
 }
 
 func (m *mutant) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := m.check(ctx, key); err != nil {
 		return idem.Item{}, err
 	}
 	if err := kernel.CheckVersion(key, version); err != nil {
@@ -242,15 +339,28 @@ func (m *mutant) CompareAndSwap(ctx context.Context, key string, version int64, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur, ok := m.live(key)
+	cur, ok := m.liveUnless("cas-applies-to-expired", key)
 	if !ok || (cur.Version != version && m.bug != "cas-skips-version") {
 		return idem.Item{}, m.conflict("CompareAndSwap", key, cur, ok)
 	}
-	return m.put(key, value, version+1, ttl), nil
+	m.gap("cas-not-atomic")
+	next := version + 1
+	switch m.bug {
+	case "cas-keeps-version":
+		next = version
+	case "cas-adds-two":
+		next = version + 2
+	case "cas-keeps-expiry":
+		it := m.put(key, value, next, 0)
+		it.ExpiresAt = cur.ExpiresAt
+		m.items[key] = it
+		return clone(it), nil
+	}
+	return m.put(key, value, next, ttl), nil
 }
 
 func (m *mutant) CompareAndDelete(ctx context.Context, key string, version int64) error {
-	if err := check(ctx, key); err != nil {
+	if err := m.check(ctx, key); err != nil {
 		return err
 	}
 	if err := kernel.CheckVersion(key, version); err != nil {
@@ -258,7 +368,7 @@ func (m *mutant) CompareAndDelete(ctx context.Context, key string, version int64
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur, ok := m.live(key)
+	cur, ok := m.liveUnless("cad-deletes-expired", key)
 	if !ok || (cur.Version != version && m.bug != "cad-ignores-version") {
 		return m.conflict("CompareAndDelete", key, cur, ok)
 	}
@@ -267,7 +377,7 @@ func (m *mutant) CompareAndDelete(ctx context.Context, key string, version int64
 }
 
 func (m *mutant) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
-	if err := check(ctx, key); err != nil {
+	if err := m.check(ctx, key); err != nil {
 		return idem.Item{}, false, err
 	}
 	if err := kernel.CheckUpsertVersion(key, version); err != nil {
@@ -275,14 +385,26 @@ func (m *mutant) Upsert(ctx context.Context, key string, value []byte, version i
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur, ok := m.live(key)
-	if ok && (cur.Version > version || cur.Version == version && m.bug != "upsert-applies-equal") {
+	cur, ok := m.liveUnless("upsert-blocked-by-expired", key)
+	if ok && (cur.Version > version && m.bug != "upsert-applies-lower" || cur.Version == version && m.bug != "upsert-applies-equal") {
+		switch m.bug {
+		case "upsert-refusal-without-current":
+			return idem.Item{}, false, nil
+		case "upsert-refusal-is-conflict":
+			return idem.Item{}, false, m.conflict("Upsert", key, cur, true)
+		}
 		return clone(cur), false, nil
+	}
+	if m.bug == "upsert-ignores-ttl" {
+		ttl = 0
 	}
 	return m.put(key, value, version, ttl), true, nil
 }
 
-func check(ctx context.Context, key string) error {
+func (m *mutant) check(ctx context.Context, key string) error {
+	if m.bug == "accepts-empty-key" && key == "" {
+		return ctx.Err()
+	}
 	if err := kernel.CheckKey(key); err != nil {
 		return err
 	}
