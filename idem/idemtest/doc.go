@@ -36,13 +36,20 @@
 // Counting wraps a Store and counts calls, for round-trip tests.
 //
 // Faulty wraps a Store and passes each call through a Hook set for its
-// operation, for tests of failures: Lose sends a call and drops its
-// response (the caller gets idem.ErrUnknownOutcome), Fail(err) fails it
-// without sending, Times(n, h) applies h to the first n calls only.
+// operation, for tests of failures where they happen in life: Lose sends a
+// call and drops its response (the caller gets idem.ErrUnknownOutcome),
+// Drop loses it before it is sent, Fail(err) fails it without sending,
+// Resend sends it twice as a retrying driver does, Times(n, h) applies h to
+// the first n calls only, and a hook of one's own can run a competitor
+// between a write and its answer.
 //
-// The suite tests itself: its own tests run Run on mutant stores (a
-// CompareAndSwap or CompareAndDelete that ignores the version, a Get that
-// returns expired items, conflicts without the current item, an Upsert that
-// applies an equal version, a PutIfAbsent that overwrites, versions reused
-// after a delete), each in a child process, and require each run to fail.
+// The suite tests itself, as fstest does: its own tests run Run on
+// mutant stores, each with one bug a backend author makes (a CompareAndSwap
+// or CompareAndDelete that ignores the version, versions that do not go up
+// by one or come back after a delete, a Get or a write that still sees an
+// expired item, a ttl ignored, conflicts without the current item, an
+// Upsert that applies an equal version, a PutIfAbsent that overwrites, a
+// check and a write that are not atomic, ...), each in a child process, and
+// require each run to fail and a run on a correct store to pass. They run
+// on memstore and an in-memory mutant only.
 package idemtest

@@ -13,8 +13,8 @@ import (
 )
 
 // Faulty is an idem.Store that passes each call to Store through the Hook
-// set for its operation, so a test can lose a response, fail a call or
-// delay it. Calls of an operation with no hook go straight to Store. It is
+// set for its operation, so a test can lose a request or a response, fail
+// a call, delay it, or run a competitor between the write and its answer. Calls of an operation with no hook go straight to Store. It is
 // safe for concurrent use; hooks may be set and cleared while calls run.
 type Faulty struct {
 	Store idem.Store
@@ -26,8 +26,10 @@ type Faulty struct {
 
 // A Hook stands between a caller and the wrapped store for one call. send
 // passes the call to the wrapped store and returns its error; each call of
-// send sends the call again. The caller gets the results of the last send
-// (zero results if the hook never sent) and the error the hook returns.
+// send sends the call again, and a hook may keep it and send late (after a
+// competitor's write). The caller gets the error the hook returns, with the
+// results of the last send if that error is nil, and zero results
+// otherwise (or if the hook never sent), as a Store returns on error.
 type Hook func(ctx context.Context, c Call, send func() error) error
 
 // Call describes one call to a Faulty, for its hook.
@@ -80,13 +82,21 @@ func (f *Faulty) call(ctx context.Context, c Call, send func() error) error {
 	return h(ctx, c, send)
 }
 
+// zeroOnError returns it, or the zero Item if err is not nil.
+func zeroOnError(it idem.Item, err error) idem.Item {
+	if err != nil {
+		return idem.Item{}
+	}
+	return it
+}
+
 // Get implements idem.Store.
 func (f *Faulty) Get(ctx context.Context, key string) (it idem.Item, err error) {
 	err = f.call(ctx, Call{Op: "Get", Key: key}, func() (err error) {
 		it, err = f.Store.Get(ctx, key)
 		return err
 	})
-	return it, err
+	return zeroOnError(it, err), err
 }
 
 // PutIfAbsent implements idem.Store.
@@ -95,7 +105,7 @@ func (f *Faulty) PutIfAbsent(ctx context.Context, key string, value []byte, ttl 
 		it, err = f.Store.PutIfAbsent(ctx, key, value, ttl)
 		return err
 	})
-	return it, err
+	return zeroOnError(it, err), err
 }
 
 // CompareAndSwap implements idem.Store.
@@ -104,7 +114,7 @@ func (f *Faulty) CompareAndSwap(ctx context.Context, key string, version int64, 
 		it, err = f.Store.CompareAndSwap(ctx, key, version, value, ttl)
 		return err
 	})
-	return it, err
+	return zeroOnError(it, err), err
 }
 
 // CompareAndDelete implements idem.Store.
@@ -120,18 +130,46 @@ func (f *Faulty) Upsert(ctx context.Context, key string, value []byte, version i
 		it, applied, err = f.Store.Upsert(ctx, key, value, version, ttl)
 		return err
 	})
-	return it, applied, err
+	return zeroOnError(it, err), applied && err == nil, err
 }
 
-// errLost is the driver error of a response Lose dropped.
-var errLost = errors.New("idemtest: response lost")
+// errLost and errDropped are the driver errors of a response Lose dropped
+// and of a call Drop did not send.
+var (
+	errLost    = errors.New("idemtest: response lost")
+	errDropped = errors.New("idemtest: request lost")
+)
 
 // Lose sends the call, then drops its response, as a connection that
 // breaks after the request is made: the caller gets an error matching
-// idem.ErrUnknownOutcome, whether or not the call applied.
+// idem.ErrUnknownOutcome, whether or not the call applied. To run a
+// competitor in the gap, or to lose the response of a late send, a hook
+// calls Lose with a send of its own:
+//
+//	f.On("CompareAndSwap", func(ctx context.Context, c idemtest.Call, send func() error) error {
+//		return idemtest.Lose(ctx, c, func() error { send(); return competitor(ctx) })
+//	})
 func Lose(ctx context.Context, c Call, send func() error) error {
 	send()
 	return kernel.Unknown(c.Key, c.Op, errLost)
+}
+
+// Drop does not send the call and returns an error matching
+// idem.ErrUnknownOutcome, as a request lost on its way, or a timeout before
+// the database saw it: the caller cannot tell it from Lose.
+func Drop(ctx context.Context, c Call, send func() error) error {
+	return kernel.Unknown(c.Key, c.Op, errDropped)
+}
+
+// Resend sends the call, and if it succeeded, sends it again and returns
+// the second answer, as a driver or SDK that retries a request whose
+// response it lost after the write applied: the second attempt usually
+// finds its condition false because of the first.
+func Resend(ctx context.Context, c Call, send func() error) error {
+	if err := send(); err != nil {
+		return err
+	}
+	return send()
 }
 
 // Fail returns a hook that does not send the call and returns err.

@@ -214,3 +214,79 @@ func ExampleFaulty() {
 	// 42 <nil>
 	// 42 <nil> 1
 }
+
+func TestFaultyDrop(t *testing.T) {
+	f, c := newFaulty()
+	f.On("PutIfAbsent", idemtest.Drop)
+	it, err := f.PutIfAbsent(t.Context(), "k", []byte("v"), 0)
+	if !errors.Is(err, idem.ErrUnknownOutcome) || !isZero(it) {
+		t.Fatalf("dropped PutIfAbsent: got %+v, %v; want no item and ErrUnknownOutcome", it, err)
+	}
+	if n := c.Counts().PutIfAbsent; n != 0 {
+		t.Fatalf("a dropped PutIfAbsent reached the store %d times, want 0", n)
+	}
+}
+
+// TestFaultyResend: a write that applied is sent again, and the caller
+// gets the second attempt's answer, the conflict the first one caused.
+func TestFaultyResend(t *testing.T) {
+	f, c := newFaulty()
+	f.On("PutIfAbsent", idemtest.Resend)
+	_, err := f.PutIfAbsent(t.Context(), "k", []byte("v"), 0)
+	var ce *idem.ConflictError
+	if !errors.As(err, &ce) || !ce.Exists || string(ce.Current.Value) != "v" {
+		t.Fatalf("resent PutIfAbsent: got %v, want a conflict with the first attempt's item", err)
+	}
+	if n := c.Counts().PutIfAbsent; n != 2 {
+		t.Fatalf("got %d PutIfAbsent calls at the store, want 2", n)
+	}
+	// A refused first attempt is not resent.
+	if _, err := f.PutIfAbsent(t.Context(), "k", []byte("w"), 0); !errors.Is(err, idem.ErrConflict) {
+		t.Fatalf("got %v, want a conflict", err)
+	}
+	if n := c.Counts().PutIfAbsent; n != 3 {
+		t.Fatalf("got %d PutIfAbsent calls at the store, want 3", n)
+	}
+}
+
+// TestFaultyErrorZeroes: when the hook returns an error, the caller gets
+// zero results, as from a Store, even though the store answered.
+func TestFaultyErrorZeroes(t *testing.T) {
+	f, _ := newFaulty()
+	ctx := t.Context()
+	f.On("Upsert", idemtest.Lose)
+	it, applied, err := f.Upsert(ctx, "u", []byte("x"), 3, 0)
+	if !errors.Is(err, idem.ErrUnknownOutcome) || applied || !isZero(it) {
+		t.Fatalf("lost Upsert: got %+v, %v, %v; want zero results and ErrUnknownOutcome", it, applied, err)
+	}
+	f.On("Get", idemtest.Lose)
+	if it, err := f.Get(ctx, "u"); err == nil || it.Key != "" {
+		t.Fatalf("lost Get: got %+v, %v; want zero results and an error", it, err)
+	}
+}
+
+// TestFaultyCompetitor: a competitor's write lands between the caller's
+// write and its lost response, as in Lose's doc; Do's owner recognises
+// its own record by its token and does not run fn twice.
+func TestFaultyCompetitor(t *testing.T) {
+	f, c := newFaulty()
+	ctx := t.Context()
+	competed := false
+	f.On("PutIfAbsent", idemtest.Times(1, func(ctx context.Context, cl idemtest.Call, send func() error) error {
+		return idemtest.Lose(ctx, cl, func() error {
+			err := send()
+			_, cerr := c.Store.Get(ctx, cl.Key) // the competitor sees the claim
+			competed = cerr == nil
+			return err
+		})
+	}))
+	runs := 0
+	got, err := idem.Do(ctx, f, "k", func(context.Context) (int, error) { runs++; return 7, nil })
+	if err != nil || got != 7 || runs != 1 || !competed {
+		t.Fatalf("got %d, %v, %d runs, competitor saw the claim %v; want 7, nil, 1 run, true", got, err, runs, competed)
+	}
+}
+
+func isZero(it idem.Item) bool {
+	return it.Key == "" && it.Value == nil && it.Version == 0 && it.ExpiresAt.IsZero()
+}
