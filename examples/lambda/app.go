@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"sync"
@@ -175,19 +176,20 @@ func eventKey(msg events.SQSMessage) (string, error) {
 	return ev.EventID, nil
 }
 
-// Handlers returns the wrapped handlers, as lambda.Start takes them.
-func (a *App) Handlers(opts ...idemlambda.Option) (
+// Handlers returns the wrapped handlers, as lambda.Start takes them, logging
+// to logger.
+func (a *App) Handlers(logger *slog.Logger) (
 	api func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error),
 	sqs func(context.Context, events.SQSEvent) (events.SQSEventResponse, error),
 	err error,
 ) {
 	api, err = idemlambda.APIGateway(a.Store, a.CreatePayment,
-		append([]idemlambda.Option{idemlambda.WithRequired(true), idemlambda.WithKeyPrefix(a.Prefix + "api/")}, opts...)...)
+		idemlambda.WithRequired(true), idemlambda.WithKeyPrefix(a.Prefix+"api/"), idemlambda.WithLogger(logger))
 	if err != nil {
 		return nil, nil, err
 	}
 	sqs, err = idemlambda.SQS(a.Store, a.CreditPoints,
-		append([]idemlambda.Option{idemlambda.WithMessageKey(eventKey), idemlambda.WithKeyPrefix(a.Prefix + "sqs/")}, opts...)...)
+		idemlambda.WithMessageKey(eventKey), idemlambda.WithKeyPrefix(a.Prefix+"sqs/"), idemlambda.WithLogger(logger))
 	return api, sqs, err
 }
 

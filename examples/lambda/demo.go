@@ -18,7 +18,6 @@ import (
 
 	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
-	"github.com/idemkit/idemkit/idem/idemlambda"
 )
 
 // The sample events, as API Gateway and SQS deliver them.
@@ -112,7 +111,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 	app := &App{Store: store, Provider: newProvider(), Prefix: runID + "/", ledgerFail: map[string]int{}}
 	rep := &Report{}
 	logs := &logLines{}
-	api, sqs, err := app.Handlers(idemlambda.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{
+	api, sqs, err := app.Handlers((slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				return slog.Attr{}

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -80,7 +81,7 @@ func invokeFile(ctx context.Context, store idem.Store, handler, path string, n i
 		return err
 	}
 	app := &App{Store: store, Provider: newProvider(), ledgerFail: map[string]int{}}
-	api, sqs, err := app.Handlers()
+	api, sqs, err := app.Handlers(slog.Default())
 	if err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func serveLambda() {
 		os.Exit(1)
 	}
 	app := &App{Store: store, Provider: newProvider(), ledgerFail: map[string]int{}}
-	api, sqs, err := app.Handlers()
+	api, sqs, err := app.Handlers(slog.Default())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lambda:", err)
 		os.Exit(1)
