@@ -38,7 +38,7 @@ import (
 // events.APIGatewayProxyRequest). APIGateway rejects a nil store or handler
 // and invalid options with an error matching idem.ErrInvalid.
 func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), opts ...APIGatewayOption) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
-	if nilStore(s) || fn == nil {
+	if keyproto.NilStore(s) || fn == nil {
 		return nil, invalid("APIGateway needs a store and a handler")
 	}
 	cfg, v, err := newAPIConfig(opts)

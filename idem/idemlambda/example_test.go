@@ -12,6 +12,37 @@ import (
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
+func ExampleWrap() {
+	type Order struct {
+		ID string `json:"id"`
+	}
+	store := memstore.New() // dynamo.New(...) in production
+	replays := 0
+	handler, err := idemlambda.Wrap(store,
+		func(o Order) (string, error) { return o.ID, nil },
+		func(ctx context.Context, o Order) (string, error) {
+			fmt.Println("shipping", o.ID)
+			return "shipment-" + o.ID, nil
+		},
+		idemlambda.WithKeyPrefix("orders/"),
+		idemlambda.WithOnReplay(func(ctx context.Context, key string) { replays++ }))
+	if err != nil {
+		panic(err)
+	}
+	// lambda.Start(handler); here, an EventBridge rule delivers an event twice.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fmt.Println(handler(ctx, Order{ID: "o-1"}))
+	fmt.Println(handler(ctx, Order{ID: "o-1"}))
+	_, err = handler(ctx, Order{})
+	fmt.Println(errors.Is(err, idemlambda.ErrNoKey), "replays:", replays)
+	// Output:
+	// shipping o-1
+	// shipment-o-1 <nil>
+	// shipment-o-1 <nil>
+	// true replays: 1
+}
+
 func ExampleWrapValidated() {
 	type Transfer struct {
 		ID     string `json:"id"`

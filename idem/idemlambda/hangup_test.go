@@ -31,65 +31,11 @@ var errFirstRun = errors.New("the first run fails")
 func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 	wrappers := []struct {
 		name string
-		// wrap wraps a handler that counts its runs and fails the first
-		// one if fail is set; the invocations it returns all carry the
-		// same key, and report what went wrong.
-		wrap func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error
+		wrap countingWrapper
 	}{
-		{"Wrap", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
-			h, err := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-				n := runs.Add(1)
-				if fail.Swap(false) {
-					return receipt{}, errFirstRun
-				}
-				return receipt{OrderID: o.ID, Run: n}, nil
-			}, prefix())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return func(ctx context.Context) error {
-				_, err := h(ctx, order{ID: "o-1"})
-				return err
-			}
-		}},
-		{"SQS", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
-			h, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error {
-				runs.Add(1)
-				if fail.Swap(false) {
-					return errFirstRun
-				}
-				return nil
-			}, prefix())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return func(ctx context.Context) error {
-				if r, _ := h(ctx, batch(standardQueue, "m-1")); len(r.BatchItemFailures) > 0 {
-					return fmt.Errorf("batch item failures %s", failures(r))
-				}
-				return nil
-			}
-		}},
-		{"APIGateway", func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
-			a := &api{}
-			h, err := idemlambda.APIGateway(s, func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-				runs.Add(1)
-				if fail.Swap(false) {
-					return events.APIGatewayProxyResponse{StatusCode: http.StatusServiceUnavailable}, nil
-				}
-				return a.handle(ctx, req)
-			}, prefix())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return func(ctx context.Context) error {
-				r, err := h(ctx, apiRequest("POST", "k-1", `{"sku":"book"}`))
-				if err == nil && r.StatusCode != http.StatusCreated {
-					err = fmt.Errorf("status %d, body %s", r.StatusCode, r.Body)
-				}
-				return err
-			}
-		}},
+		{"Wrap", countingWrap},
+		{"SQS", countingSQS},
+		{"APIGateway", countingAPIGateway},
 	}
 	for _, w := range wrappers {
 		for _, tc := range []struct {
@@ -101,33 +47,105 @@ func testContextEndsDuringClaim(t *testing.T, s idem.Store) {
 			{"released key", "CompareAndSwap", true},
 		} {
 			t.Run(w.name+"/"+tc.name, func(t *testing.T) {
-				hs := &storetest.HangUp{Store: s, On: tc.on}
-				var runs atomic.Int64
-				var fail atomic.Bool
-				fail.Store(tc.released)
-				invoke := w.wrap(t, hs, &runs, &fail)
-				if tc.released {
-					if err := invoke(invocation(t, time.Minute)); err == nil {
-						t.Fatal("the invocation that releases the key succeeded")
-					}
-				}
-				before := runs.Load()
-
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				hook := func() { cancel() }
-				hs.Arm(hook)
-				invoke(ctx)
-				if got := runs.Load() - before; got != 0 {
-					t.Fatalf("the handler ran %d times for an invocation whose context had ended, want 0", got)
-				}
-				if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
-					t.Errorf("retry: %d runs, err %v; want the handler to run once now", runs.Load()-before, err)
-				}
-				if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
-					t.Errorf("second retry: %d runs, err %v; want the stored result", runs.Load()-before, err)
-				}
+				checkContextEndsDuringClaim(t, &storetest.HangUp{Store: s, On: tc.on}, w.wrap, tc.released)
 			})
 		}
+	}
+}
+
+// checkContextEndsDuringClaim ends an invocation's context while hs is
+// writing its claim (after releasing the key first, if released), and
+// checks that its handler did not run and that the retries run it once.
+func checkContextEndsDuringClaim(t *testing.T, hs *storetest.HangUp, wrap countingWrapper, released bool) {
+	var runs atomic.Int64
+	var fail atomic.Bool
+	fail.Store(released)
+	invoke := wrap(t, hs, &runs, &fail)
+	if released {
+		if err := invoke(invocation(t, time.Minute)); err == nil {
+			t.Fatal("the invocation that releases the key succeeded")
+		}
+	}
+	before := runs.Load()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hook := func() { cancel() }
+	hs.Arm(hook)
+	invoke(ctx)
+	if got := runs.Load() - before; got != 0 {
+		t.Fatalf("the handler ran %d times for an invocation whose context had ended, want 0", got)
+	}
+	if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
+		t.Errorf("retry: %d runs, err %v; want the handler to run once now", runs.Load()-before, err)
+	}
+	if err := invoke(invocation(t, time.Minute)); err != nil || runs.Load()-before != 1 {
+		t.Errorf("second retry: %d runs, err %v; want the stored result", runs.Load()-before, err)
+	}
+}
+
+// countingWrapper wraps a handler that counts its runs and fails the first
+// one if fail is set; the invocations it returns all carry the same key,
+// and report what went wrong.
+type countingWrapper func(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error
+
+// countingWrap is a countingWrapper of Wrap.
+func countingWrap(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
+	h, err := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+		n := runs.Add(1)
+		if fail.Swap(false) {
+			return receipt{}, errFirstRun
+		}
+		return receipt{OrderID: o.ID, Run: n}, nil
+	}, prefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context) error {
+		_, err := h(ctx, order{ID: "o-1"})
+		return err
+	}
+}
+
+// countingSQS is a countingWrapper of SQS.
+func countingSQS(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
+	h, err := idemlambda.SQS(s, func(context.Context, events.SQSMessage) error {
+		runs.Add(1)
+		if fail.Swap(false) {
+			return errFirstRun
+		}
+		return nil
+	}, prefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context) error {
+		if r, _ := h(ctx, batch(standardQueue, "m-1")); len(r.BatchItemFailures) > 0 {
+			return fmt.Errorf("batch item failures %s", failures(r))
+		}
+		return nil
+	}
+}
+
+// countingAPIGateway is a countingWrapper of APIGateway; a failed run
+// answers 503, which releases the key.
+func countingAPIGateway(t *testing.T, s idem.Store, runs *atomic.Int64, fail *atomic.Bool) func(ctx context.Context) error {
+	a := &api{}
+	h, err := idemlambda.APIGateway(s, func(ctx context.Context, req events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+		runs.Add(1)
+		if fail.Swap(false) {
+			return events.APIGatewayProxyResponse{StatusCode: http.StatusServiceUnavailable}, nil
+		}
+		return a.handle(ctx, req)
+	}, prefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context) error {
+		r, err := h(ctx, apiRequest("POST", "k-1", `{"sku":"book"}`))
+		if err == nil && r.StatusCode != http.StatusCreated {
+			err = fmt.Errorf("status %d, body %s", r.StatusCode, r.Body)
+		}
+		return err
 	}
 }

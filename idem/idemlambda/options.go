@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -150,16 +149,6 @@ func (c *config) check() error {
 // idem.ErrInvalid.
 func invalid(reason string) error {
 	return fmt.Errorf("idemlambda: %s: %w", reason, idem.ErrInvalid)
-}
-
-// nilStore reports whether s is nil, or a nil pointer that would panic at
-// the first event.
-func nilStore(s idem.Store) bool {
-	if s == nil {
-		return true
-	}
-	v := reflect.ValueOf(s)
-	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // WithRetention sets how long a result is kept and replayed, counted from

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
 // SQS returns a handler for an SQS event source mapping that processes each
@@ -21,7 +22,8 @@ import (
 //
 //   - A record handled before, in this batch or an earlier one, is skipped
 //     (WithOnReplay reports it) and counts as a success.
-//   - fn returning nil: success, remembered for the TTL.
+//   - fn returning nil: success, remembered for the retention
+//     (WithRetention).
 //   - fn returning an error: the key is released and the record is listed
 //     in BatchItemFailures, so SQS redelivers it after its visibility
 //     timeout (and to the dead-letter queue after maxReceiveCount).
@@ -41,7 +43,7 @@ import (
 // an events.SQSMessage). SQS rejects a nil store or handler and invalid options with
 // an error matching idem.ErrInvalid.
 func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error, opts ...SQSOption) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
-	if nilStore(s) || fn == nil {
+	if keyproto.NilStore(s) || fn == nil {
 		return nil, invalid("SQS needs a store and a handler")
 	}
 	cfg, v, err := newSQSConfig(opts)
@@ -111,12 +113,10 @@ func (h *sqsHandler) handle(ctx context.Context, m events.SQSMessage) error {
 		return err
 	}
 	ran, err := idem.Once(ctx, h.store, k, func(ctx context.Context) error { return fn(ctx, m) }, cfg.idemOptions(ctx, fp)...)
-	var perm *idem.PermanentError
-	isPerm := errors.As(err, &perm)
-	if (err == nil && !ran) || (isPerm && perm.Replayed) {
+	if replayed(ran, err) {
 		cfg.replayed(ctx, k)
 	}
-	if isPerm {
+	if perm, ok := errors.AsType[*idem.PermanentError](err); ok {
 		cfg.logger.ErrorContext(ctx, "idemlambda: SQS record failed permanently; it will not be redelivered",
 			"messageId", m.MessageId, "key", cfg.prefix+k, "err", err, "replayed", perm.Replayed)
 		return nil

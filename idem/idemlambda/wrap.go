@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
 // Wrap returns a handler that runs fn at most once per key, for
@@ -49,7 +50,7 @@ func WrapValidated[In, Out any](s idem.Store, key func(event In) (string, error)
 }
 
 func wrap[In, Out any](s idem.Store, key func(In) (string, error), part func(In) (any, error), fn func(context.Context, In) (Out, error), opts []Option) (func(context.Context, In) (Out, error), error) {
-	if nilStore(s) || key == nil || fn == nil {
+	if keyproto.NilStore(s) || key == nil || fn == nil {
 		return nil, invalid("Wrap needs a store, a key function and a handler")
 	}
 	cfg, err := newConfig(opts)
