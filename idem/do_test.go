@@ -11,7 +11,6 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
-	"github.com/idemkit/idemkit/idem/kernel"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -23,14 +22,17 @@ func ok(ctx context.Context) (string, error) { return "ok", nil }
 // and its retry fails on the first attempt's effect. fn must run once and Do
 // must succeed.
 func TestLostResponses(t *testing.T) {
-	for _, tc := range []struct{ op, kind string }{
-		{"PutIfAbsent", "lost"},
-		{"PutIfAbsent", "resend"},
-		{"CompareAndSwap", "resend"},
+	for _, tc := range []struct {
+		op, kind string
+		hook     idemtest.Hook
+	}{
+		{"PutIfAbsent", "lost", idemtest.Lose},
+		{"PutIfAbsent", "resend", idemtest.Resend},
+		{"CompareAndSwap", "resend", idemtest.Resend},
 	} {
 		t.Run(tc.op+"/"+tc.kind, func(t *testing.T) {
-			s := newFaulty(memstore.New())
-			s.arm(tc.op, tc.kind)
+			s := idemtest.NewFaulty(memstore.New())
+			s.On(tc.op, idemtest.Times(1, tc.hook)) // the first call of tc.op only
 			var runs atomic.Int32
 			fn := func(context.Context) (string, error) { runs.Add(1); return "charged", nil }
 			got, err := idem.Do(context.Background(), s, "pay/1", fn)
@@ -52,8 +54,8 @@ func TestLostResponses(t *testing.T) {
 // the store could not tell is settled by the lease: its retry finds its own
 // record, so Do succeeds and a duplicate replays the result.
 func TestLostCompletionSettled(t *testing.T) {
-	s := newFaulty(memstore.New())
-	s.arm("CompareAndSwap", "lost")
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("CompareAndSwap", idemtest.Times(1, idemtest.Lose)) // the completion
 	if got, err := idem.Do(context.Background(), s, "k", ok); err != nil || got != "ok" {
 		t.Fatalf("got %q, %v; want ok", got, err)
 	}
@@ -67,8 +69,8 @@ func TestLostCompletionSettled(t *testing.T) {
 // TestReleaseLostResponse: the release after a failed fn is resent after a
 // lost response; the resend finds the key gone, which is success.
 func TestReleaseLostResponse(t *testing.T) {
-	s := newFaulty(memstore.New())
-	s.arm("CompareAndDelete", "resend")
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("CompareAndDelete", idemtest.Times(1, idemtest.Resend))
 	boom := errors.New("boom")
 	_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 0, boom })
 	if !errors.Is(err, boom) || errors.Is(err, idem.ErrLeaseLost) {
@@ -84,13 +86,13 @@ func TestReleaseLostResponse(t *testing.T) {
 // settled by its retry, which finds its own record; completion then works
 // on the newer version.
 func TestExtendLostResponse(t *testing.T) {
-	s := newFaulty(memstore.New())
+	s := idemtest.NewFaulty(memstore.New())
 	ctx := context.Background()
 	lease, _, err := idem.Claim(ctx, s, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.arm("CompareAndSwap", "lost")
+	s.On("CompareAndSwap", idemtest.Times(1, idemtest.Lose)) // the extension
 	if err := lease.Extend(ctx, time.Minute); err != nil {
 		t.Fatalf("Extend: got %v, want it settled", err)
 	}
@@ -176,12 +178,13 @@ func TestTakeoverCancelsFn(t *testing.T) {
 // until the lease passes; fn is cancelled with ErrLeaseLost rather than
 // running on while a duplicate could take over, and Do reports it.
 func TestUnreachableStoreCancelsFn(t *testing.T) {
-	s := &failingSwaps{Store: memstore.New()}
+	s := idemtest.NewFaulty(memstore.New())
 	ctx := context.Background()
 	started := make(chan struct{})
 	begin := time.Now()
 	_, err := idem.Do(ctx, s, "k", func(ctx context.Context) (int, error) {
-		s.on.Store(true)
+		// From here on, every CompareAndSwap fails without being sent.
+		s.On("CompareAndSwap", idemtest.Fail(errors.New("injected: store unreachable")))
 		close(started)
 		<-ctx.Done()
 		return 0, ctx.Err()
@@ -426,8 +429,8 @@ func TestLeaseFrom(t *testing.T) {
 // release (a deletion leaves nothing to recognise); the lease settles it by
 // its owner token.
 func TestReleaseUnknownOutcome(t *testing.T) {
-	s := newFaulty(memstore.New())
-	s.arm("CompareAndDelete", "lost")
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("CompareAndDelete", idemtest.Times(1, idemtest.Lose))
 	boom := errors.New("boom")
 	_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { return 0, boom })
 	if !errors.Is(err, boom) || errors.Is(err, idem.ErrUnknownOutcome) {
@@ -442,10 +445,10 @@ func TestReleaseUnknownOutcome(t *testing.T) {
 // outcome (PutIfAbsent for a new counter, CompareAndSwap after). Add retries,
 // recognises its own operation by its nonce, and counts it once, as applied.
 func TestAddLostResponse(t *testing.T) {
-	s := newFaulty(memstore.New())
+	s := idemtest.NewFaulty(memstore.New())
 	ctx := context.Background()
 	for i, op := range []string{"PutIfAbsent", "CompareAndSwap"} {
-		s.arm(op, "lost")
+		s.On(op, idemtest.Times(1, idemtest.Lose))
 		total, applied, err := idem.Counter{Store: s, Key: "c"}.Add(ctx, fmt.Sprint("op-", i), 10)
 		if err != nil || !applied || total != int64(10*(i+1)) {
 			t.Fatalf("%s lost: got total %d, applied %v, %v; want %d, true", op, total, applied, err, 10*(i+1))
@@ -496,14 +499,6 @@ func TestKeepAlive(t *testing.T) {
 	})
 }
 
-// alwaysUnknown never writes and always says the outcome is unknown, as a
-// store cut off from its database mid-request would.
-type alwaysUnknown struct{ idem.Store }
-
-func (alwaysUnknown) PutIfAbsent(_ context.Context, key string, _ []byte, _ time.Duration) (idem.Item, error) {
-	return idem.Item{}, kernel.Unknown(key, "PutIfAbsent", errors.New("injected"))
-}
-
 // TestClaimGivesUp: a claim whose writes keep ending in unknown outcomes
 // (each followed by a read that finds nothing) backs off between them and
 // gives up after a bounded number of tries with an error matching
@@ -511,7 +506,12 @@ func (alwaysUnknown) PutIfAbsent(_ context.Context, key string, _ []byte, _ time
 // clock, so the backoff costs no real time.
 func TestClaimGivesUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := idemtest.NewCounting(alwaysUnknown{memstore.New()})
+		// Every PutIfAbsent is lost before it is sent, as by a store cut off
+		// from its database mid-request: nothing is written, and every
+		// answer is an unknown outcome.
+		f := idemtest.NewFaulty(memstore.New())
+		f.On("PutIfAbsent", idemtest.Drop)
+		s := idemtest.NewCounting(f)
 		ran := false
 		start := time.Now()
 		_, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { ran = true; return 1, nil })

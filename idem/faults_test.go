@@ -2,116 +2,44 @@ package idem_test
 
 import (
 	"context"
-	"errors"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/idemkit/idemkit/idem"
-	"github.com/idemkit/idemkit/idem/kernel"
+	"github.com/idemkit/idemkit/idem/idemtest"
 )
 
-// faulty wraps a Store and injects failures on the write path. Each fault is
-// armed for one call of its operation.
-type faulty struct {
-	idem.Store
+// The tests of this package inject faults with idemtest.Faulty: Lose (the
+// write applies, its response is lost), Drop (the request is lost before
+// it is sent), Resend (a driver retries a write that applied), Fail (the
+// store is unreachable), or one of the hooks below, which run a competitor
+// inside the gap before the caller hears anything.
 
-	mu sync.Mutex
-	// lost: apply the write, then report ErrUnknownOutcome (the response
-	// was lost and the store could not settle it).
-	lost map[string]bool
-	// resend: apply the write, then send it again and report the second
-	// attempt's result, as a driver or SDK retry after a lost response does.
-	resend map[string]bool
-	// fail: return this error without writing.
-	fail map[string]error
-}
-
-func newFaulty(s idem.Store) *faulty {
-	return &faulty{Store: s, lost: map[string]bool{}, resend: map[string]bool{}, fail: map[string]error{}}
-}
-
-func (f *faulty) arm(op string, kind string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch kind {
-	case "lost":
-		f.lost[op] = true
-	case "resend":
-		f.resend[op] = true
+// lostWith sends the call, runs inGap, then loses the response: the write
+// applied and a competitor's writes landed before its caller heard about
+// it. inGap writes to the wrapped store (Faulty.Store) unless it wants its
+// own calls hooked too.
+func lostWith(inGap func(ctx context.Context)) idemtest.Hook {
+	return func(ctx context.Context, c idemtest.Call, send func() error) error {
+		return idemtest.Lose(ctx, c, func() error {
+			err := send()
+			inGap(ctx)
+			return err
+		})
 	}
 }
 
-func (f *faulty) take(op string) (lost, resend bool, fail error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	lost, resend, fail = f.lost[op], f.resend[op], f.fail[op]
-	delete(f.lost, op)
-	delete(f.resend, op)
-	return
+// droppedWith runs inGap and loses the call before it is sent: the caller
+// gets the same unknown outcome as from lostWith, but nothing applied.
+func droppedWith(inGap func(ctx context.Context)) idemtest.Hook {
+	return func(ctx context.Context, c idemtest.Call, send func() error) error {
+		inGap(ctx)
+		return idemtest.Drop(ctx, c, send)
+	}
 }
 
-func (f *faulty) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	lost, resend, fail := f.take("PutIfAbsent")
-	if fail != nil {
-		return idem.Item{}, fail
+// everyThirdLost loses the response of every third call of its operation
+// after sending it.
+func everyThirdLost(ctx context.Context, c idemtest.Call, send func() error) error {
+	if c.N%3 != 0 {
+		return send()
 	}
-	it, err := f.Store.PutIfAbsent(ctx, key, value, ttl)
-	switch {
-	case err != nil:
-		return it, err
-	case lost:
-		return idem.Item{}, kernel.Unknown(key, "PutIfAbsent", errors.New("injected: response lost"))
-	case resend:
-		return f.Store.PutIfAbsent(ctx, key, value, ttl)
-	}
-	return it, nil
-}
-
-func (f *faulty) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	lost, resend, fail := f.take("CompareAndSwap")
-	if fail != nil {
-		return idem.Item{}, fail
-	}
-	it, err := f.Store.CompareAndSwap(ctx, key, version, value, ttl)
-	switch {
-	case err != nil:
-		return it, err
-	case lost:
-		return idem.Item{}, kernel.Unknown(key, "CompareAndSwap", errors.New("injected: response lost"))
-	case resend:
-		return f.Store.CompareAndSwap(ctx, key, version, value, ttl)
-	}
-	return it, nil
-}
-
-func (f *faulty) CompareAndDelete(ctx context.Context, key string, version int64) error {
-	lost, resend, fail := f.take("CompareAndDelete")
-	if fail != nil {
-		return fail
-	}
-	err := f.Store.CompareAndDelete(ctx, key, version)
-	switch {
-	case err != nil:
-		return err
-	case lost:
-		return kernel.Unknown(key, "CompareAndDelete", errors.New("injected: response lost"))
-	case resend:
-		return f.Store.CompareAndDelete(ctx, key, version)
-	}
-	return nil
-}
-
-// failingSwaps makes every CompareAndSwap fail while on is set, as a store
-// that cannot be reached.
-type failingSwaps struct {
-	idem.Store
-	on atomic.Bool
-}
-
-func (f *failingSwaps) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if f.on.Load() {
-		return idem.Item{}, errors.New("injected: store unreachable")
-	}
-	return f.Store.CompareAndSwap(ctx, key, version, value, ttl)
+	return idemtest.Lose(ctx, c, send)
 }
