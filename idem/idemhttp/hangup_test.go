@@ -37,82 +37,114 @@ func testClientHangsUpDuringClaim(t *testing.T, s idem.Store) {
 		{"released key", "CompareAndSwap", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hs := &storetest.HangUp{Store: s, On: tc.on}
-			var runs atomic.Int64
-			var unavailable atomic.Bool // the first run answers 503
-			unavailable.Store(tc.released)
-			mw := idemhttp.Middleware(hs)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				runs.Add(1)
-				if unavailable.Swap(false) {
-					w.WriteHeader(http.StatusServiceUnavailable)
-					return
-				}
-				w.WriteHeader(http.StatusCreated)
-			}))
-			var serverCtx atomic.Pointer[context.Context]
-			served := make(chan struct{}, 1)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ctx := r.Context()
-				serverCtx.Store(&ctx)
-				mw.ServeHTTP(w, r)
-				served <- struct{}{}
-			}))
-			defer srv.Close()
-
-			key := rand.Text()
-			post := func(ctx context.Context) (*http.Response, error) {
-				r, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"book"}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				r.Header.Set("Idempotency-Key", key)
-				resp, err := srv.Client().Do(r)
-				if err == nil {
-					resp.Body.Close()
-				}
-				<-served
-				return resp, err
-			}
-			want := func(what string, resp *http.Response, err error, status int, replayed string) {
-				t.Helper()
-				switch {
-				case err != nil:
-					t.Fatalf("%s: %v", what, err)
-				case resp.StatusCode != status || resp.Header.Get(idemhttp.ReplayedHeader) != replayed:
-					t.Errorf("%s: status %d (Retry-After %q, replayed %q), want %d (replayed %q)", what,
-						resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get(idemhttp.ReplayedHeader), status, replayed)
-				}
-			}
-			if tc.released {
-				resp, err := post(context.Background())
-				want("the request that releases the key", resp, err, http.StatusServiceUnavailable, "")
-			}
-			before := runs.Load()
-
-			clientCtx, hangUp := context.WithCancel(context.Background())
-			defer hangUp()
-			hook := func() {
-				hangUp() // the client's timeout fires
-				select {
-				case <-(*serverCtx.Load()).Done():
-				case <-time.After(10 * time.Second):
-					t.Error("the server did not see the client leave")
-				}
-			}
-			hs.Arm(hook)
-			if _, err := post(clientCtx); !errors.Is(err, context.Canceled) {
-				t.Fatalf("the request that hangs up: got %v, want the client's cancellation", err)
-			}
-			if got := runs.Load() - before; got != 0 {
-				t.Errorf("the handler ran %d times for a client that had gone, want 0", got)
-			}
-			resp, err := post(context.Background())
-			want("retry", resp, err, http.StatusCreated, "")
-			resp, err = post(context.Background())
-			want("second retry", resp, err, http.StatusCreated, "true")
-			if got := runs.Load() - before; got != 1 {
-				t.Errorf("handler runs since the client hung up: got %d, want 1", got)
-			}
+			checkClientHangsUpDuringClaim(t, &storetest.HangUp{Store: s, On: tc.on}, tc.released)
 		})
+	}
+}
+
+// checkClientHangsUpDuringClaim hangs a client up while hs is writing its
+// claim (after releasing the key first, if released), and checks that the
+// handler did not run for it and that the retries run it once.
+func checkClientHangsUpDuringClaim(t *testing.T, hs *storetest.HangUp, released bool) {
+	srv := newHangUpServer(t, hs, released)
+	if released {
+		resp, err := srv.post(context.Background())
+		wantResponse(t, "the request that releases the key", resp, err, http.StatusServiceUnavailable, "")
+	}
+	before := srv.runs.Load()
+
+	clientCtx, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
+	hook := func() {
+		hangUp() // the client's timeout fires
+		srv.waitGone(t)
+	}
+	hs.Arm(hook)
+	if _, err := srv.post(clientCtx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the request that hangs up: got %v, want the client's cancellation", err)
+	}
+	if got := srv.runs.Load() - before; got != 0 {
+		t.Errorf("the handler ran %d times for a client that had gone, want 0", got)
+	}
+	resp, err := srv.post(context.Background())
+	wantResponse(t, "retry", resp, err, http.StatusCreated, "")
+	resp, err = srv.post(context.Background())
+	wantResponse(t, "second retry", resp, err, http.StatusCreated, "true")
+	if got := srv.runs.Load() - before; got != 1 {
+		t.Errorf("handler runs since the client hung up: got %d, want 1", got)
+	}
+}
+
+// hangUpServer serves the middleware on a real connection, in front of a
+// handler that counts its runs and answers 503 in its first if the key is
+// to be released. Its requests all carry the same key.
+type hangUpServer struct {
+	*httptest.Server
+	key         string
+	runs        atomic.Int64
+	unavailable atomic.Bool // the next run answers 503
+	// serverCtx is the context of the latest request the server took.
+	serverCtx atomic.Pointer[context.Context]
+	// served gets a value each time the server has answered a request.
+	served chan struct{}
+}
+
+func newHangUpServer(t *testing.T, s idem.Store, released bool) *hangUpServer {
+	srv := &hangUpServer{key: rand.Text(), served: make(chan struct{}, 1)}
+	srv.unavailable.Store(released)
+	mw := idemhttp.Middleware(s)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.runs.Add(1)
+		if srv.unavailable.Swap(false) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		srv.serverCtx.Store(&ctx)
+		mw.ServeHTTP(w, r)
+		srv.served <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// post sends a request with the server's key under ctx and returns once
+// the server has answered it, whether or not the client stayed to read.
+func (srv *hangUpServer) post(ctx context.Context) (*http.Response, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/orders", strings.NewReader(`{"sku":"book"}`))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Idempotency-Key", srv.key)
+	resp, err := srv.Client().Do(r)
+	if err == nil {
+		resp.Body.Close()
+	}
+	<-srv.served
+	return resp, err
+}
+
+// waitGone waits until the server has seen the client of its latest
+// request leave (the request's context is cancelled).
+func (srv *hangUpServer) waitGone(t *testing.T) {
+	select {
+	case <-(*srv.serverCtx.Load()).Done():
+	case <-time.After(10 * time.Second):
+		t.Error("the server did not see the client leave")
+	}
+}
+
+// wantResponse checks the response to a request: status, and the value of
+// its replayed header.
+func wantResponse(t *testing.T, what string, resp *http.Response, err error, status int, replayed string) {
+	t.Helper()
+	switch {
+	case err != nil:
+		t.Fatalf("%s: %v", what, err)
+	case resp.StatusCode != status || resp.Header.Get(idemhttp.ReplayedHeader) != replayed:
+		t.Errorf("%s: status %d (Retry-After %q, replayed %q), want %d (replayed %q)", what,
+			resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get(idemhttp.ReplayedHeader), status, replayed)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"strconv"
 	"time"
 
@@ -30,7 +29,7 @@ const omittedHeader = "Idempotent-Body-Omitted"
 // options with an error matching idem.ErrInvalid. See the package
 // documentation for what it does with each request.
 func New(s idem.Store, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if nilStore(s) {
+	if keyproto.NilStore(s) {
 		return nil, fmt.Errorf("idemhttp: the store is nil: %w", idem.ErrInvalid)
 	}
 	cfg, err := newConfig(opts)
@@ -50,16 +49,6 @@ func Middleware(s idem.Store, opts ...Option) func(http.Handler) http.Handler {
 		panic(err)
 	}
 	return mw
-}
-
-// nilStore reports whether s is nil, or a nil pointer that would panic at
-// the first request.
-func nilStore(s idem.Store) bool {
-	if s == nil {
-		return true
-	}
-	v := reflect.ValueOf(s)
-	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 type handler struct {

@@ -207,32 +207,12 @@ func TestFingerprintJSONBody(t *testing.T) {
 	wantRuns(t, o, 2)
 }
 
-// failing is a store whose writes fail while down is set.
-type failing struct {
-	idem.Store
-	down atomic.Bool
-	cas  atomic.Bool // fail only CompareAndSwap (lease extension)
-}
-
 var errDown = errors.New("store unreachable")
 
-func (f *failing) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	if f.down.Load() {
-		return idem.Item{}, errDown
-	}
-	return f.Store.PutIfAbsent(ctx, key, value, ttl)
-}
-
-func (f *failing) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if f.down.Load() || f.cas.Load() {
-		return idem.Item{}, errDown
-	}
-	return f.Store.CompareAndSwap(ctx, key, version, value, ttl)
-}
-
 func TestStoreDown(t *testing.T) {
-	f := &failing{Store: memstore.New()}
-	f.down.Store(true)
+	f := idemtest.NewFaulty(memstore.New())
+	f.On("PutIfAbsent", idemtest.Fail(errDown))
+	f.On("CompareAndSwap", idemtest.Fail(errDown))
 	o := &orders{}
 	h := idemhttp.Middleware(f)(o)
 	w := send(t, h, req{key: "k"})
@@ -246,25 +226,39 @@ func TestStoreDown(t *testing.T) {
 // TestLeaseLost: the store stops accepting lease extensions while the
 // handler runs; once the lease has passed, the handler's context is
 // cancelled with a cause matching idem.ErrLeaseLost, so it can stop
-// before a second owner duplicates its work.
+// before a second owner duplicates its work. On synctest's fake clock: a
+// 150ms lease is extended every 50ms, so the third failed extension, at
+// 150ms, finds the lease passed.
 func TestLeaseLost(t *testing.T) {
-	f := &failing{Store: memstore.New()}
-	cause := make(chan error, 1)
-	h := idemhttp.Middleware(f, idemhttp.WithLease(150*time.Millisecond))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.cas.Store(true)
-		select {
-		case <-r.Context().Done():
-			cause <- context.Cause(r.Context())
-		case <-time.After(5 * time.Second):
-			cause <- nil
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 150 * time.Millisecond
+		f := idemtest.NewFaulty(memstore.New())
+		type lost struct {
+			cause error
+			after time.Duration
 		}
-		f.cas.Store(false)
-		w.WriteHeader(http.StatusCreated)
-	}))
-	send(t, h, req{key: "k"})
-	if err := <-cause; !errors.Is(err, idem.ErrLeaseLost) {
-		t.Errorf("handler context cause: got %v, want idem.ErrLeaseLost", err)
-	}
+		got := make(chan lost, 1)
+		h := idemhttp.Middleware(f, idemhttp.WithLease(lease))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.On("CompareAndSwap", idemtest.Fail(errDown)) // extensions fail from now on
+			start := time.Now()
+			select {
+			case <-r.Context().Done():
+				got <- lost{context.Cause(r.Context()), time.Since(start)}
+			case <-time.After(5 * time.Second):
+				got <- lost{nil, time.Since(start)}
+			}
+			f.On("CompareAndSwap", nil)
+			w.WriteHeader(http.StatusCreated)
+		}))
+		send(t, h, req{key: "k"})
+		l := <-got
+		if !errors.Is(l.cause, idem.ErrLeaseLost) {
+			t.Errorf("handler context cause: got %v, want idem.ErrLeaseLost", l.cause)
+		}
+		if l.after != lease {
+			t.Errorf("handler context cancelled after %v, want %v (when the lease passed)", l.after, lease)
+		}
+	})
 }
 
 // TestLeaseExtended: a handler that runs for several leases keeps its key;

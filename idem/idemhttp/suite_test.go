@@ -2,8 +2,10 @@ package idemhttp_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -266,16 +268,33 @@ func testInFlight409(t *testing.T, s idem.Store) {
 	wantRuns(t, o, 1)
 }
 
+// testInFlightWait: a duplicate that finds the key in progress waits for
+// the first request and replays its response. The first request is held
+// until the duplicate's claim has found the key in progress (its
+// PutIfAbsent refused because the key exists), so the duplicate is on the
+// waiting path, whatever the store's speed.
 func testInFlightWait(t *testing.T, s idem.Store) {
+	fs := idemtest.NewFaulty(s)
+	seen := make(chan struct{}, 1)
+	fs.On("PutIfAbsent", func(ctx context.Context, c idemtest.Call, send func() error) error {
+		err := send()
+		if ce := (*idem.ConflictError)(nil); errors.As(err, &ce) && ce.Exists {
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+		}
+		return err
+	})
 	o := &orders{gate: make(chan struct{}), started: make(chan struct{})}
-	h := idemhttp.Middleware(s, idemhttp.WithWait(30*time.Second))(o)
+	h := idemhttp.Middleware(fs, idemhttp.WithWait(30*time.Second))(o)
 	key := rand.Text()
 	first := make(chan *httptest.ResponseRecorder)
 	go func() { first <- send(t, h, req{key: key, body: "a"}) }()
 	<-o.started
 	dup := make(chan *httptest.ResponseRecorder)
 	go func() { dup <- send(t, h, req{key: key, body: "a"}) }()
-	time.Sleep(100 * time.Millisecond) // let the duplicate start waiting
+	<-seen // the duplicate saw the key in progress: it waits
 	close(o.gate)
 	f, d := <-first, <-dup
 	wantStatus(t, d, http.StatusCreated)
