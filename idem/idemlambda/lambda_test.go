@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -52,6 +53,24 @@ func TestWrapNoKey(t *testing.T) {
 	}
 }
 
+// Handlers that do nothing, one of each wrapper's kind.
+func nopOrder(context.Context, order) (receipt, error) { return receipt{}, nil }
+func nopSQS(context.Context, events.SQSMessage) error  { return nil }
+func nopAPI(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
+	return events.APIGatewayProxyResponse{}, nil
+}
+
+// invalidChecker returns a function that fails t unless err, from the
+// call named what, matches idem.ErrInvalid.
+func invalidChecker(t *testing.T) func(what string, err error) {
+	return func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, idem.ErrInvalid) {
+			t.Errorf("%s: got %v, want an error matching idem.ErrInvalid", what, err)
+		}
+	}
+}
+
 // TestBadOptions: a nil store (untyped, or a nil pointer that would panic
 // at the first event), a nil handler or key function, and every invalid
 // option are rejected by each wrapper with an error matching
@@ -59,17 +78,7 @@ func TestWrapNoKey(t *testing.T) {
 func TestBadOptions(t *testing.T) {
 	s := memstore.New()
 	var nilMem *memstore.Store
-	fn := func(ctx context.Context, o order) (receipt, error) { return receipt{}, nil }
-	sqsFn := func(context.Context, events.SQSMessage) error { return nil }
-	apiFn := func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-		return events.APIGatewayProxyResponse{}, nil
-	}
-	wantInvalid := func(what string, err error) {
-		t.Helper()
-		if !errors.Is(err, idem.ErrInvalid) {
-			t.Errorf("%s: got %v, want an error matching idem.ErrInvalid", what, err)
-		}
-	}
+	wantInvalid := invalidChecker(t)
 	for name, opt := range map[string]idemlambda.Option{
 		"retention":       idemlambda.WithRetention(0),
 		"lease":           idemlambda.WithLease(-1),
@@ -78,22 +87,22 @@ func TestBadOptions(t *testing.T) {
 		"lease below min": idemlambda.WithLease(idemlambda.MinLease - 1),
 		"wait":            idemlambda.WithWait(-1),
 	} {
-		_, err := idemlambda.Wrap(s, orderKey, fn, opt)
+		_, err := idemlambda.Wrap(s, orderKey, nopOrder, opt)
 		wantInvalid("Wrap, "+name, err)
-		_, err = idemlambda.SQS(s, sqsFn, opt)
+		_, err = idemlambda.SQS(s, nopSQS, opt)
 		wantInvalid("SQS, "+name, err)
-		_, err = idemlambda.APIGateway(s, apiFn, opt)
+		_, err = idemlambda.APIGateway(s, nopAPI, opt)
 		wantInvalid("APIGateway, "+name, err)
 	}
 	for name, st := range map[string]idem.Store{"nil store": nil, "nil pointer store": nilMem} {
-		_, err := idemlambda.Wrap(st, orderKey, fn)
+		_, err := idemlambda.Wrap(st, orderKey, nopOrder)
 		wantInvalid("Wrap, "+name, err)
-		_, err = idemlambda.SQS(st, sqsFn)
+		_, err = idemlambda.SQS(st, nopSQS)
 		wantInvalid("SQS, "+name, err)
-		_, err = idemlambda.APIGateway(st, apiFn)
+		_, err = idemlambda.APIGateway(st, nopAPI)
 		wantInvalid("APIGateway, "+name, err)
 	}
-	_, err := idemlambda.Wrap[order, receipt](s, nil, fn)
+	_, err := idemlambda.Wrap[order, receipt](s, nil, nopOrder)
 	wantInvalid("Wrap, nil key function", err)
 	_, err = idemlambda.Wrap[order, receipt](s, orderKey, nil)
 	wantInvalid("Wrap, nil handler", err)
@@ -101,7 +110,7 @@ func TestBadOptions(t *testing.T) {
 	wantInvalid("SQS, nil handler", err)
 	_, err = idemlambda.APIGateway(s, nil)
 	wantInvalid("APIGateway, nil handler", err)
-	if _, err := idemlambda.Wrap(s, orderKey, fn, idemlambda.WithLease(idemlambda.MinLease)); err != nil {
+	if _, err := idemlambda.Wrap(s, orderKey, nopOrder, idemlambda.WithLease(idemlambda.MinLease)); err != nil {
 		t.Errorf("WithLease(MinLease): %v", err)
 	}
 }
@@ -110,26 +119,16 @@ func TestBadOptions(t *testing.T) {
 // is rejected with an error matching idem.ErrInvalid.
 func TestBadFamilyOptions(t *testing.T) {
 	s := memstore.New()
-	fn := func(ctx context.Context, o order) (receipt, error) { return receipt{}, nil }
-	sqsFn := func(context.Context, events.SQSMessage) error { return nil }
-	apiFn := func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-		return events.APIGatewayProxyResponse{}, nil
-	}
-	wantInvalid := func(what string, err error) {
-		t.Helper()
-		if !errors.Is(err, idem.ErrInvalid) {
-			t.Errorf("%s: got %v, want an error matching idem.ErrInvalid", what, err)
-		}
-	}
-	_, err := idemlambda.SQS(s, sqsFn, idemlambda.WithLogger(nil))
+	wantInvalid := invalidChecker(t)
+	_, err := idemlambda.SQS(s, nopSQS, idemlambda.WithLogger(nil))
 	wantInvalid("SQS, nil logger", err)
-	_, err = idemlambda.APIGateway(s, apiFn, idemlambda.WithLogger(nil))
+	_, err = idemlambda.APIGateway(s, nopAPI, idemlambda.WithLogger(nil))
 	wantInvalid("APIGateway, nil logger", err)
-	_, err = idemlambda.SQS(s, sqsFn, idemlambda.WithMessageKey(nil))
+	_, err = idemlambda.SQS(s, nopSQS, idemlambda.WithMessageKey(nil))
 	wantInvalid("SQS, nil message key", err)
-	_, err = idemlambda.SQS(s, sqsFn, idemlambda.WithValidation[events.SQSMessage](nil))
+	_, err = idemlambda.SQS(s, nopSQS, idemlambda.WithValidation[events.SQSMessage](nil))
 	wantInvalid("SQS, nil validation", err)
-	_, err = idemlambda.WrapValidated(s, orderKey, nil, fn)
+	_, err = idemlambda.WrapValidated(s, orderKey, nil, nopOrder)
 	wantInvalid("WrapValidated, nil validation", err)
 	for name, opt := range map[string]idemlambda.APIGatewayOption{
 		"no methods":     idemlambda.WithMethods(),
@@ -137,7 +136,7 @@ func TestBadFamilyOptions(t *testing.T) {
 		"nil scope":      idemlambda.WithScope(nil),
 		"nil validation": idemlambda.WithValidation[events.APIGatewayProxyRequest](nil),
 	} {
-		_, err = idemlambda.APIGateway(s, apiFn, opt)
+		_, err = idemlambda.APIGateway(s, nopAPI, opt)
 		wantInvalid("APIGateway, "+name, err)
 	}
 }
@@ -189,80 +188,99 @@ func storedLease(t *testing.T, s idem.Store, key string) time.Time {
 }
 
 // TestLeaseFromDeadline: the claim's lease is the invocation's deadline and
-// is not extended.
+// is not extended. On synctest's fake clock: the handler runs for 1.5s of
+// a 2s invocation, past the 667ms at which a heartbeat a third of the lease
+// would have extended it, and the only CompareAndSwap is the completion.
 func TestLeaseFromDeadline(t *testing.T) {
-	s := idemtest.NewCounting(memstore.New())
-	var lease time.Time
-	h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-		lease = storedLease(t, s, "p/"+o.ID)
-		time.Sleep(300 * time.Millisecond)
-		return receipt{}, nil
-	}, idemlambda.WithKeyPrefix("p/"))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	dl, _ := ctx.Deadline()
-	if _, err := h(ctx, order{ID: "o"}); err != nil {
-		t.Fatal(err)
-	}
-	if d := lease.Sub(dl).Abs(); d > 50*time.Millisecond {
-		t.Errorf("lease until %v, deadline %v: %v apart, want the deadline", lease, dl, d)
-	}
-	if c := s.Counts(); c.CompareAndSwap != 1 {
-		t.Errorf("CompareAndSwap calls %d, want 1 (the completion; no extension)", c.CompareAndSwap)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		var lease time.Time
+		h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+			lease = storedLease(t, s, "p/"+o.ID)
+			time.Sleep(1500 * time.Millisecond)
+			return receipt{}, nil
+		}, idemlambda.WithKeyPrefix("p/"))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		dl, _ := ctx.Deadline()
+		if _, err := h(ctx, order{ID: "o"}); err != nil {
+			t.Fatal(err)
+		}
+		if !lease.Equal(dl) {
+			t.Errorf("lease until %v, want the deadline %v", lease, dl)
+		}
+		if c := s.Counts(); c.CompareAndSwap != 1 {
+			t.Errorf("CompareAndSwap calls %d, want 1 (the completion; no extension)", c.CompareAndSwap)
+		}
+	})
+}
 
-	// WithLease: fixed, and extended while the handler runs.
-	s.Reset()
-	h, _ = idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-		lease = storedLease(t, s, "p/"+o.ID)
-		time.Sleep(400 * time.Millisecond)
-		return receipt{}, nil
-	}, idemlambda.WithKeyPrefix("p/"), idemlambda.WithLease(300*time.Millisecond))
-	start := time.Now()
-	if _, err := h(context.Background(), order{ID: "o2"}); err != nil {
-		t.Fatal(err)
-	}
-	if d := lease.Sub(start); d < 250*time.Millisecond || d > 400*time.Millisecond {
-		t.Errorf("WithLease(300ms): lease %v after the start", d)
-	}
-	if c := s.Counts(); c.CompareAndSwap < 3 {
-		t.Errorf("CompareAndSwap calls %d, want extensions and the completion", c.CompareAndSwap)
-	}
+// TestWithLeaseExtended: WithLease fixes the lease, whatever the deadline,
+// and extends it every third while the handler runs. On synctest's fake
+// clock: a 300ms lease and a handler of 350ms make exactly 3 extensions
+// (at 100ms, 200ms, 300ms), then the completion.
+func TestWithLeaseExtended(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		var lease time.Time
+		h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+			lease = storedLease(t, s, "p/"+o.ID)
+			time.Sleep(350 * time.Millisecond)
+			return receipt{}, nil
+		}, idemlambda.WithKeyPrefix("p/"), idemlambda.WithLease(300*time.Millisecond))
+		start := time.Now()
+		if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); err != nil {
+			t.Fatal(err)
+		}
+		if d := lease.Sub(start); d != 300*time.Millisecond {
+			t.Errorf("WithLease(300ms): lease %v after the start, want 300ms", d)
+		}
+		if c := s.Counts(); c.CompareAndSwap != 4 {
+			t.Errorf("CompareAndSwap calls %d, want 3 extensions and the completion", c.CompareAndSwap)
+		}
+	})
 }
 
 // TestTimedOutInvocationTakenOver: an invocation dies (a timeout, a crash)
 // holding its key. Its retry takes the key over as soon as the dead
-// invocation's deadline has passed.
+// invocation's deadline has passed. On synctest's fake clock: a retry 1ns
+// before the deadline finds the key in progress, one at the deadline takes
+// it over (one CompareAndSwap) and completes it (another).
 func TestTimedOutInvocationTakenOver(t *testing.T) {
-	s := memstore.New()
-	var runs, takeovers atomic.Int64
-	h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-		if l, ok := idem.LeaseFrom(ctx); ok && l.Takeover() {
-			takeovers.Add(1)
+	synctest.Test(t, func(t *testing.T) {
+		s := idemtest.NewCounting(memstore.New())
+		var runs, takeovers atomic.Int64
+		h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
+			if l, ok := idem.LeaseFrom(ctx); ok && l.Takeover() {
+				takeovers.Add(1)
+			}
+			if runs.Add(1) == 1 {
+				runtime.Goexit() // the runtime kills the invocation
+			}
+			return receipt{OrderID: o.ID}, nil
+		})
+		deadline := time.Now().Add(time.Second)
+		go func() {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			h(ctx, order{ID: "o"})
+		}()
+		synctest.Wait()
+		time.Sleep(time.Until(deadline) - time.Nanosecond)
+		if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); !errors.Is(err, idem.ErrInProgress) {
+			t.Fatalf("retry 1ns before the dead invocation's deadline: got %v, want ErrInProgress", err)
 		}
-		if runs.Add(1) == 1 {
-			runtime.Goexit() // the runtime kills the invocation
+		time.Sleep(time.Nanosecond)
+		if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); err != nil {
+			t.Fatalf("retry at the deadline: %v", err)
 		}
-		return receipt{OrderID: o.ID}, nil
+		if runs.Load() != 2 || takeovers.Load() != 1 {
+			t.Errorf("runs %d, takeovers %d: want 2 and 1", runs.Load(), takeovers.Load())
+		}
+		if c := s.Counts(); c.PutIfAbsent != 3 || c.CompareAndSwap != 2 {
+			t.Errorf("store calls %+v, want 3 PutIfAbsent (one per invocation), 2 CompareAndSwap (the takeover, the completion)", c)
+		}
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		h(ctx, order{ID: "o"})
-	}()
-	<-done
-	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); !errors.Is(err, idem.ErrInProgress) {
-		t.Fatalf("retry before the dead invocation's deadline: got %v, want ErrInProgress", err)
-	}
-	time.Sleep(1100 * time.Millisecond)
-	if _, err := h(invocation(t, 10*time.Second), order{ID: "o"}); err != nil {
-		t.Fatalf("retry after the deadline: %v", err)
-	}
-	if runs.Load() != 2 || takeovers.Load() != 1 {
-		t.Errorf("runs %d, takeovers %d: want 2 and 1", runs.Load(), takeovers.Load())
-	}
 }
 
 func TestSQSMessageKey(t *testing.T) {
@@ -376,15 +394,11 @@ func TestAPIGatewayReleases(t *testing.T) {
 	}
 }
 
-type downStore struct{ idem.Store }
-
-func (downStore) PutIfAbsent(context.Context, string, []byte, time.Duration) (idem.Item, error) {
-	return idem.Item{}, errors.New("connection refused")
-}
-
 func TestAPIGatewayStoreDown(t *testing.T) {
 	a := &api{}
-	h, _ := idemlambda.APIGateway(downStore{memstore.New()}, a.handle)
+	down := idemtest.NewFaulty(memstore.New())
+	down.On("PutIfAbsent", idemtest.Fail(errors.New("connection refused")))
+	h, _ := idemlambda.APIGateway(down, a.handle)
 	r, err := h(context.Background(), apiRequest("POST", "k", ""))
 	if err != nil || r.StatusCode != http.StatusServiceUnavailable || r.Headers["Retry-After"] == "" || a.runs.Load() != 0 {
 		t.Errorf("store down: %d %v (err %v, runs %d), want 503 with Retry-After and no run", r.StatusCode, r.Headers, err, a.runs.Load())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemlambda"
+	"github.com/idemkit/idemkit/idem/idemtest"
 )
 
 // runSuite runs the wrappers' behaviour tests on the store newStore
@@ -136,6 +137,7 @@ func testWrapErrors(t *testing.T, s idem.Store) {
 }
 
 func testWrapInProgress(t *testing.T, s idem.Store) {
+	f := idemtest.NewFaulty(s)
 	started, release := make(chan struct{}), make(chan struct{})
 	var runs atomic.Int64
 	fn := func(ctx context.Context, o order) (receipt, error) {
@@ -146,8 +148,8 @@ func testWrapInProgress(t *testing.T, s idem.Store) {
 		return receipt{OrderID: o.ID}, nil
 	}
 	p := prefix()
-	h, _ := idemlambda.Wrap(s, orderKey, fn, p)
-	hWait, _ := idemlambda.Wrap(s, orderKey, fn, p, idemlambda.WithWait(20*time.Second))
+	h, _ := idemlambda.Wrap(f, orderKey, fn, p)
+	hWait, _ := idemlambda.Wrap(f, orderKey, fn, p, idemlambda.WithWait(20*time.Second))
 	done := make(chan error)
 	go func() {
 		_, err := h(invocation(t, 20*time.Second), order{ID: "o"})
@@ -159,12 +161,22 @@ func testWrapInProgress(t *testing.T, s idem.Store) {
 	if !errors.As(err, &ip) {
 		t.Fatalf("duplicate in flight: got %v, want *idem.InProgressError", err)
 	}
+	// The waiting duplicate's claim is refused while the first still
+	// runs; only then does the first finish.
+	refused := make(chan error, 1)
+	f.On("PutIfAbsent", idemtest.Times(1, func(ctx context.Context, c idemtest.Call, send func() error) error {
+		err := send()
+		refused <- err
+		return err
+	}))
 	waited := make(chan error)
 	go func() {
 		_, err := hWait(invocation(t, 20*time.Second), order{ID: "o"})
 		waited <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	if err := <-refused; !errors.Is(err, idem.ErrConflict) {
+		t.Errorf("waiting duplicate's claim: got %v, want ErrConflict (the key in progress)", err)
+	}
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
