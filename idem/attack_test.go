@@ -13,91 +13,10 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
 	"github.com/idemkit/idemkit/idem/saga"
 )
-
-// atkHook runs around one call of a Store operation: n counts the calls of
-// that operation from 1, and send delegates the call to the store (at most
-// once; if the hook never calls it, the call is delegated after the hook
-// returns nil). A non-nil return replaces the store's answer. A hook can
-// so lose a response after delegating, answer without delegating, delegate
-// late (keep send and call it after a competitor ran), or run a competitor
-// inside the gap.
-type atkHook func(ctx context.Context, n int, send func() error) error
-
-// atkStore wraps a Store with a hook per operation.
-type atkStore struct {
-	idem.Store
-	mu    sync.Mutex
-	hooks map[string]atkHook
-	calls map[string]int
-}
-
-func newAtk(s idem.Store) *atkStore {
-	return &atkStore{Store: s, hooks: map[string]atkHook{}, calls: map[string]int{}}
-}
-
-func (a *atkStore) on(op string, h atkHook) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.hooks[op] = h
-}
-
-func (a *atkStore) count(op string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.calls[op]
-}
-
-// run counts the call and runs op's hook around send. A competitor inside
-// a gap goes straight to the wrapped store (s.Store) unless the test wants
-// it hooked too.
-func (a *atkStore) run(ctx context.Context, op string, send func() error) error {
-	a.mu.Lock()
-	a.calls[op]++
-	n := a.calls[op]
-	h := a.hooks[op]
-	a.mu.Unlock()
-	sent := false
-	once := func() error {
-		if sent {
-			return errors.New("attack: send called twice")
-		}
-		sent = true
-		return send()
-	}
-	if h != nil {
-		if herr := h(ctx, n, once); herr != nil {
-			return herr
-		}
-	}
-	if !sent {
-		return once()
-	}
-	return nil
-}
-
-func (a *atkStore) Get(ctx context.Context, key string) (it idem.Item, err error) {
-	if herr := a.run(ctx, "Get", func() error { it, err = a.Store.Get(ctx, key); return err }); herr != nil {
-		return idem.Item{}, herr
-	}
-	return it, err
-}
-
-func (a *atkStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (it idem.Item, err error) {
-	if herr := a.run(ctx, "PutIfAbsent", func() error { it, err = a.Store.PutIfAbsent(ctx, key, value, ttl); return err }); herr != nil {
-		return idem.Item{}, herr
-	}
-	return it, err
-}
-
-func (a *atkStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (it idem.Item, err error) {
-	if herr := a.run(ctx, "CompareAndSwap", func() error { it, err = a.Store.CompareAndSwap(ctx, key, version, value, ttl); return err }); herr != nil {
-		return idem.Item{}, herr
-	}
-	return it, err
-}
 
 // TestAttackSuccessAfterLocalLeaseLossRunsTwice: the heartbeat's
 // extensions fail for a whole lease (the store unreachable: a plain error
@@ -108,28 +27,20 @@ func (a *atkStore) CompareAndSwap(ctx context.Context, key string, version int64
 // heartbeat; the outage starts inside fn and ends when fn sees its context
 // cancelled.
 func TestAttackSuccessAfterLocalLeaseLossRunsTwice(t *testing.T) {
-	for _, mode := range []string{"unreachable", "extensions-applied-responses-lost"} {
+	for mode, outage := range map[string]idemtest.Hook{
+		"unreachable":                       idemtest.Fail(errors.New("attack: connection refused")),
+		"extensions-applied-responses-lost": idemtest.Lose,
+	} {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := newAtk(memstore.New())
-				var outage atomic.Bool
-				s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-					if !outage.Load() {
-						return nil
-					}
-					if mode == "unreachable" {
-						return errors.New("attack: connection refused")
-					}
-					_ = send()
-					return lostResponse("CompareAndSwap")
-				})
+				s := idemtest.NewFaulty(memstore.New())
 				opts := []idem.Option{idem.WithLease(300 * time.Millisecond)}
 				var runs atomic.Int32
 				fn := func(ctx context.Context) (int, error) {
 					runs.Add(1)
-					outage.Store(true)
+					s.On("CompareAndSwap", outage) // every extension from here on
 					<-ctx.Done()
-					outage.Store(false)
+					s.On("CompareAndSwap", nil)
 					return 7, nil // the work is done; the result is good
 				}
 				v, err := idem.Do(context.Background(), s, "k", fn, opts...)
@@ -155,20 +66,16 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 		t.Run(op, func(t *testing.T) {
 			ctx := context.Background()
 			clk := newFakeClock()
-			s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
+			s := idemtest.NewFaulty(memstore.New(memstore.WithClock(clk.Now)))
 			opts := []idem.Option{idem.WithClock(clk.Now), idem.WithRetention(time.Minute), idem.WithLease(time.Second)}
 			a, _, err := idem.Claim(ctx, s, "k", opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var b *idem.Lease
-			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-				if n != 1 {
-					return nil
-				}
-				if err := send(); err != nil {
-					return err
-				}
+			// A's write (the first CompareAndSwap) applies; b claims in the
+			// gap; A's response is lost.
+			s.On("CompareAndSwap", idemtest.Times(1, lostWith(func(ctx context.Context) {
 				if op == "Complete" {
 					clk.Advance(2 * time.Minute) // the completion's retention passes
 				}
@@ -176,8 +83,7 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 				if b, _, cerr = idem.Claim(ctx, s.Store, "k", opts...); cerr != nil || b == nil {
 					t.Errorf("competitor's claim in the gap: %v, %v", b, cerr)
 				}
-				return lostResponse("CompareAndSwap")
-			})
+			})))
 			if op == "Release" {
 				err = a.Release(ctx)
 			} else {
@@ -206,21 +112,8 @@ func TestAttackLeaseWriteAnsweredLostAfterCompetitor(t *testing.T) {
 func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s := newAtk(memstore.New(memstore.WithClock(clk.Now)))
+	s := idemtest.NewFaulty(memstore.New(memstore.WithClock(clk.Now)))
 	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithRetention(time.Minute), idem.WithLease(time.Second)}
-	stale := func(stage string, a *idem.Lease) {
-		t.Helper()
-		for name, w := range map[string]func() error{
-			"Extend":   func() error { return a.Extend(ctx, time.Hour) },
-			"Complete": func() error { return a.Complete(ctx, []byte(`"stale"`)) },
-			"Fail":     func() error { return a.CompleteError(ctx, "stale", "stale") },
-			"Release":  func() error { return a.Release(ctx) },
-		} {
-			if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
-				t.Errorf("%s: stale %s: got %v, want ErrLeaseLost", stage, name, err)
-			}
-		}
-	}
 	a, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -230,37 +123,16 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Second)
-	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-		_ = send()
-		return lostResponse("CompareAndSwap") // B's takeover
-	})
+	s.On("CompareAndSwap", idemtest.Lose) // B's takeover
 	b, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil || b == nil || !b.Takeover() {
 		t.Fatalf("B's takeover: %v, %v", b, err)
 	}
-	s.on("CompareAndSwap", nil)
-	stale("after B's takeover", a)
-	var c *idem.Lease
-	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-		_ = send() // B's release
-		s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-			_ = send()
-			return lostResponse("CompareAndSwap") // C's claim of the tombstone
-		})
-		var cerr error
-		if c, _, cerr = idem.Claim(ctx, s, "k", opts...); cerr != nil {
-			t.Errorf("C's claim: %v", cerr)
-		}
-		s.on("CompareAndSwap", nil)
-		return lostResponse("CompareAndSwap")
-	})
-	berr := b.Release(ctx)
-	t.Logf("B's release answered %v", berr)
-	if c == nil {
-		t.Fatal("no C")
-	}
-	stale("over C's claim", a)
-	stale("over C's claim", b)
+	s.On("CompareAndSwap", nil)
+	requireFenced(t, "after B's takeover", a)
+	c := releaseWithClaimInGap(t, s, b, opts)
+	requireFenced(t, "over C's claim", a)
+	requireFenced(t, "over C's claim", b)
 	if _, _, err := idem.Claim(ctx, s, "k", opts...); !errors.Is(err, idem.ErrInProgress) {
 		t.Fatalf("D while C runs: %v, want ErrInProgress", err)
 	}
@@ -272,7 +144,7 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	if err != nil || e == nil {
 		t.Fatalf("E's fresh claim: %v, %v", e, err)
 	}
-	stale("over E's fresh incarnation", a)
+	requireFenced(t, "over E's fresh incarnation", a)
 	if err := e.Complete(ctx, []byte(`"e"`)); err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +153,40 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	if _, _, err := idem.Claim(ctx, s, "k2", opts...); err != nil {
 		t.Fatal(err)
 	}
-	stale("k2 over a fresh incarnation", a2)
+	requireFenced(t, "k2 over a fresh incarnation", a2)
+}
+
+// releaseWithClaimInGap: b's Release applies and its response is lost; in
+// the gap C claims the tombstone through s, and the response to C's claim
+// is lost too. It returns C's lease.
+func releaseWithClaimInGap(t *testing.T, s *idemtest.Faulty, b *idem.Lease, opts []idem.Option) *idem.Lease {
+	t.Helper()
+	var c *idem.Lease
+	s.On("CompareAndSwap", lostWith(func(ctx context.Context) { // b's release
+		s.On("CompareAndSwap", idemtest.Lose) // C's claim of the tombstone
+		var err error
+		if c, _, err = idem.Claim(ctx, s, "k", opts...); err != nil {
+			t.Errorf("C's claim: %v", err)
+		}
+		s.On("CompareAndSwap", nil)
+	}))
+	berr := b.Release(context.Background())
+	t.Logf("B's release answered %v", berr)
+	if c == nil {
+		t.Fatal("no C")
+	}
+	return c
+}
+
+// requireFenced tries every write a stalled owner may still attempt
+// (staleOps) with l; each must fail with ErrLeaseLost.
+func requireFenced(t *testing.T, stage string, l *idem.Lease) {
+	t.Helper()
+	for name, w := range staleOps(context.Background(), l) {
+		if err := w(); !errors.Is(err, idem.ErrLeaseLost) {
+			t.Errorf("%s: stale %s: got %v, want ErrLeaseLost", stage, name, err)
+		}
+	}
 }
 
 // TestAttackCompleteLostDuplicateInGap: Complete applies and its response
@@ -293,26 +198,26 @@ func TestAttackCompleteLostDuplicateInGap(t *testing.T) {
 	for _, delegated := range []bool{true, false} {
 		t.Run(fmt.Sprint("delegated=", delegated), func(t *testing.T) {
 			ctx := context.Background()
-			s := newAtk(memstore.New())
+			s := idemtest.NewFaulty(memstore.New())
 			var runs atomic.Int32
 			fn := func(context.Context) (int32, error) { return 100 + runs.Add(1), nil }
 			var dup int32
 			var duperr error
-			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-				if n > 2 {
-					return nil
-				}
-				if delegated {
-					if n > 1 {
-						return nil
+			duplicate := func(ctx context.Context) { dup, duperr = idem.Do(ctx, s.Store, "k", fn) }
+			if delegated {
+				// Complete applies, the duplicate runs in the gap, the
+				// response is lost.
+				s.On("CompareAndSwap", idemtest.Times(1, lostWith(duplicate)))
+			} else {
+				// Complete's first attempt is lost before it is sent, with
+				// the duplicate meanwhile; so is the second; the third applies.
+				s.On("CompareAndSwap", idemtest.Times(2, func(ctx context.Context, c idemtest.Call, send func() error) error {
+					if c.N == 1 {
+						duplicate(ctx)
 					}
-					_ = send()
-				}
-				if n == 1 {
-					dup, duperr = idem.Do(ctx, s.Store, "k", fn)
-				}
-				return lostResponse("CompareAndSwap")
-			})
+					return idemtest.Drop(ctx, c, send)
+				}))
+			}
 			v, err := idem.Do(ctx, s, "k", fn)
 			if err != nil || runs.Load() != 1 {
 				t.Fatalf("owner: %v, %v; runs %d", v, err, runs.Load())
@@ -337,24 +242,15 @@ func TestAttackCompleteLostDuplicateInGap(t *testing.T) {
 // caller's error.
 func TestAttackClaimHangUpLostResponses(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := newAtk(memstore.New())
-	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
-		_ = send()
-		cancel()
-		return lostResponse("PutIfAbsent")
-	})
-	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
-		if n == 1 {
-			_ = send()
-			return lostResponse("CompareAndSwap")
-		}
-		return nil
-	})
+	s := idemtest.NewFaulty(memstore.New())
+	// Every claim applies, the caller hangs up, the response is lost.
+	s.On("PutIfAbsent", lostWith(func(context.Context) { cancel() }))
+	s.On("CompareAndSwap", idemtest.Times(1, idemtest.Lose)) // the first release
 	l, rec, err := idem.Claim(ctx, s, "k")
 	if !errors.Is(err, context.Canceled) || l != nil || rec != nil {
 		t.Fatalf("hung-up claim: %v, %v, %v", l, rec, err)
 	}
-	s.on("PutIfAbsent", nil)
+	s.On("PutIfAbsent", nil)
 	l, _, err = idem.Claim(context.Background(), s, "k")
 	if err != nil || l == nil {
 		t.Fatalf("next caller: %v, %v; want the key free", l, err)
@@ -368,18 +264,18 @@ func TestAttackClaimHangUpLostResponses(t *testing.T) {
 // (ErrConflict) after a burst of back-to-back writes.
 func TestAttackClaimUnknownWithoutDelegating(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newAtk(memstore.New())
-		s.on("PutIfAbsent", func(context.Context, int, func() error) error {
-			return lostResponse("PutIfAbsent")
-		})
+		f := idemtest.NewFaulty(memstore.New())
+		f.On("PutIfAbsent", idemtest.Drop)
+		s := idemtest.NewCounting(f)
 		start := time.Now()
 		_, _, err := idem.Claim(context.Background(), s, "k")
-		t.Logf("Claim: %v after %d writes in %v", err, s.count("PutIfAbsent"), time.Since(start))
+		writes := s.Counts().PutIfAbsent
+		t.Logf("Claim: %v after %d writes in %v", err, writes, time.Since(start))
 		if errors.Is(err, idem.ErrConflict) || !errors.Is(err, idem.ErrUnknownOutcome) {
 			t.Errorf("got %v, want an error matching ErrUnknownOutcome, not ErrConflict", err)
 		}
-		if s.count("PutIfAbsent") > 1 && time.Since(start) == 0 {
-			t.Errorf("%d writes back to back, no pause between them", s.count("PutIfAbsent"))
+		if writes > 1 && time.Since(start) == 0 {
+			t.Errorf("%d writes back to back, no pause between them", writes)
 		}
 	})
 }
@@ -395,7 +291,7 @@ func TestAttackAddLostResponses(t *testing.T) {
 	for _, mode := range []string{"applied", "not-delegated", "delivered-late"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
-			s := newAtk(memstore.New())
+			s := idemtest.NewFaulty(memstore.New())
 			if _, _, err := (idem.Counter{Store: s, Key: "c", Window: 3}).Add(ctx, "seed", 1); err != nil {
 				t.Fatal(err)
 			}
@@ -403,24 +299,24 @@ func TestAttackAddLostResponses(t *testing.T) {
 			if mode == "delivered-late" {
 				competitors = 1
 			}
-			var late func() error
-			s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-				if n != 1 {
-					return nil
-				}
-				switch mode {
-				case "applied":
-					_ = send()
-				case "delivered-late":
-					late = send
-				}
+			others := func(ctx context.Context) {
 				for i := range competitors {
 					if _, _, err := (idem.Counter{Store: s.Store, Key: "c", Window: 3}).Add(ctx, fmt.Sprint("other", i), 10); err != nil {
 						t.Error(err)
 					}
 				}
-				return lostResponse("CompareAndSwap")
-			})
+			}
+			var late func() error
+			hook := map[string]idemtest.Hook{
+				"applied":       lostWith(others),
+				"not-delegated": droppedWith(others),
+				"delivered-late": func(ctx context.Context, c idemtest.Call, send func() error) error {
+					late = send // kept, and sent after Add's answer
+					others(ctx)
+					return idemtest.Drop(ctx, c, send)
+				},
+			}[mode]
+			s.On("CompareAndSwap", idemtest.Times(1, hook)) // Add's first write
 			total, applied, err := idem.Counter{Store: s, Key: "c", Window: 3}.Add(ctx, "mine", 100)
 			t.Logf("Add: %d, %v, %v", total, applied, err)
 			if late != nil {
@@ -450,17 +346,12 @@ func TestAttackAddLostResponses(t *testing.T) {
 // the competitor's answer must stand, and a third caller must replay it.
 func TestAttackPanicReleaseLostResponse(t *testing.T) {
 	ctx := context.Background()
-	s := newAtk(memstore.New())
-	s.on("CompareAndSwap", func(ctx context.Context, n int, send func() error) error {
-		if n != 1 {
-			return nil
-		}
-		_ = send()
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("CompareAndSwap", idemtest.Times(1, lostWith(func(ctx context.Context) { // the release
 		if v, err := idem.Do(ctx, s.Store, "k", func(context.Context) (string, error) { return "b", nil }); err != nil || v != "b" {
 			t.Errorf("competitor in the gap: %v, %v", v, err)
 		}
-		return lostResponse("CompareAndSwap")
-	})
+	})))
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -503,21 +394,6 @@ func TestAttackGoexitKeepsClaim(t *testing.T) {
 	}
 }
 
-// atkLossy loses the response of every third write after delegating it.
-func atkLossy(s *atkStore) {
-	h := func(op string) atkHook {
-		return func(_ context.Context, n int, send func() error) error {
-			if n%3 != 0 {
-				return nil
-			}
-			_ = send()
-			return lostResponse(op)
-		}
-	}
-	s.on("PutIfAbsent", h("PutIfAbsent"))
-	s.on("CompareAndSwap", h("CompareAndSwap"))
-}
-
 // TestAttackConcurrentDuplicatesLossyStore: eight duplicates of Do, and of
 // Once sharing one option slice with spare capacity, race on one key with
 // WithWait while every third write loses its response after applying
@@ -525,8 +401,9 @@ func atkLossy(s *atkStore) {
 // once, every Do gets the same answer, exactly one Once reports ran.
 func TestAttackConcurrentDuplicatesLossyStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newAtk(memstore.New())
-		atkLossy(s)
+		s := idemtest.NewFaulty(memstore.New())
+		s.On("PutIfAbsent", everyThirdLost)
+		s.On("CompareAndSwap", everyThirdLost)
 		base := make([]idem.Option, 0, 8)
 		base = append(base, idem.WithWait(time.Minute), idem.WithLease(300*time.Millisecond))
 		var runs, ran atomic.Int32
@@ -574,7 +451,7 @@ func TestAttackConcurrentDuplicatesLossyStore(t *testing.T) {
 // and no action may run twice.
 func TestAttackSagaAbortLostResponse(t *testing.T) {
 	ctx := context.Background()
-	s := newAtk(memstore.New())
+	s := idemtest.NewFaulty(memstore.New())
 	var book, charge, refund atomic.Int32
 	body := func(ctx context.Context, sg *saga.Saga) error {
 		if _, err := saga.Step(ctx, sg, "book", func(context.Context) (int, error) {
@@ -589,24 +466,21 @@ func TestAttackSagaAbortLostResponse(t *testing.T) {
 		}, nil)
 		return err
 	}
-	s.on("PutIfAbsent", func(_ context.Context, n int, send func() error) error {
-		if n == 4 { // saga, book, charge, abort
-			_ = send()
-			return lostResponse("PutIfAbsent")
+	s.On("PutIfAbsent", func(ctx context.Context, c idemtest.Call, send func() error) error {
+		if c.N != 4 { // saga, book, charge, abort
+			return send()
 		}
-		return nil
+		return idemtest.Lose(ctx, c, send)
 	})
 	err1 := saga.Run(ctx, s, "trip", body)
 	t.Logf("first run: %v", err1)
-	s.on("PutIfAbsent", nil)
-	lostOnce := false
-	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
-		if !lostOnce && refund.Load() == 1 {
-			lostOnce = true
-			_ = send()
-			return lostResponse("CompareAndSwap")
+	s.On("PutIfAbsent", nil)
+	var lostOnce atomic.Bool
+	s.On("CompareAndSwap", func(ctx context.Context, c idemtest.Call, send func() error) error {
+		if refund.Load() != 1 || lostOnce.Swap(true) {
+			return send()
 		}
-		return nil
+		return idemtest.Lose(ctx, c, send) // the first write after the compensation ran
 	})
 	var err error
 	for range 3 {
@@ -666,19 +540,16 @@ func TestAttackWriteAfterCompleteAnswersLost(t *testing.T) {
 // in between must find the key in progress, and the answer must replay.
 func TestAttackExtendLostThenComplete(t *testing.T) {
 	ctx := context.Background()
-	s := newAtk(memstore.New())
+	s := idemtest.NewFaulty(memstore.New())
 	l, _, err := idem.Claim(ctx, s, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.on("CompareAndSwap", func(_ context.Context, n int, send func() error) error {
-		_ = send()
-		return lostResponse("CompareAndSwap")
-	})
+	s.On("CompareAndSwap", idemtest.Lose) // the extension and its resends
 	if err := l.Extend(ctx, time.Minute); !errors.Is(err, idem.ErrUnknownOutcome) {
 		t.Fatalf("Extend with every response lost: %v", err)
 	}
-	s.on("CompareAndSwap", nil)
+	s.On("CompareAndSwap", nil)
 	if _, _, err := idem.Claim(ctx, s, "k"); !errors.Is(err, idem.ErrInProgress) {
 		t.Fatalf("duplicate: %v", err)
 	}

@@ -15,14 +15,15 @@ import (
 // lostWith sends the call, runs inGap, then loses the response: the write
 // applied and a competitor's writes landed before its caller heard about
 // it. inGap writes to the wrapped store (Faulty.Store) unless it wants its
-// own calls hooked too.
+// own calls hooked too. A send that fails answers the caller as it is,
+// without running inGap: a write that did not apply leaves no such gap.
 func lostWith(inGap func(ctx context.Context)) idemtest.Hook {
 	return func(ctx context.Context, c idemtest.Call, send func() error) error {
-		return idemtest.Lose(ctx, c, func() error {
-			err := send()
-			inGap(ctx)
+		if err := send(); err != nil {
 			return err
-		})
+		}
+		// The send Lose makes is inGap's; the caller's went first.
+		return idemtest.Lose(ctx, c, func() error { inGap(ctx); return nil })
 	}
 }
 

@@ -13,56 +13,11 @@ import (
 	"time"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/kernel"
 	"github.com/idemkit/idemkit/idem/memstore"
 	"github.com/idemkit/idemkit/idem/saga"
 )
-
-// hooked wraps a Store: after each write has been delegated, after (if set)
-// sees the operation and the context the write was sent with, may run a
-// competitor in that gap, and returns the error the caller gets instead of
-// the store's answer (nil: the store's answer). That is a response lost or
-// delayed after the write applied, with the competitor's write landing
-// before the caller hears anything.
-type hooked struct {
-	idem.Store
-	after func(ctx context.Context, op string) error
-}
-
-func (h *hooked) hook(ctx context.Context, op string) error {
-	if h.after == nil {
-		return nil
-	}
-	return h.after(ctx, op)
-}
-
-func (h *hooked) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := h.Store.PutIfAbsent(ctx, key, value, ttl)
-	if herr := h.hook(ctx, "PutIfAbsent"); herr != nil {
-		return idem.Item{}, herr
-	}
-	return it, err
-}
-
-func (h *hooked) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	it, err := h.Store.CompareAndSwap(ctx, key, version, value, ttl)
-	if herr := h.hook(ctx, "CompareAndSwap"); herr != nil {
-		return idem.Item{}, herr
-	}
-	return it, err
-}
-
-func (h *hooked) CompareAndDelete(ctx context.Context, key string, version int64) error {
-	err := h.Store.CompareAndDelete(ctx, key, version)
-	if herr := h.hook(ctx, "CompareAndDelete"); herr != nil {
-		return herr
-	}
-	return err
-}
-
-func lostResponse(op string) error {
-	return kernel.Unknown("", op, errors.New("injected: the response was lost after the write applied"))
-}
 
 // fakeClock is a settable clock for leases (idem.WithClock) and for
 // memstore's expiry (memstore.WithClock).
@@ -250,20 +205,21 @@ func TestHeartbeatMustBeShorterThanLease(t *testing.T) {
 // next request gets the key at once, and the first caller's fn never runs.
 func TestClaimCallerHangsUp(t *testing.T) {
 	ctx, hangUp := context.WithCancel(context.Background())
-	s := &hooked{Store: memstore.New()}
-	s.after = func(wctx context.Context, op string) error {
-		if op != "PutIfAbsent" {
-			return nil
-		}
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("PutIfAbsent", func(wctx context.Context, c idemtest.Call, send func() error) error {
+		err := send()
 		hangUp()
-		return wctx.Err() // non-nil only if the write ran on the caller's context
-	}
+		if werr := wctx.Err(); werr != nil { // only if the write ran on the caller's context
+			return werr
+		}
+		return err
+	})
 	ran := 0
 	_, err := idem.Do(ctx, s, "k", func(context.Context) (int, error) { ran++; return 1, nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("first call: got %v, want the caller's cancellation", err)
 	}
-	s.after = nil
+	s.On("PutIfAbsent", nil)
 	got, err := idem.Do(context.Background(), s, "k", func(context.Context) (int, error) { ran++; return 2, nil })
 	if err != nil || got != 2 {
 		t.Fatalf("retry after the hang-up: got %d, %v; want fn to run now", got, err)
@@ -281,15 +237,8 @@ func TestClaimCallerHangsUp(t *testing.T) {
 func TestCompleteSettlesUnknownOutcome(t *testing.T) {
 	ctx := context.Background()
 	t.Run("once", func(t *testing.T) {
-		s := &hooked{Store: memstore.New()}
-		lost := 0
-		s.after = func(_ context.Context, op string) error {
-			if op == "CompareAndSwap" && lost == 0 {
-				lost++
-				return lostResponse(op)
-			}
-			return nil
-		}
+		s := idemtest.NewFaulty(memstore.New())
+		s.On("CompareAndSwap", idemtest.Times(1, idemtest.Lose)) // the completion
 		if got, err := idem.Do(ctx, s, "k", func(context.Context) (int, error) { return 7, nil }); err != nil || got != 7 {
 			t.Fatalf("Do: got %d, %v; want 7 and the completion settled", got, err)
 		}
@@ -299,16 +248,16 @@ func TestCompleteSettlesUnknownOutcome(t *testing.T) {
 		}
 	})
 	t.Run("always", func(t *testing.T) {
-		s := &hooked{Store: memstore.New()}
+		s := idemtest.NewFaulty(memstore.New())
 		lease, _, err := idem.Claim(ctx, s, "k")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.after = func(_ context.Context, op string) error { return lostResponse(op) }
+		s.On("CompareAndSwap", idemtest.Lose) // the completion and every resend
 		if err := lease.Complete(ctx, []byte(`7`)); !errors.Is(err, idem.ErrUnknownOutcome) {
 			t.Fatalf("Complete whose every answer is lost: got %v, want ErrUnknownOutcome", err)
 		}
-		s.after = nil
+		s.On("CompareAndSwap", nil)
 		if err := lease.Complete(ctx, []byte(`7`)); err != nil {
 			t.Fatalf("retry of Complete that finds its own completion: %v", err)
 		}
@@ -382,18 +331,13 @@ func testResultNotStored[T ~string](t *testing.T, s idem.Store, result T) {
 func TestTakeoverRecognisedAfterLostResponse(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s := &hooked{Store: memstore.New()}
+	s := idemtest.NewFaulty(memstore.New())
 	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second)}
 	if _, _, err := idem.Claim(ctx, s, "k", opts...); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Second)
-	s.after = func(_ context.Context, op string) error {
-		if op == "CompareAndSwap" {
-			return lostResponse(op)
-		}
-		return nil
-	}
+	s.On("CompareAndSwap", idemtest.Lose) // the takeover
 	heir, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil || heir == nil {
 		t.Fatalf("takeover: %v", err)
@@ -427,26 +371,23 @@ func TestAddNeverCountsTwice(t *testing.T) {
 			if _, _, err := counter.Add(ctx, "seed", 1); err != nil {
 				t.Fatal(err)
 			}
-			armed := true
-			s := &hooked{Store: inner}
-			s.after = func(_ context.Context, op string) error {
-				if !armed || op != "CompareAndSwap" {
-					return nil
-				}
-				armed = false
+			otherOps := func(context.Context) {
 				for i := range tc.others {
 					if _, _, err := counter.Add(ctx, fmt.Sprint("other-", i), 10); err != nil {
 						t.Fatal(err)
 					}
 				}
-				return lostResponse(op)
 			}
-			var store idem.Store = s
+			// Our first write: sent, its response lost with the others in
+			// the gap; or lost before it is sent while the others land.
+			lost := lostWith(otherOps)
 			if !tc.applied {
-				store = &skipFirstSwap{Store: s}
+				lost = droppedWith(otherOps)
 			}
+			s := idemtest.NewFaulty(inner)
+			s.On("CompareAndSwap", idemtest.Times(1, lost))
 			mine := counter
-			mine.Store = store
+			mine.Store = s
 			total, applied, err := mine.Add(ctx, "mine", 100)
 			final, verr := counter.Value(ctx)
 			if verr != nil {
@@ -469,22 +410,6 @@ func TestAddNeverCountsTwice(t *testing.T) {
 			}
 		})
 	}
-}
-
-// skipFirstSwap drops the first CompareAndSwap before it reaches the store
-// and reports it as lost: a request that never arrived.
-type skipFirstSwap struct {
-	idem.Store
-	done bool
-}
-
-func (s *skipFirstSwap) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if !s.done {
-		s.done = true
-		h := s.Store.(*hooked)
-		return idem.Item{}, h.hook(ctx, "CompareAndSwap")
-	}
-	return s.Store.CompareAndSwap(ctx, key, version, value, ttl)
 }
 
 // TestOnceDoesNotWriteCallerOptions is item 13: Once must not append into
@@ -609,14 +534,8 @@ func TestEncodePanicStoresAnswer(t *testing.T) {
 func TestLateOwnClaimIsRenewed(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s := &hooked{Store: memstore.New()}
-	s.after = func(_ context.Context, op string) error {
-		if op == "PutIfAbsent" {
-			clk.Advance(900 * time.Millisecond)
-			return lostResponse(op)
-		}
-		return nil
-	}
+	s := idemtest.NewFaulty(memstore.New())
+	s.On("PutIfAbsent", lostWith(func(context.Context) { clk.Advance(900 * time.Millisecond) }))
 	opts := []idem.Option{idem.WithClock(clk.Now), idem.WithLease(time.Second)}
 	lease, _, err := idem.Claim(ctx, s, "k", opts...)
 	if err != nil || lease == nil {
@@ -625,7 +544,7 @@ func TestLateOwnClaimIsRenewed(t *testing.T) {
 	if want := clk.Now().Add(time.Second); lease.Until().Before(want) {
 		t.Fatalf("lease until %v, want renewed to %v", lease.Until(), want)
 	}
-	s.after = nil
+	s.On("PutIfAbsent", nil)
 	clk.Advance(500 * time.Millisecond) // the first lease has passed, the renewed one has not
 	if _, _, err := idem.Claim(ctx, s, "k", opts...); !errors.Is(err, idem.ErrInProgress) {
 		t.Fatalf("duplicate: got %v, want ErrInProgress", err)
