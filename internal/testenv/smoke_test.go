@@ -183,8 +183,17 @@ func TestDynamoDBCapabilities(t *testing.T) {
 // casRace has 8 goroutines increment one counter 10 times each by compare-and-swap
 // (UpdateItem conditioned on the value read). On a server whose conditional writes are atomic,
 // the final value equals the number of successful swaps; a check-then-act server loses some.
+//
+// A write whose answer is an error other than a refused condition (a timeout, a
+// 5xx, a cut connection) may or may not have applied, so it is counted as
+// uncertain: the counter must end between the acknowledged swaps and those plus
+// the uncertain ones. Below is a lost update, above a refused write that applied. The client
+// gets no SDK retries here: a resend of an applied write answers "condition
+// failed", and would hide a swap that landed (the probe once read "80 swaps,
+// counter 81" on a loaded machine for that reason).
 func casRace(t *testing.T, c *dynamodb.Client, table string) error {
 	ctx := t.Context()
+	noRetries := func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 }
 	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "counter"}}
 	if _, err := c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
 		"pk": key["pk"], "n": &types.AttributeValueMemberN{Value: "0"},
@@ -193,7 +202,7 @@ func casRace(t *testing.T, c *dynamodb.Client, table string) error {
 	}
 	const workers, each = 8, 10
 	var wg sync.WaitGroup
-	var swaps atomic.Int64
+	var swaps, uncertain atomic.Int64
 	errs := make(chan error, workers)
 	for range workers {
 		wg.Go(func() {
@@ -213,14 +222,15 @@ func casRace(t *testing.T, c *dynamodb.Client, table string) error {
 						":old": &types.AttributeValueMemberN{Value: old},
 						":new": &types.AttributeValueMemberN{Value: strconv.Itoa(n + 1)},
 					},
-				})
+				}, noRetries)
 				var ccf *types.ConditionalCheckFailedException
 				switch {
 				case err == nil:
 					swaps.Add(1)
 					done++
-				case !errors.As(err, &ccf):
-					errs <- err
+				case errors.As(err, &ccf):
+				case uncertain.Add(1) > workers*each:
+					errs <- fmt.Errorf("more uncertain writes than the race has steps: %w", err)
 					return
 				}
 			}
@@ -235,8 +245,13 @@ func casRace(t *testing.T, c *dynamodb.Client, table string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.Item["n"].(*types.AttributeValueMemberN).Value; got != strconv.FormatInt(swaps.Load(), 10) {
-		return fmt.Errorf("%d compare-and-swaps succeeded but the counter is %s: concurrent conditional writes lost updates", swaps.Load(), got)
+	got, _ := strconv.ParseInt(out.Item["n"].(*types.AttributeValueMemberN).Value, 10, 64)
+	if got < swaps.Load() || got > swaps.Load()+uncertain.Load() {
+		return fmt.Errorf("%d compare-and-swaps succeeded and %d were uncertain, but the counter is %d: concurrent conditional writes lost updates",
+			swaps.Load(), uncertain.Load(), got)
+	}
+	if uncertain.Load() > 0 {
+		t.Logf("%d writes of uncertain outcome (settled by the counter's bounds)", uncertain.Load())
 	}
 	return nil
 }
