@@ -127,9 +127,12 @@ func TestMutantChild(t *testing.T) {
 		t.Fatalf("unknown mutant %q", name)
 	}
 	if !*allMutants {
+		// The watcher must be gone before the test returns: testing marks
+		// t done without a lock, and a t.Failed under way then is a race.
 		done := make(chan struct{})
-		defer close(done)
-		go exitOnFailure(t, done)
+		var watcher sync.WaitGroup
+		defer func() { close(done); watcher.Wait() }()
+		watcher.Go(func() { exitOnFailure(t, done) })
 	}
 	idemtest.Run(t, func(t *testing.T) idem.Store {
 		if name == "memstore" {
