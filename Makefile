@@ -9,11 +9,11 @@ GO ?= go
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-test: ## Run all tests with the race detector; integration tests use the servers in IDEM_* env vars, else skip (fail with IDEM_REQUIRE_SERVERS=1)
-	$(GO) test -race -count=1 -timeout 30m ./...
+test: ## Run all tests with the race detector, 8 parallel tests a package (most wait on servers and leases); integration tests use the servers in IDEM_* env vars, else skip (fail with IDEM_REQUIRE_SERVERS=1)
+	$(GO) test -race -count=1 -parallel 8 -timeout 30m ./...
 
 test-integration: services-up ## Start Cassandra, moto and ministack if not running (testenv/), then run all tests against them
-	eval "$$(testenv/env.sh)" && $(GO) test -race -count=1 -timeout 30m ./...
+	eval "$$(testenv/env.sh)" && $(GO) test -race -count=1 -parallel 8 -timeout 30m ./...
 
 services-up: ## Install and start the real test servers on loopback, no Docker (IDEM_PAXOS_VARIANT=v2 for Paxos v2)
 	testenv/up.sh

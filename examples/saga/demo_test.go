@@ -11,9 +11,10 @@ import (
 )
 
 // TestDemo plays every scenario on the embedded store and on each real
-// server, and requires every promise kept.
+// server, and requires every promise kept. On the embedded store the
+// leases it waits out pass at once on synctest's clock.
 func TestDemo(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, s idem.Store) {
+	storetest.EachOnFakeClock(t, func(t *testing.T, s idem.Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		// A 3 s lease: the heartbeat's CompareAndSwap must land within a

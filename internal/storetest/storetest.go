@@ -4,7 +4,8 @@
 //   - Each runs a test on every Store: memstore, a fresh table on each
 //     DynamoDB server and on Cassandra, as internal/testenv finds them (a
 //     missing server skips its subtest, or fails it when
-//     IDEM_REQUIRE_SERVERS=1). DynamoDB and Cassandra are its constructors,
+//     IDEM_REQUIRE_SERVERS=1); EachOnFakeClock runs the memstore subtest on
+//     synctest's clock. DynamoDB and Cassandra are their constructors,
 //     for a test that runs on one backend or builds its own loop (the
 //     adapters' integration tests, the torture runs).
 //   - HangUp wraps a Store to answer a write as a store whose caller gave up
@@ -20,6 +21,7 @@ package storetest
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idemkit/idemkit/cassandra"
@@ -29,17 +31,45 @@ import (
 	"github.com/idemkit/idemkit/internal/testenv"
 )
 
-// Each runs fn as subtests: "memory" on memstore, "dynamodb/NAME" on a fresh
-// table of each DynamoDB server, and "cassandra" on a fresh table of
-// Cassandra.
+// Each runs fn as subtests: "memory" on memstore, then "dynamodb/NAME" on a
+// fresh table of each DynamoDB server and "cassandra" on a fresh table of
+// Cassandra, those in parallel.
 func Each(t *testing.T, fn func(t *testing.T, s idem.Store)) {
-	t.Run("memory", func(t *testing.T) { fn(t, memstore.New()) })
+	each(t, fn, false)
+}
+
+// EachOnFakeClock is Each with the memory subtest inside a testing/synctest
+// bubble, so the leases, back-offs and heartbeats fn waits out pass at once
+// on the fake clock there, while the servers' subtests keep the real one.
+// On memory, fn must start no goroutine that outlives it and use no
+// network (an httptest server keeps the bubble from ever ending).
+func EachOnFakeClock(t *testing.T, fn func(t *testing.T, s idem.Store)) {
+	each(t, fn, true)
+}
+
+func each(t *testing.T, fn func(t *testing.T, s idem.Store), fakeClock bool) {
+	t.Run("memory", func(t *testing.T) {
+		if !fakeClock {
+			fn(t, memstore.New())
+			return
+		}
+		synctest.Test(t, func(t *testing.T) { fn(t, memstore.New()) })
+	})
+	// The servers' subtests run in parallel with each other: they spend
+	// their time waiting on round trips and leases.
 	t.Run("dynamodb", func(t *testing.T) {
+		t.Parallel()
 		for _, srv := range testenv.DynamoDBServers(t) {
-			t.Run(srv.Name, func(t *testing.T) { fn(t, DynamoDB(t, srv)) })
+			t.Run(srv.Name, func(t *testing.T) {
+				t.Parallel()
+				fn(t, DynamoDB(t, srv))
+			})
 		}
 	})
-	t.Run("cassandra", func(t *testing.T) { fn(t, Cassandra(t)) })
+	t.Run("cassandra", func(t *testing.T) {
+		t.Parallel()
+		fn(t, Cassandra(t))
+	})
 }
 
 // DynamoDB returns a Store on a fresh table of srv, deleted when t ends.
