@@ -39,11 +39,12 @@ func TestExamples(t *testing.T) {
 		t.Skip("builds and runs every example")
 	}
 	bin := t.TempDir()
+	build := append([]string{"build", "-o", bin + string(filepath.Separator)}, buildFlags...)
 	for _, ex := range examples {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, ex.dir), "./"+ex.dir).CombinedOutput()
-		if err != nil {
-			t.Fatalf("building examples/%s: %v\n%s", ex.dir, err, out)
-		}
+		build = append(build, "./"+ex.dir)
+	}
+	if out, err := exec.Command("go", build...).CombinedOutput(); err != nil {
+		t.Fatalf("go %v: %v\n%s", build, err, out)
 	}
 	run := func(t *testing.T, name, success string, env []string, args ...string) {
 		t.Helper()
