@@ -36,6 +36,11 @@ type caller struct {
 	// does not return.
 	crash    func()
 	recovery bool // the recovery pass: no failures, no crashes, waits long
+	// killAt, if above 0, makes this caller's killAt-th execution of fn
+	// kill its process mid-work whatever the dice say, so that a run has
+	// a self-kill even when the random ones do not come up.
+	killAt int
+	runs   int // executions of fn by this caller
 }
 
 // call submits t once, records the answer and returns its error.
@@ -124,7 +129,8 @@ func (c *caller) outcome(ctx context.Context, t Task, run string) (Record, error
 		end.Ev, end.Err = EvFail, ErrKind(errLeaseGone)
 		return end, fmt.Errorf("%w: %w", errLeaseGone, context.Cause(ctx))
 	}
-	if c.chance(c.plan.KillMid) {
+	c.runs++
+	if c.chance(c.plan.KillMid) || c.runs == c.killAt {
 		c.crashNow(end)
 	}
 	if c.chance(c.plan.FnFail) {
