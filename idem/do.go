@@ -63,12 +63,12 @@ func do[T any](ctx context.Context, s Store, key string, fn func(context.Context
 		return v, true, err
 	}
 	v, err = execute(ctx, lease, cfg, fn)
-	return v, false, finish(ctx, lease, key, v, err)
+	return v, false, finish(ctx, lease, cfg, key, v, err)
 }
 
 // finish stores the answer of fn, which returned v and ferr, and returns
 // Do's error.
-func finish[T any](ctx context.Context, lease *Lease, key string, v T, ferr error) error {
+func finish[T any](ctx context.Context, lease *Lease, cfg *config, key string, v T, ferr error) error {
 	cctx, cancel := detach(ctx)
 	defer cancel()
 	if ferr != nil {
@@ -80,8 +80,12 @@ func finish[T any](ctx context.Context, lease *Lease, key string, v T, ferr erro
 	}
 	if err := lease.Complete(cctx, data); err != nil {
 		err = fmt.Errorf("idem: storing the result for %q: %w", key, err)
-		if errors.Is(err, ErrInvalid) {
+		switch {
+		case errors.Is(err, ErrInvalid):
 			return notStored(cctx, lease, key, err)
+		case cfg.commit != nil && !errors.Is(err, ErrLeaseLost) && !errors.Is(err, ErrUnknownOutcome):
+			// The commit wrote nothing (WithCommit): as if fn had failed.
+			return settleError(cctx, lease, key, err)
 		}
 		return err
 	}

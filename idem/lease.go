@@ -28,6 +28,7 @@ type Lease struct {
 	key      string
 	cfg      *config
 	takeover bool
+	fence    int64 // the version of the claim's own first write
 
 	mu      sync.Mutex
 	version int64
@@ -36,8 +37,27 @@ type Lease struct {
 }
 
 func newLease(s Store, key string, cfg *config, version int64, rec record, takeover bool) *Lease {
-	return &Lease{store: s, key: key, cfg: cfg, version: version, rec: rec, takeover: takeover}
+	return &Lease{store: s, key: key, cfg: cfg, version: version, fence: version, rec: rec, takeover: takeover}
 }
+
+// Fence returns the claim's fence token, for conditional writes to the
+// caller's own rows (see dynamo.FenceCondition and cassandra.FencedUpdate):
+// write it with each row, and refuse a write whose fence is below the
+// row's. Fences strictly increase from claim to claim of a key: a takeover,
+// a claim of a released key, and a claim after the record was deleted or
+// expired each get a higher fence than every claim before, and no two
+// claims of a key share one. So once a later claim's write has landed, no
+// stalled earlier owner's write can land after it.
+//
+// The fence is the version of the claim's own write, which Extend does not
+// change. Within a record's life it increases by construction (every claim
+// swaps over the version before it). After the record is gone it rests on
+// FreshVersion: the new record starts above the old one as long as the
+// clocks of the processes that claimed the key differ by less than the
+// time between the two records' creation, which for Do, Claim and Once is
+// at least the retention (WithRetention), and for a record deleted by hand
+// its age. memstore needs no clock.
+func (l *Lease) Fence() int64 { return l.fence }
 
 // Key returns the claimed key, prefix included.
 func (l *Lease) Key() string { return l.key }
@@ -143,7 +163,7 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 	backoff := newBackoff(10*time.Millisecond, 500*time.Millisecond)
 	settles, adopts := 0, 0
 	for {
-		it, err := l.store.CompareAndSwap(ctx, l.key, l.version, value, ttl)
+		it, err := l.write(ctx, op, value, ttl)
 		var ce *ConflictError
 		switch {
 		case err == nil:
@@ -172,10 +192,23 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 			if err := sleep(ctx, backoff.next()); err != nil {
 				return errors.Join(err, fmt.Errorf("idem: %s %q: %w", op, l.key, ErrUnknownOutcome))
 			}
+		case settles > 0 && !errors.Is(err, ErrUnknownOutcome):
+			// An earlier copy may have applied: this copy's failure says
+			// nothing of it.
+			return unknown(l.key, op, fmt.Errorf("an earlier attempt's response was lost, and the attempt sent again failed: %w", err))
 		default:
 			return err
 		}
 	}
+}
+
+// write sends one copy of a swap: a completion through the claim's Commit
+// (WithCommit) when it has one, anything else to the store.
+func (l *Lease) write(ctx context.Context, op string, value []byte, ttl time.Duration) (Item, error) {
+	if op == "complete" && l.cfg.commit != nil {
+		return l.cfg.commit(ctx, l.key, l.version, value, ttl)
+	}
+	return l.store.CompareAndSwap(ctx, l.key, l.version, value, ttl)
 }
 
 // accept records a write of ours that applied. l.mu must be held.

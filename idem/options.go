@@ -1,6 +1,7 @@
 package idem
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -31,6 +32,7 @@ type config struct {
 	fingerprint []byte
 	now         func() time.Time
 	prefix      string
+	commit      Commit
 }
 
 type updateConfig struct {
@@ -96,6 +98,31 @@ func WithClock(now func() time.Time) Option {
 // WithKeyPrefix("payments/charge/").
 func WithKeyPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
+}
+
+// A Commit writes a claim's completion in place of the store's
+// CompareAndSwap, so that a backend can commit other writes atomically with
+// it (dynamo.DoTx commits the caller's own writes in the same transaction).
+// It is called with the claim's key, its current version, the encoded
+// record and its time to live, and must act as Store.CompareAndSwap of key
+// at version would: apply everything or nothing, and only if the key still
+// holds version; on success return the new item; if the key no longer holds
+// version, return a *ConflictError carrying the current item (Exists false
+// if absent); when it cannot tell whether it applied, an error matching
+// ErrUnknownOutcome (the lease then settles the outcome by sending it
+// again: the version condition lets at most one copy apply). Any other
+// error must mean that nothing was written.
+type Commit func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (Item, error)
+
+// WithCommit makes the claim's completion (Lease.Complete, and so the end
+// of Do and Once) go through commit instead of the store's CompareAndSwap;
+// extensions, releases and stored permanent errors still go to the store.
+// When commit fails with an error that says nothing was written (not a
+// conflict and not an unknown outcome), Do releases the key, so a retry runs
+// fn again, and returns the error. Backends use it to commit the caller's
+// own writes with the result; applications use those (dynamo.DoTx).
+func WithCommit(commit Commit) Option {
+	return func(c *config) { c.commit = commit }
 }
 
 // WithExpiry makes each write of Update expire d after it is made (default:

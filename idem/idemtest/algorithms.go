@@ -310,9 +310,19 @@ func testFenceAcross(t *testing.T, h *harness, between string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fenceA := a.Fence()
+	if err := a.Extend(c, time.Second); err != nil {
+		t.Fatalf("A's extension: %v", err)
+	}
+	if a.Fence() != fenceA {
+		t.Errorf("A's fence moved from %d to %d with an extension; it must stay the claim's", fenceA, a.Fence())
+	}
 	b, _, err := idem.Claim(c, h.store, key, at(2*time.Second), idem.WithLease(time.Second), ttl)
 	if err != nil || b == nil || !b.Takeover() {
 		t.Fatalf("B's takeover: %v, %v", b, err)
+	}
+	if b.Fence() <= a.Fence() {
+		t.Errorf("B took over with fence %d, not above stale A's %d", b.Fence(), a.Fence())
 	}
 	switch between {
 	case "release", "expiry":
@@ -339,6 +349,9 @@ func testFenceAcross(t *testing.T, h *harness, between string) {
 	cl, _, err := idem.Claim(c, h.store, key, later, ttl)
 	if err != nil || cl == nil {
 		t.Fatalf("C's claim: %v, %v", cl, err)
+	}
+	if cl.Fence() <= b.Fence() {
+		t.Errorf("C claimed after %s with fence %d, not above B's %d (and A's %d)", between, cl.Fence(), b.Fence(), a.Fence())
 	}
 	for name, call := range map[string]func() error{
 		"Complete":      func() error { return a.Complete(c, []byte(`"stale"`)) },
