@@ -56,6 +56,9 @@ type fault struct {
 	cut bool
 	// throttle: answer with a 400 ThrottlingException without delivering.
 	throttle bool
+	// reply, if set, is the JSON body of a 400 answered without
+	// delivering: an error DynamoDB returns when it applied nothing.
+	reply string
 	// after runs in the gap a fault opens: once a dropped request has been
 	// delivered, or a cut one has failed, before the SDK sees the failure.
 	// Another writer acts there.
@@ -100,12 +103,15 @@ func (w *wire) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	w.mu.Unlock()
 
+	if f.throttle {
+		f.reply = `{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"injected: rate of requests exceeds the allowed throughput"}`
+	}
 	switch {
-	case f.throttle:
+	case f.reply != "":
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		body := `{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"injected: rate of requests exceeds the allowed throughput"}`
+		body := f.reply
 		return &http.Response{
 			StatusCode: http.StatusBadRequest,
 			Status:     "400 Bad Request",
