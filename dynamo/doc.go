@@ -94,6 +94,55 @@
 //		})
 //	})
 //
+// # Your own writes with the result: DoTx
+//
+// idem.Do guarantees the answer once; the work fn does to other tables is
+// fn's business. DoTx closes that gap on DynamoDB: fn queues its own writes
+// on a *Tx (Put, Update, Delete, ConditionCheck, the SDK's types, any table
+// of the client) and DoTx commits them in one TransactWriteItems with the
+// write that completes the claim, conditioned as CompareAndSwap is on the
+// claim's version:
+//
+//	order, err := dynamo.DoTx(ctx, store, key, func(ctx context.Context, tx *dynamo.Tx) (Order, error) {
+//		o := newOrder(req)
+//		return o, tx.Put(types.Put{TableName: aws.String("orders"), Item: o.item()})
+//	})
+//
+// What it guarantees, and how each case is tested (dynamo/tx_test.go, on
+// moto and ministack):
+//
+//   - Once: fn's writes land together with the stored result or not at
+//     all, so a duplicate (a replay: 1 round trip, no write) never finds
+//     the result without the writes, nor writes twice. A first execution
+//     is 2 round trips: the claim and the transaction.
+//   - Fenced: a worker whose claim was taken over (its lease passed while
+//     it stalled) commits nothing; it gets fn's result with an error
+//     matching idem.ErrLeaseLost, and the new owner's writes stand.
+//   - Nothing half-applies: a write whose condition fails cancels the whole
+//     transaction; DoTx releases the key (a retry runs fn again) and
+//     returns a *TxConditionError naming the write, with the item as the
+//     condition found it. Other cancellations (a conflict with a
+//     concurrent transaction, throttling) are sent again up to three times,
+//     then give a *TxError; the key is released.
+//   - Limits before sending: Tx refuses a write past MaxTxItems-1 (DoTx's
+//     own completion is the hundredth) or past MaxTxBytes (4 MB); a
+//     transaction that passes 4 MB only with the result stores a permanent
+//     error (idem.CodeResultNotStored), as a result too large would.
+//   - Lost responses: settled as other writes are, by one read that finds
+//     the record's token or not; if not, the transaction is sent again and
+//     its version condition lets at most one copy commit (a copy that finds
+//     the record its predecessor committed succeeds). Each request carries a
+//     ClientRequestToken too: DynamoDB (and ministack) answer a resend of the
+//     same request with success without applying it again; moto ignores the
+//     token, and its resend is refused on the version, which proves the
+//     first copy committed.
+//
+// What it does not do: fn's reads are not part of the transaction (check
+// what fn read with a ConditionCheck), and a permanent error (idem.Permanent)
+// is stored without fn's writes. The Store's client must implement
+// TxClient (*dynamodb.Client does). DynamoDB transactions cost twice the
+// capacity of plain writes.
+//
 // # Limits
 //
 // Keys are at most MaxPartitionKeyBytes (2048) bytes, or MaxSortKeyBytes

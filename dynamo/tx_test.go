@@ -293,15 +293,16 @@ func TestDoTxLostResponse(t *testing.T) {
 // response is thrown away. It skips the Store's middleware.
 type resender struct {
 	*dynamodb.Client
-	sent atomic.Int32
+	second error // what the server answered the copy
 }
 
 func (r *resender) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	r.sent.Add(1)
 	if _, err := r.Client.TransactWriteItems(ctx, in); err != nil {
 		return nil, err
 	}
-	return r.Client.TransactWriteItems(ctx, in)
+	out, err := r.Client.TransactWriteItems(ctx, in)
+	r.second = err
+	return out, err
 }
 
 // TestDoTxClientResends: a client that resends the very same request
@@ -325,6 +326,15 @@ func TestDoTxClientResends(t *testing.T) {
 			if owner, writes := order(t, x.c, x.orders, "order-1"); owner != "only" || writes != 1 {
 				t.Errorf("order: owner %q, %d writes; want one write", owner, writes)
 			}
+			var tce *types.TransactionCanceledException
+			_, ignores := srv.Lacks(testenv.CapClientRequestToken)
+			switch {
+			case ignores && !errors.As(r.second, &tce):
+				t.Errorf("the copy: %v; %s ignores ClientRequestToken, want it cancelled on the claim's version", r.second, srv.Name)
+			case !ignores && r.second != nil:
+				t.Errorf("the copy: %v; want the idempotent success of a repeated ClientRequestToken", r.second)
+			}
+			t.Logf("%s answered the copy with %v", srv.Name, r.second)
 		})
 	}
 }
