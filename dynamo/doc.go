@@ -94,6 +94,35 @@
 //		})
 //	})
 //
+// # Fencing your own items
+//
+// A claim's fence (idem.Lease.Fence, from idem.LeaseFrom inside Do's fn)
+// strictly increases from claim to claim of a key: a takeover, a claim
+// after a release, after a delete or an expiry. Write it into your own
+// items with the same conditional write, and a worker that stalled past
+// its lease cannot overwrite what a later claim wrote: condition the write
+// on FenceCondition(attr, fence) (attr absent, or not above the fence),
+// and set attr with FenceUpdate for an UpdateItem or FenceValue in the
+// item for a PutItem. "Not above" lets one claim write its item more than
+// once and resend a write after a lost response. With
+// ReturnValuesOnConditionCheckFailure=ALL_OLD, Fenced tells a refusal by
+// the fence (a later claim has written the item, at the fence it returns)
+// from a refusal by the caller's own conditions combined with it:
+//
+//	fence := lease.Fence()
+//	ex, err := expression.NewBuilder().
+//		WithCondition(dynamo.FenceCondition("fence", fence)).
+//		WithUpdate(dynamo.FenceUpdate(expression.Set(expression.Name("status"), expression.Value("shipped")), "fence", fence)).
+//		Build()
+//	// UpdateItem with ex; then dynamo.Fenced(err, "fence", fence)
+//
+// The fence orders writes, it does not undo them: a stale worker's write
+// that lands before the new owner's first write stands until that write
+// replaces it; once a later claim has written the item, no earlier claim's
+// write lands. It protects only items every claim of the key writes
+// through it. DoTx does better where it applies: a stale worker's writes
+// never land at all.
+//
 // # Your own writes with the result: DoTx
 //
 // idem.Do guarantees the answer once; the work fn does to other tables is

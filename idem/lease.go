@@ -278,8 +278,9 @@ func (l *Lease) lost(op string) error {
 // duration (WithLease) every interval, until stop is called. It returns a
 // context derived from ctx that is cancelled, with a cause matching
 // ErrLeaseLost, once the lease is lost: taken over, or not extended before
-// it passed. Do uses it while fn runs; adapters that hold a Lease from
-// Claim use it while their work runs.
+// it passed, and that carries the lease (LeaseFrom). Do uses it while fn
+// runs; adapters that hold a Lease from Claim use it while their work runs
+// (so an idemhttp handler finds its lease, and its Fence, with LeaseFrom).
 //
 // An interval <= 0 means a third of the lease; one over half the lease is
 // lowered to half, so one late extension does not let the lease pass.
@@ -294,7 +295,7 @@ func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.C
 		every = l.cfg.lease / 3
 	}
 	every = max(min(every, l.cfg.lease/2), time.Millisecond)
-	kctx, cancel := context.WithCancelCause(ctx)
+	kctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, l))
 	bg := context.WithoutCancel(ctx)
 	done := make(chan struct{})
 	quit := make(chan struct{})
@@ -330,9 +331,10 @@ func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.C
 type leaseKey struct{}
 
 // LeaseFrom returns the Lease that Do holds while it runs fn, from fn's
-// context. fn uses it to learn whether it is a takeover (Lease.Takeover: a
-// previous owner died mid-work and may have done part of it) and which
-// attempt it is.
+// context, or the Lease whose KeepAlive made the context. fn uses it to
+// learn whether it is a takeover (Lease.Takeover: a previous owner died
+// mid-work and may have done part of it), which attempt it is, and the
+// fence for its own writes (Lease.Fence).
 func LeaseFrom(ctx context.Context) (*Lease, bool) {
 	l, ok := ctx.Value(leaseKey{}).(*Lease)
 	return l, ok
