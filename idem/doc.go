@@ -74,6 +74,22 @@
 //   - A crash after fn, before completion: as above; the work runs again
 //     after the lease. Make side effects themselves idempotent where a
 //     second run would hurt (pass the key to the payment provider).
+//
+// # Your own writes
+//
+// The guarantees above are about the answer. fn's writes to the caller's
+// own tables are fn's, and a worker that stalled past its lease may still
+// make them after another caller took over. Two tools close that:
+//
+//   - Lease.Fence, a number that rises with every claim of a key (a
+//     takeover, a claim after a release, a delete or an expiry; the bound
+//     is FreshVersion's). Write it with each row and refuse a lower one
+//     (dynamo.FenceCondition, cassandra.FencedUpdate): once a later claim
+//     has written a row, no earlier claim's write lands on it.
+//   - WithCommit, for a backend that can commit the caller's writes with
+//     the completion itself: dynamo.DoTx commits fn's writes and its result
+//     in one DynamoDB transaction conditioned on the claim's version, so
+//     they land once, together, or not at all.
 //   - fn fails: the claim is released and a retry runs fn again, unless the
 //     error is Permanent, in which case it is the stored answer.
 //   - fn's result cannot be stored (it cannot be encoded, or it is over
