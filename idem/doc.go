@@ -74,6 +74,14 @@
 //   - A crash after fn, before completion: as above; the work runs again
 //     after the lease. Make side effects themselves idempotent where a
 //     second run would hurt (pass the key to the payment provider).
+//   - fn fails: the claim is released and a retry runs fn again, unless the
+//     error is Permanent, in which case it is the stored answer.
+//   - fn's result cannot be stored (it cannot be encoded, or it is over
+//     the store's size limit): a permanent error with CodeResultNotStored
+//     is stored instead, so fn never runs again for the key.
+//   - The caller gives up (context cancelled): claims, completion and
+//     release run detached from the caller's context, each with its own
+//     timeout; a claim that lands after the caller left is released.
 //
 // # Your own writes
 //
@@ -90,14 +98,6 @@
 //     the completion itself: dynamo.DoTx commits fn's writes and its result
 //     in one DynamoDB transaction conditioned on the claim's version, so
 //     they land once, together, or not at all.
-//   - fn fails: the claim is released and a retry runs fn again, unless the
-//     error is Permanent, in which case it is the stored answer.
-//   - fn's result cannot be stored (it cannot be encoded, or it is over
-//     the store's size limit): a permanent error with CodeResultNotStored
-//     is stored instead, so fn never runs again for the key.
-//   - The caller gives up (context cancelled): claims, completion and
-//     release run detached from the caller's context, each with its own
-//     timeout; a claim that lands after the caller left is released.
 //
 // # Other helpers
 //
