@@ -185,4 +185,55 @@
 // Larger input, a negative version, and a ttl over 20 years or ending after
 // 2038-01-18T03:14:06Z are rejected with an error matching idem.ErrInvalid
 // before anything is sent.
+//
+// # Fencing your own rows
+//
+// A claim fences the idem record only. A worker that stalls past its lease
+// and wakes after a takeover still has fn's writes to make, and a write to
+// the caller's own table would land over the new owner's. FencedUpdate
+// fences a row of the caller's own table: the table has a bigint fence
+// column, and each write to the row is one lightweight transaction bound
+// with the claim's idem.Lease.Fence,
+//
+//	UPDATE ks.t SET ..., fence = ? WHERE <the row's whole primary key> IF fence <= ?
+//
+// refused with a *FencedError (ErrFenced) that carries the row's fence.
+//
+// What is guaranteed: once a write with fence f has landed on a row, no
+// write with a lower fence lands on it, as long as the row is written only
+// this way and not deleted (an absent row takes any fence). The writes of
+// one claim share its fence and all land, so a claim may write its row
+// more than once, and may send a write whose outcome is unknown again
+// (before it writes the row anything else). Fencing orders writes; it
+// does not undo them: a stalled owner's write that landed before the
+// takeover's is overwritten by it, not refused (A then B: both land). The
+// bound is Lease.Fence's: fences rise by construction within a record's
+// life, and across a record deleted or expired and claimed afresh as long
+// as the claimers' clocks differ by less than the old record's age (for
+// Do, Claim and Once at least the retention).
+//
+// Single partition only. A lightweight transaction, and a conditional
+// BATCH as well, covers one partition of one table, so Cassandra cannot
+// commit the caller's row and the idem record atomically: they are in
+// different partitions. A worker can write its row and crash before Do
+// stores its result; the takeover runs fn again with a higher fence, and
+// its write lands over the first. So write state, not deltas (the entry's
+// amount, not "add 10 to the balance"), and the second write leaves the
+// row as one would; or keep fn's result in the caller's own partition,
+// next to the row, and have fn read it at SERIAL before acting again. Each
+// FencedUpdate writes one row: several rows are several fenced writes,
+// each ordered on its own, none atomic with another.
+//
+// A row that is absent or has a NULL fence (written before the column was
+// fenced) counts as fence 0, below every fence: the first fenced write
+// takes it. Cost: a write to a row that has a fence, landing or refused,
+// is one LWT, one round trip from the client, and inside the cluster four
+// round trips between the coordinator and the replicas with Paxos v1
+// (prepare, read, propose, commit), two with paxos_variant: v2. An absent
+// or NULL-fenced row takes two LWTs: the first statement's refusal, then
+// the same write IF fence = null. An unknown outcome is reported as
+// idem.ErrUnknownOutcome and never resent by FencedUpdate or the driver.
+// The rule of the Store's table holds for the caller's: write a fenced row
+// only with lightweight transactions, since a plain write does not see a
+// Paxos round and can undo the fencing.
 package cassandra
