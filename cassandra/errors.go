@@ -1,9 +1,33 @@
 package cassandra
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
-// ErrContention: a PutIfAbsent or Upsert found the row changing under it
-// (created, deleted, expiring) at every one of the conditional writes it
-// allows itself. Nothing was written; the call can be retried. It takes
+// ErrContention: a PutIfAbsent, an Upsert or a FencedUpdate found the row
+// changing under it (created, deleted, expiring) at every one of the
+// conditional writes it allows itself. Nothing was written; the call can be retried. It takes
 // writers racing on one key in a tight loop to see it.
 var ErrContention = errors.New("cassandra: too much contention")
+
+// ErrFenced: a fenced write was refused because its row carries a higher
+// fence, written by a later claim of the key. Nothing was written. The
+// error is a *FencedError.
+var ErrFenced = errors.New("cassandra: fenced out by a later claim")
+
+// FencedError is the refusal of FencedUpdate: the row's fence is above the
+// write's. It matches ErrFenced.
+type FencedError struct {
+	Table   string         // the FencedWrite's Table
+	Key     map[string]any // a copy of the FencedWrite's Key
+	Fence   int64          // the write's fence
+	Current int64          // the row's fence, above Fence, as the refusal read it
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("cassandra: fenced update of %s: the row's fence %d is above the write's %d: %v",
+		describeRow(e.Table, e.Key), e.Current, e.Fence, ErrFenced)
+}
+
+func (e *FencedError) Unwrap() error { return ErrFenced }

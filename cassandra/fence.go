@@ -15,27 +15,6 @@ import (
 	"github.com/idemkit/idemkit/idem/kernel"
 )
 
-// ErrFenced: a fenced write was refused because its row carries a higher
-// fence, written by a later claim of the key. Nothing was written. The
-// error is a *FencedError.
-var ErrFenced = errors.New("cassandra: fenced out by a later claim")
-
-// FencedError is the refusal of FencedUpdate: the row's fence is above the
-// write's. It matches ErrFenced.
-type FencedError struct {
-	Table   string         // the FencedWrite's Table
-	Key     map[string]any // a copy of the FencedWrite's Key
-	Fence   int64          // the write's fence
-	Current int64          // the row's fence, above Fence, as the refusal read it
-}
-
-func (e *FencedError) Error() string {
-	return fmt.Sprintf("cassandra: fenced update of %s: the row's fence %d is above the write's %d: %v",
-		describeRow(e.Table, e.Key), e.Current, e.Fence, ErrFenced)
-}
-
-func (e *FencedError) Unwrap() error { return ErrFenced }
-
 // DefaultFenceColumn is the fence column of a FencedWrite whose Column is
 // empty.
 const DefaultFenceColumn = "fence"
