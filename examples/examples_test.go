@@ -32,6 +32,7 @@ var examples = []struct {
 	{"lambda", "every payment was charged once and every event credited once", false},
 	{"cassandra-service", "every order was created exactly once", true},
 	{"saga", "every trip was booked or undone exactly once", false},
+	{"orders", "every order was written exactly once", true},
 }
 
 func TestExamples(t *testing.T) {
@@ -74,9 +75,11 @@ func TestExamples(t *testing.T) {
 					t.Run(srv.Name, func(t *testing.T) {
 						// A table of the test's own, which the example
 						// creates (examples/internal/backend) and the test
-						// deletes.
+						// deletes, with the orders example's table next
+						// to it.
 						table := testenv.UniqueName(t, "example")
 						testenv.DeleteTableOnCleanup(t, srv.Client(t), table)
+						testenv.DeleteTableOnCleanup(t, srv.Client(t), table+"_orders")
 						run(t, ex.dir, ex.success, []string{
 							"IDEM_DYNAMODB_ENDPOINTS=" + srv.Name + "=" + srv.Endpoint,
 							"IDEM_DYNAMODB_ENDPOINT=" + srv.Endpoint,

@@ -55,24 +55,9 @@ func Open(ctx context.Context, kind string) (idem.Store, func(), error) {
 }
 
 func openDynamoDB(ctx context.Context) (idem.Store, func(), error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+	client, table, err := DynamoDB(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dynamodb: loading AWS config: %w", err)
-	}
-	endpoint := os.Getenv("IDEM_DYNAMODB_ENDPOINT")
-	if endpoint == "" {
-		if first, _, _ := strings.Cut(os.Getenv("IDEM_DYNAMODB_ENDPOINTS"), ","); first != "" {
-			_, endpoint, _ = strings.Cut(first, "=")
-		}
-	}
-	client := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-	})
-	table := cmp.Or(os.Getenv("IDEM_TABLE"), "idemkit_examples")
-	if err := dynamo.CreateTable(ctx, client, table); err != nil {
-		return nil, nil, fmt.Errorf("dynamodb: table %s at %s: %w", table, cmp.Or(endpoint, "AWS"), err)
+		return nil, nil, err
 	}
 	store, err := dynamo.New(client, table)
 	if err != nil {
@@ -81,14 +66,58 @@ func openDynamoDB(ctx context.Context) (idem.Store, func(), error) {
 	return store, func() {}, nil
 }
 
+// DynamoDB returns a client of the DynamoDB that -store=dynamodb uses and
+// the name of its idem table, created if missing, for an example that
+// needs more than the idem.Store (dynamo.DoTx, its own tables). optFns
+// adjust the client, e.g. to put an http.RoundTripper in front of it.
+func DynamoDB(ctx context.Context, optFns ...func(*dynamodb.Options)) (*dynamodb.Client, string, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("dynamodb: loading AWS config: %w", err)
+	}
+	endpoint := os.Getenv("IDEM_DYNAMODB_ENDPOINT")
+	if endpoint == "" {
+		if first, _, _ := strings.Cut(os.Getenv("IDEM_DYNAMODB_ENDPOINTS"), ","); first != "" {
+			_, endpoint, _ = strings.Cut(first, "=")
+		}
+	}
+	client := dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	}}, optFns...)...)
+	table := cmp.Or(os.Getenv("IDEM_TABLE"), "idemkit_examples")
+	if err := dynamo.CreateTable(ctx, client, table); err != nil {
+		return nil, "", fmt.Errorf("dynamodb: table %s at %s: %w", table, cmp.Or(endpoint, "AWS"), err)
+	}
+	return client, table, nil
+}
+
 func openCassandra(ctx context.Context) (idem.Store, func(), error) {
+	session, table, err := Cassandra(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := cassandra.New(session, table)
+	if err != nil {
+		session.Close()
+		return nil, nil, fmt.Errorf("cassandra: table %s: %w", table, err)
+	}
+	return store, session.Close, nil
+}
+
+// Cassandra returns a session on the Cassandra that -store=cassandra uses
+// and its idem table ("keyspace.table"), created with its keyspace if
+// missing, for an example that needs more than the idem.Store (tables of
+// its own next to the idem table). The caller closes the session.
+func Cassandra(ctx context.Context) (*gocql.Session, string, error) {
 	hosts := strings.Split(cmp.Or(os.Getenv("IDEM_CASSANDRA_HOSTS"), "127.0.0.1:9042"), ",")
 	cluster := gocql.NewCluster(hosts...) // host:port entries are accepted
 	cluster.Timeout = 12 * time.Second
 	cluster.ConnectTimeout = 10 * time.Second
 	session, err := cluster.CreateSession()
 	if err != nil {
-		return nil, nil, fmt.Errorf("cassandra: connecting to %v: %w", hosts, err)
+		return nil, "", fmt.Errorf("cassandra: connecting to %v: %w", hosts, err)
 	}
 	keyspace := cmp.Or(os.Getenv("IDEM_KEYSPACE"), "idemkit_examples")
 	table := keyspace + "." + cmp.Or(os.Getenv("IDEM_TABLE"), "idem")
@@ -97,13 +126,9 @@ func openCassandra(ctx context.Context) (idem.Store, func(), error) {
 	if err == nil {
 		err = cassandra.CreateTable(ctx, session, table)
 	}
-	var store *cassandra.Store
-	if err == nil {
-		store, err = cassandra.New(session, table)
-	}
 	if err != nil {
 		session.Close()
-		return nil, nil, fmt.Errorf("cassandra: table %s: %w", table, err)
+		return nil, "", fmt.Errorf("cassandra: table %s: %w", table, err)
 	}
-	return store, session.Close, nil
+	return session, table, nil
 }
