@@ -45,8 +45,9 @@ lint: vet ## Run go vet and staticcheck (fetched from the Go module proxy, pinne
 fmt: ## Format all Go code with gofmt -s
 	gofmt -s -w $$(git ls-files '*.go')
 
-bench: ## Run the benchmarks (no tests)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## Run the benchmarks (no tests); dynamo and cassandra run idemkit beside hand-written SDK/driver code, 480 calls a side, against the servers in IDEM_* env vars (else they skip)
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v -e '/dynamo$$' -e '/cassandra$$')
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 480x -timeout 20m ./dynamo ./cassandra
 
 demo: ## Run the payments demo on the embedded store
 	$(GO) run ./examples/payments

@@ -270,7 +270,7 @@ func (h *bench) compare(b *testing.B, lib func(*cassandra.Store) op, hand func(*
 		b.Run(fmt.Sprint("callers=", callers), func(b *testing.B) {
 			libReq := countRequests(b, &requests, lib(countedStore))
 			handReq := countRequests(b, &requests, hand(counted))
-			libT, handT := sideBySide(b, callers, lib(h.store), hand(h.session))
+			libT, handT := sideBySide(b, callers, nil, lib(h.store), hand(h.session))
 			libT.report(b, libReq, handReq, handT)
 		})
 	}
@@ -305,35 +305,41 @@ const block = 40
 
 // tally is what one side used over its blocks.
 type tally struct {
-	calls  int64
-	wall   time.Duration
-	cpu    time.Duration // user+system of the whole process (client only: the server is another)
-	allocs uint64
+	calls    int64
+	requests int64 // counted by sideBySide's count, if any
+	wall     time.Duration
+	cpu      time.Duration // user+system of the whole process (client only: the server is another)
+	allocs   uint64
 }
 
 // sideBySide runs lib and hand alternately in blocks until each has made
 // at least b.N calls, each block spread over callers goroutines (at 16
-// callers a block is 10 calls per caller). Go's own ns/op is the sum of
-// both sides; read the metrics report adds.
-func sideBySide(b *testing.B, callers int, lib, hand op) (libT, handT tally) {
+// callers a block is 10 calls per caller). count, if not nil, returns the
+// requests sent so far. Go's own ns/op is the sum of both sides; read the
+// metrics report adds.
+func sideBySide(b *testing.B, callers int, count func() int64, lib, hand op) (libT, handT tally) {
 	b.Helper()
 	per := max(block/callers, 10)
 	var libN, handN atomic.Int64
 	for i := 0; libT.calls < int64(b.N) || handT.calls < int64(b.N); i++ {
 		if i%2 == 0 {
-			libT.run(b, callers, per, &libN, lib)
-			handT.run(b, callers, per, &handN, hand)
+			libT.run(b, callers, per, count, &libN, lib)
+			handT.run(b, callers, per, count, &handN, hand)
 		} else {
-			handT.run(b, callers, per, &handN, hand)
-			libT.run(b, callers, per, &libN, lib)
+			handT.run(b, callers, per, count, &handN, hand)
+			libT.run(b, callers, per, count, &libN, lib)
 		}
 	}
 	return libT, handT
 }
 
-func (t *tally) run(b *testing.B, callers, per int, next *atomic.Int64, f op) {
+func (t *tally) run(b *testing.B, callers, per int, count func() int64, next *atomic.Int64, f op) {
 	ctx := context.Background()
 	errs := make(chan error, callers)
+	var r0 int64
+	if count != nil {
+		r0 = count()
+	}
 	a0, c0, t0 := allocs(), cpuTime(), time.Now()
 	var wg sync.WaitGroup
 	for range callers {
@@ -351,6 +357,9 @@ func (t *tally) run(b *testing.B, callers, per int, next *atomic.Int64, f op) {
 	t.cpu += cpuTime() - c0
 	t.allocs += allocs() - a0
 	t.calls += int64(callers * per)
+	if count != nil {
+		t.requests += count() - r0
+	}
 	select {
 	case err := <-errs:
 		b.Fatal(err)
