@@ -72,7 +72,7 @@ func Claim(ctx context.Context, s Store, key string, opts ...Option) (lease *Lea
 	case rec.Error != nil:
 		return nil, nil, rec.Error.replay()
 	}
-	return nil, rec.Result, nil
+	return nil, bytes.Clone(rec.Result), nil // the record may be a Cache's
 }
 
 // claimer is one Claim call.
@@ -105,6 +105,12 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		return nil, nil, context.Cause(ctx)
 	}
 	now := cfg.now()
+	if rec, ok := cfg.cache.get(s, key, now); ok {
+		if !bytes.Equal(rec.Fingerprint, cfg.fingerprint) {
+			return nil, nil, mismatch(key)
+		}
+		return nil, &rec, nil
+	}
 	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), mine: record{
 		Status:      statusInProgress,
 		Token:       newToken(),
@@ -203,6 +209,7 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 	case !bytes.Equal(rec.Fingerprint, c.cfg.fingerprint):
 		return step{err: mismatch(c.key)}
 	case rec.Status == statusCompleted:
+		c.cfg.cache.put(c.s, c.key, rec, cur.ExpiresAt)
 		return step{rec: &rec}
 	case rec.leasePassed(now):
 		// The owner is gone: take over, fenced by the version we saw.

@@ -167,7 +167,7 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 		var ce *ConflictError
 		switch {
 		case err == nil:
-			l.accept(it.Version, next)
+			l.accept(it, next)
 			return nil
 		case errors.As(err, &ce) && !ce.Exists:
 			if next.Status == statusReleased {
@@ -177,7 +177,7 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 		case errors.As(err, &ce):
 			switch l.recognise(ce.Current, next, value) {
 			case mineApplied:
-				l.accept(ce.Current.Version, next) // our own write, whose response was lost
+				l.accept(ce.Current, next) // our own write, whose response was lost
 				return nil
 			case mineEarlier:
 				// A newer version of our own in-progress record (an
@@ -211,10 +211,12 @@ func (l *Lease) write(ctx context.Context, op string, value []byte, ttl time.Dur
 	return l.store.CompareAndSwap(ctx, l.key, l.version, value, ttl)
 }
 
-// accept records a write of ours that applied. l.mu must be held.
-func (l *Lease) accept(version int64, next record) {
-	l.version, l.rec = version, next
+// accept records a write of ours that applied, as the item it made; an
+// answer goes into the claim's Cache. l.mu must be held.
+func (l *Lease) accept(it Item, next record) {
+	l.version, l.rec = it.Version, next
 	l.done = next.Status != statusInProgress
+	l.cfg.cache.put(l.store, l.key, next, it.ExpiresAt)
 }
 
 // What a conflict's current item is to a Lease write.

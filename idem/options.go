@@ -33,6 +33,7 @@ type config struct {
 	now         func() time.Time
 	prefix      string
 	commit      Commit
+	cache       *Cache
 }
 
 type updateConfig struct {
@@ -98,6 +99,13 @@ func WithClock(now func() time.Time) Option {
 // WithKeyPrefix("payments/charge/").
 func WithKeyPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
+}
+
+// WithCache answers duplicates from c when it holds their key's finished
+// answer, with no store call, and adds the answers this call reads or
+// writes to it. See Cache for what a cache cannot see.
+func WithCache(c *Cache) Option {
+	return func(cfg *config) { cfg.cache = c }
 }
 
 // A Commit writes a claim's completion in place of the store's

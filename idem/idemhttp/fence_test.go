@@ -8,6 +8,7 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -33,5 +34,37 @@ func TestHandlerFindsItsLease(t *testing.T) {
 	}
 	if len(fences) != 2 || fences[1] <= fences[0] {
 		t.Errorf("fences %v: want two, the retry's above the released first's", fences)
+	}
+}
+
+// TestWithCache: a retried request whose response this process stored is
+// replayed from the cache with no store call, fingerprint still checked.
+func TestWithCache(t *testing.T) {
+	s := idemtest.NewCounting(memstore.New())
+	c := idem.NewCache(100)
+	runs := 0
+	h := idemhttp.Middleware(s, idemhttp.WithCache(c))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs++
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"id":"order-1"}`))
+	}))
+	post := func(body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(body))
+		r.Header.Set("Idempotency-Key", "order-1")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	post(`{"n":1}`)
+	s.Reset()
+	rec := post(`{"n":1}`)
+	if rec.Code != http.StatusCreated || rec.Header().Get(idemhttp.ReplayedHeader) != "true" || rec.Body.String() != `{"id":"order-1"}` {
+		t.Errorf("the retry: %d %q %q, want the stored 201 replayed", rec.Code, rec.Header().Get(idemhttp.ReplayedHeader), rec.Body.String())
+	}
+	if got := s.Counts(); got != (idemtest.Counts{}) || runs != 1 {
+		t.Errorf("the retry made store calls %+v (handler ran %d times), want none and 1", got, runs)
+	}
+	if rec := post(`{"n":2}`); rec.Code != http.StatusUnprocessableEntity {
+		t.Errorf("another body under the key: %d, want 422", rec.Code)
 	}
 }

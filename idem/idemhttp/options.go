@@ -64,6 +64,7 @@ type config struct {
 	release     func(status int) bool
 	problem     func(http.ResponseWriter, *http.Request, *Problem)
 	logger      *slog.Logger
+	cache       *idem.Cache
 	err         string // what an option found wrong
 }
 
@@ -204,6 +205,14 @@ func WithMaxBodyBytes(n int64) Option {
 // execution.
 func WithMaxResponseBytes(n int) Option {
 	return func(c *config) { c.maxResponse = n }
+}
+
+// WithCache serves replays from c, an idem.Cache shared with the process's
+// other calls, with no store call: a retried request whose response this
+// process stored or replayed before. The fingerprint is still checked. See
+// idem.Cache for what a cache cannot see.
+func WithCache(c *idem.Cache) Option {
+	return func(cfg *config) { cfg.cache = c }
 }
 
 // WithKeyPrefix sets the prefix of every stored key (default

@@ -59,6 +59,7 @@ type config struct {
 	prefix    string
 	required  *bool
 	onReplay  func(ctx context.Context, key string)
+	cache     *idem.Cache
 	err       string // what an option found wrong
 }
 
@@ -205,6 +206,14 @@ func WithRequired(required bool) Option {
 	return func(c *config) { c.required = &required }
 }
 
+// WithCache serves replays from c, an idem.Cache shared with the process's
+// other calls, with no store call: an event this process (this warm Lambda
+// environment) handled or replayed before. See idem.Cache for what a cache
+// cannot see; each Lambda environment has its own.
+func WithCache(c *idem.Cache) Option {
+	return func(cfg *config) { cfg.cache = c }
+}
+
 // WithOnReplay sets a function called whenever a stored result is returned
 // instead of running the handler (for SQS, whenever a duplicate record is
 // skipped), with the full key: for metrics and logs.
@@ -334,7 +343,7 @@ func (c *config) isRequired(def bool) bool {
 
 // idemOptions are the options of one idem call made at ctx.
 func (c *config) idemOptions(ctx context.Context, fp []byte) []idem.Option {
-	opts := []idem.Option{idem.WithRetention(c.retention), idem.WithKeyPrefix(c.prefix), idem.WithWait(c.wait)}
+	opts := []idem.Option{idem.WithRetention(c.retention), idem.WithKeyPrefix(c.prefix), idem.WithWait(c.wait), idem.WithCache(c.cache)}
 	if fp != nil {
 		opts = append(opts, idem.WithFingerprint(fp))
 	}
