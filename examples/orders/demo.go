@@ -104,6 +104,7 @@ func (w *Wire) Take() (counts map[string]int, dropped int) {
 	return counts, dropped
 }
 
+// RoundTrip implements http.RoundTripper.
 func (w *Wire) RoundTrip(req *http.Request) (*http.Response, error) {
 	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
 	w.mu.Lock()

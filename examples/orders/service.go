@@ -234,8 +234,10 @@ type MemLedger struct {
 	rows map[string]Entry
 }
 
+// NewMemLedger returns an empty MemLedger.
 func NewMemLedger() *MemLedger { return &MemLedger{rows: map[string]Entry{}} }
 
+// Write implements Ledger.
 func (l *MemLedger) Write(_ context.Context, e Entry, fence int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -247,6 +249,7 @@ func (l *MemLedger) Write(_ context.Context, e Entry, fence int64) error {
 	return nil
 }
 
+// Read implements Ledger.
 func (l *MemLedger) Read(_ context.Context, orderID string) (Entry, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -284,6 +287,8 @@ func CreateLedgerTable(ctx context.Context, session *gocql.Session, table string
 	return nil
 }
 
+// Write implements Ledger with cassandra.FencedUpdate; a refusal matches
+// both ErrFenced and cassandra.ErrFenced.
 func (l *CassandraLedger) Write(ctx context.Context, e Entry, fence int64) error {
 	err := cassandra.FencedUpdate(ctx, l.Session, cassandra.FencedWrite{
 		Table: l.Table,
