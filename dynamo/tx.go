@@ -66,6 +66,10 @@ var _ TxClient = (*dynamodb.Client)(nil)
 //     commit, and a copy that finds the record committed by an earlier one
 //     succeeds. Each request also carries a ClientRequestToken, so that a
 //     client that resends on its own gets DynamoDB's idempotent answer.
+//   - A refusal whose response is lost cannot be told from a commit whose
+//     response is lost: if the read cannot tell either, DoTx returns an
+//     error matching idem.ErrUnknownOutcome and the key stays claimed
+//     until its lease passes; nothing of fn's was committed twice.
 //
 // Everything else is as for idem.Do, with the same options (idem.WithCommit
 // is DoTx's own). The Store's client must implement TxClient.
@@ -82,7 +86,10 @@ func DoTx[T any](ctx context.Context, s *Store, key string, fn func(ctx context.
 		return zero, fmt.Errorf("dynamo: DoTx %q: the client (%T) has no TransactWriteItems: %w", key, s.client, ErrUnsupported)
 	}
 	tx := &Tx{}
-	run := func(ctx context.Context) (T, error) { return fn(ctx, tx) }
+	run := func(ctx context.Context) (T, error) {
+		defer tx.seal() // a write queued once fn has returned (by a goroutine it left) is refused
+		return fn(ctx, tx)
+	}
 	commit := func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
 		return s.commit(ctx, tc, tx, key, version, value, ttl)
 	}
@@ -93,7 +100,7 @@ func DoTx[T any](ctx context.Context, s *Store, key string, fn func(ctx context.
 // method takes the SDK's own type, built as for TransactWriteItems (with
 // expression for conditions and updates); a ReturnValuesOnConditionCheckFailure
 // left unset becomes ALL_OLD, so a failed condition reports the item. Tx is
-// safe for concurrent use; once DoTx commits, it refuses further writes.
+// safe for concurrent use; once fn returns, it refuses further writes.
 type Tx struct {
 	mu     sync.Mutex
 	items  []types.TransactWriteItem

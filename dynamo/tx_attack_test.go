@@ -477,3 +477,44 @@ func TestAttackDoTxConcurrentLossy(t *testing.T) {
 		})
 	}
 }
+
+// gapResult runs hook when DoTx encodes it: after fn has returned, before
+// the transaction is sealed and sent.
+type gapResult struct{ hook func() }
+
+func (r gapResult) MarshalJSON() ([]byte, error) {
+	r.hook()
+	return []byte(`"done"`), nil
+}
+
+// TestAttackDoTxWriteAfterFnReturned: a goroutine fn leaked queues a write
+// after fn has returned but before DoTx commits (forced: the result's
+// MarshalJSON, which DoTx runs between the two, lets the goroutine write
+// and waits for it). Tx's own refusal says "a write queued after fn
+// returned", yet the write is accepted and committed with fn's result.
+func TestAttackDoTxWriteAfterFnReturned(t *testing.T) {
+	for _, srv := range testenv.DynamoDBServers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			t.Parallel()
+			x := newTxSetup(t, srv)
+			returned, wrote := make(chan struct{}), make(chan error)
+			var leakedErr error
+			_, err := dynamo.DoTx(ctxT(t), x.store, "k", func(ctx context.Context, tx *dynamo.Tx) (gapResult, error) {
+				go func() {
+					<-returned
+					wrote <- placeOrder(t, tx, x.orders, "order-leaked", "leaked")
+				}()
+				return gapResult{hook: func() { close(returned); leakedErr = <-wrote }}, placeOrder(t, tx, x.orders, "order-1", "fn")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(leakedErr, idem.ErrInvalid) {
+				t.Errorf("a write queued after fn returned: %v, want ErrInvalid", leakedErr)
+			}
+			if owner, writes := order(t, x.c, x.orders, "order-leaked"); owner != "" {
+				t.Errorf("a write queued after fn returned was committed with its result (owner %q, %d writes)", owner, writes)
+			}
+		})
+	}
+}

@@ -24,7 +24,9 @@ func TestCommitWroteNothingReleases(t *testing.T) {
 	refused := errors.New("transaction cancelled: a condition of the caller's own write failed")
 	var runs atomic.Int32
 	fn := func(context.Context) (int, error) { return int(runs.Add(1)), nil }
-	commit := func(context.Context, string, int64, []byte, time.Duration) (idem.Item, error) { return idem.Item{}, refused }
+	commit := func(context.Context, string, int64, []byte, time.Duration) (idem.Item, error) {
+		return idem.Item{}, refused
+	}
 	if _, err := idem.Do(t.Context(), s, "k", fn, idem.WithCommit(commit)); !errors.Is(err, refused) {
 		t.Fatalf("got %v, want the commit's error", err)
 	}
