@@ -74,10 +74,20 @@ func Unknown(key, op string, err error) error {
 }
 
 // short keeps error messages readable for absurdly long keys.
-func short(key string) string {
-	const max = 256
+func short(key string) string { return Short(key, 256) }
+
+// Short returns key for an error message: whole when it is at most max
+// bytes, else its first max bytes or fewer, cut before a character so
+// that no character is split (a split one would print as "\xe2" bytes),
+// followed by "...".
+func Short(key string, max int) string {
 	if len(key) <= max {
 		return key
 	}
-	return key[:max] + "..."
+	n := max
+	// A UTF-8 character is at most 4 bytes: at most 3 steps back.
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(key[n]); i++ {
+		n--
+	}
+	return key[:n] + "..."
 }
