@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,9 +35,11 @@ var _ Client = (*dynamodb.Client)(nil)
 // Store is an idem.Store over one DynamoDB table. Create it with New. It is
 // safe for concurrent use and holds no state besides its configuration.
 type Store struct {
-	client Client
-	table  string
-	cfg    config
+	client    Client
+	table     string
+	tableName *string // table, for the SDK's inputs
+	cfg       config
+	cond      conditions
 }
 
 var _ idem.Store = (*Store)(nil)
@@ -56,7 +59,11 @@ func New(client Client, table string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{client: client, table: table, cfg: cfg}, nil
+	s := &Store{client: client, table: table, tableName: aws.String(table), cfg: cfg}
+	if s.cond, err = s.newConditions(); err != nil {
+		return nil, fmt.Errorf("dynamo: New: building the conditions: %w", err)
+	}
+	return s, nil
 }
 
 // Table returns the name of the Store's table.
@@ -70,7 +77,7 @@ func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
 		return idem.Item{}, err
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
+		TableName:      s.tableName,
 		Key:            s.keyAttrs(key),
 		ConsistentRead: aws.Bool(s.cfg.consistent),
 	})
@@ -98,7 +105,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return idem.Item{}, err
 	}
 	now := s.cfg.now()
-	w := s.put(ctx, op, key, value, idem.FreshVersion(), expiry(now, ttl), now, s.absent(now))
+	w := s.put(ctx, op, key, value, idem.FreshVersion(), expiry(now, ttl), now, s.cond.absent, now.Unix())
 	switch {
 	case w.err != nil:
 		return idem.Item{}, w.err
@@ -122,7 +129,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 		return idem.Item{}, err
 	}
 	now := s.cfg.now()
-	w := s.put(ctx, op, key, value, version+1, expiry(now, ttl), now, s.liveAt(now, version))
+	w := s.put(ctx, op, key, value, version+1, expiry(now, ttl), now, s.cond.live, version, now.Unix())
 	switch {
 	case w.err != nil:
 		return idem.Item{}, w.err
@@ -144,8 +151,7 @@ func (s *Store) Upsert(ctx context.Context, key string, value []byte, version in
 		return idem.Item{}, false, err
 	}
 	now := s.cfg.now()
-	cond := s.absent(now).Or(name(s.cfg.ver).LessThan(expression.Value(version)))
-	w := s.put(ctx, op, key, value, version, expiry(now, ttl), now, cond)
+	w := s.put(ctx, op, key, value, version, expiry(now, ttl), now, s.cond.below, now.Unix(), version)
 	switch {
 	case w.err != nil:
 		return idem.Item{}, false, w.err
@@ -173,17 +179,13 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 		return err
 	}
 	now := s.cfg.now()
-	ex, err := expression.NewBuilder().WithCondition(s.liveAt(now, version)).Build()
-	if err != nil {
-		return fmt.Errorf("dynamo: %s %q: building condition: %w", op, key, err)
-	}
 	var a attempts
-	_, err = s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                           aws.String(s.table),
+	_, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                           s.tableName,
 		Key:                                 s.keyAttrs(key),
-		ConditionExpression:                 ex.Condition(),
-		ExpressionAttributeNames:            ex.Names(),
-		ExpressionAttributeValues:           ex.Values(),
+		ConditionExpression:                 s.cond.live.expr,
+		ExpressionAttributeNames:            s.cond.live.names,
+		ExpressionAttributeValues:           s.cond.live.values(version, now.Unix()),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}, a.option)
 	if err == nil {
@@ -229,22 +231,19 @@ func (w write) unsupported() error {
 		w.conflict.Op, w.conflict.Key, ErrUnsupported, w.sdkErr)
 }
 
-// put writes the whole item under cond, with a fresh write token. When the
-// request may have been applied but its response was lost, nothing is sent
-// again: settle reads the key once and finds the token or not.
-func (s *Store) put(ctx context.Context, op, key string, value []byte, version, exp int64, now time.Time, cond expression.ConditionBuilder) write {
-	ex, err := expression.NewBuilder().WithCondition(cond).Build()
-	if err != nil {
-		return write{err: fmt.Errorf("dynamo: %s %q: building condition: %w", op, key, err)}
-	}
+// put writes the whole item under cond with args (its values), with a
+// fresh write token. When the request may have been applied but its
+// response was lost, nothing is sent again: settle reads the key once and
+// finds the token or not.
+func (s *Store) put(ctx context.Context, op, key string, value []byte, version, exp int64, now time.Time, cond condition, args ...int64) write {
 	tok := newToken()
 	var a attempts
-	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                           aws.String(s.table),
+	_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                           s.tableName,
 		Item:                                s.encode(key, value, version, exp, tok),
-		ConditionExpression:                 ex.Condition(),
-		ExpressionAttributeNames:            ex.Names(),
-		ExpressionAttributeValues:           ex.Values(),
+		ConditionExpression:                 cond.expr,
+		ExpressionAttributeNames:            cond.names,
+		ExpressionAttributeValues:           cond.values(args...),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}, a.option)
 	written := idem.Item{Key: key, Value: bytes.Clone(value), Version: version, ExpiresAt: expiresAt(exp)}
@@ -281,7 +280,7 @@ func (s *Store) settle(ctx context.Context, op, key string, tok []byte, written 
 		return unknown("the request may have been applied and the context ended before it could be checked")
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
+		TableName:      s.tableName,
 		Key:            s.keyAttrs(key),
 		ConsistentRead: aws.Bool(true),
 	})
@@ -331,4 +330,69 @@ func (s *Store) liveAt(now time.Time, version int64) expression.ConditionBuilder
 	exp := name(s.cfg.exp)
 	return name(s.cfg.ver).Equal(expression.Value(version)).
 		And(expression.AttributeNotExists(exp).Or(exp.GreaterThan(expression.Value(now.Unix()))))
+}
+
+// conditions are the Store's condition expressions, built once by New.
+type conditions struct {
+	absent condition // absent(now): args now
+	live   condition // liveAt(now, version): args version, now
+	below  condition // absent, or at a version below: args now, version
+}
+
+// condition is a condition expression whose text and names never change:
+// only its values do, one Number per argument, at the placeholders New
+// recorded.
+type condition struct {
+	expr  *string
+	names map[string]string // shared by every request: never modified
+	slots []string          // the placeholder of each argument
+}
+
+// newConditions builds each condition once with distinct stand-in values
+// and records which placeholder each stand-in took.
+func (s *Store) newConditions() (conditions, error) {
+	const a, b = -1_000_001, -1_000_002 // stand-ins: no clock or version takes them
+	var c conditions
+	var err error
+	if c.absent, err = newCondition(s.absent(time.Unix(a, 0)), a); err != nil {
+		return c, err
+	}
+	if c.live, err = newCondition(s.liveAt(time.Unix(b, 0), a), a, b); err != nil {
+		return c, err
+	}
+	c.below, err = newCondition(s.absent(time.Unix(a, 0)).Or(name(s.cfg.ver).LessThan(expression.Value(int64(b)))), a, b)
+	return c, err
+}
+
+func newCondition(cond expression.ConditionBuilder, standIns ...int64) (condition, error) {
+	ex, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		return condition{}, err
+	}
+	c := condition{expr: ex.Condition(), names: ex.Names(), slots: make([]string, len(standIns))}
+	vals := ex.Values()
+	if len(vals) != len(standIns) {
+		return condition{}, fmt.Errorf("condition %q has %d values, want %d", *c.expr, len(vals), len(standIns))
+	}
+	for i, v := range standIns {
+		want := strconv.FormatInt(v, 10)
+		for slot, av := range vals {
+			if n, ok := av.(*types.AttributeValueMemberN); ok && n.Value == want {
+				c.slots[i] = slot
+			}
+		}
+		if c.slots[i] == "" {
+			return condition{}, fmt.Errorf("condition %q: no placeholder for value %d", *c.expr, i)
+		}
+	}
+	return c, nil
+}
+
+// values binds args to c's placeholders, in a map of the request's own.
+func (c condition) values(args ...int64) map[string]types.AttributeValue {
+	m := make(map[string]types.AttributeValue, len(args))
+	for i, v := range args {
+		m[c.slots[i]] = &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+	}
+	return m
 }
