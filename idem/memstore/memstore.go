@@ -10,6 +10,17 @@
 // are dropped when touched and swept, amortised, as writes go by. It passes
 // idemtest.Run. It keeps nothing across restarts, so it gives effectively-once
 // behaviour only within one process.
+//
+// # Limits
+//
+// By default memstore takes keys and values of any size, which the real
+// stores do not: DynamoDB refuses a key over 2048 bytes or an item over
+// 400 KB, Cassandra a key over 65535 bytes or (by default) a value over
+// 1 MiB. WithLimits(DynamoDBLimits) or WithLimits(CassandraLimits) makes
+// memstore refuse exactly what that backend refuses, with the same
+// idem.ErrInvalid, so a unit test on memstore fails where production would:
+//
+//	store := memstore.New(memstore.WithLimits(memstore.DynamoDBLimits))
 package memstore
 
 import (
@@ -24,7 +35,8 @@ import (
 
 // Store is an in-memory idem.Store. Create one with New.
 type Store struct {
-	now func() time.Time
+	now    func() time.Time
+	limits Limits
 
 	mu         sync.Mutex
 	items      map[string]idem.Item
@@ -77,7 +89,7 @@ func (s *Store) Held() int {
 
 // Get implements idem.Store.
 func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := s.check(ctx, key, false, nil, 0); err != nil {
 		return idem.Item{}, err
 	}
 	s.mu.Lock()
@@ -91,7 +103,7 @@ func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
 
 // PutIfAbsent implements idem.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := s.check(ctx, key, true, value, ttl); err != nil {
 		return idem.Item{}, err
 	}
 	s.mu.Lock()
@@ -109,7 +121,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 
 // CompareAndSwap implements idem.Store.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := check(ctx, key); err != nil {
+	if err := s.check(ctx, key, true, value, ttl); err != nil {
 		return idem.Item{}, err
 	}
 	if err := kernel.CheckVersion(key, version); err != nil {
@@ -129,7 +141,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 
 // CompareAndDelete implements idem.Store.
 func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64) error {
-	if err := check(ctx, key); err != nil {
+	if err := s.check(ctx, key, false, nil, 0); err != nil {
 		return err
 	}
 	if err := kernel.CheckVersion(key, version); err != nil {
@@ -147,7 +159,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 
 // Upsert implements idem.Store.
 func (s *Store) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
-	if err := check(ctx, key); err != nil {
+	if err := s.check(ctx, key, true, value, ttl); err != nil {
 		return idem.Item{}, false, err
 	}
 	if err := kernel.CheckUpsertVersion(key, version); err != nil {
@@ -206,8 +218,13 @@ func (s *Store) sweep() {
 	s.writes, s.afterSweep = 0, len(s.items)
 }
 
-func check(ctx context.Context, key string) error {
+// check checks key, and for a write value and ttl, against the Store's
+// limits, then ctx.
+func (s *Store) check(ctx context.Context, key string, write bool, value []byte, ttl time.Duration) error {
 	if err := kernel.CheckKey(key); err != nil {
+		return err
+	}
+	if err := s.limits.check(key, write, value, ttl); err != nil {
 		return err
 	}
 	return ctx.Err()
