@@ -93,30 +93,35 @@ func (g *gocqlExecutor) schema(ctx context.Context, stmt string) error {
 // skipped. ok is false when there was no row.
 func scanRecord(iter *gocql.Iter) (applied bool, cur record, ok bool) {
 	cols := iter.Columns()
-	var (
+	// One allocation for every scan target: the row has at most the
+	// table's five columns and [applied] (a sixth for ScyllaDB's key).
+	d := new(struct {
+		applied            bool
 		value, writeID     *[]byte // nil: NULL; a pointer to nil: empty
 		version, expiresAt *int64
-	)
-	dest := make([]any, len(cols))
-	for i, c := range cols {
+		buf                [7]any
+	})
+	dest := d.buf[:0]
+	for _, c := range cols {
 		switch c.Name {
 		case "[applied]":
-			dest[i] = &applied
+			dest = append(dest, &d.applied)
 		case "value":
-			dest[i] = &value
+			dest = append(dest, &d.value)
 		case "version":
-			dest[i] = &version
+			dest = append(dest, &d.version)
 		case "expires_at":
-			dest[i] = &expiresAt
+			dest = append(dest, &d.expiresAt)
 		case "write_id":
-			dest[i] = &writeID
+			dest = append(dest, &d.writeID)
 		default:
-			dest[i] = reflect.New(reflect.TypeOf(c.TypeInfo.Zero())).Interface()
+			dest = append(dest, reflect.New(reflect.TypeOf(c.TypeInfo.Zero())).Interface())
 		}
 	}
 	if !iter.Scan(dest...) {
 		return false, record{}, false
 	}
+	applied, value, writeID, version, expiresAt := d.applied, d.value, d.writeID, d.version, d.expiresAt
 	switch {
 	case value != nil && version != nil && expiresAt != nil:
 		cur = record{found: true, value: *value, version: *version, expiresAt: *expiresAt}

@@ -161,13 +161,14 @@ func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
 
 // PutIfAbsent implements idem.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := s.checkWrite(key, value, ttl); err != nil {
+	now := s.cfg.now()
+	if err := s.checkWrite(key, value, ttl, now); err != nil {
 		return idem.Item{}, err
 	}
 	// The process's clock, not s.cfg.now: FreshVersion keeps one sequence
 	// for the whole process, which a store on a clock of its own (tests)
 	// would push ahead of every other store's.
-	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(), ttl)
+	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(), ttl, now)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, err
@@ -180,7 +181,8 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 
 // CompareAndSwap implements idem.Store.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
-	if err := s.checkWrite(key, value, ttl); err != nil {
+	now := s.cfg.now()
+	if err := s.checkWrite(key, value, ttl, now); err != nil {
 		return idem.Item{}, err
 	}
 	if err := kernel.CheckVersion(key, version); err != nil {
@@ -189,7 +191,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, version int64, v
 	if version == math.MaxInt64 {
 		return idem.Item{}, kernel.Invalid(key, "version would overflow")
 	}
-	w := s.newWrite(compareAndSwap, key, value, version, version+1, ttl)
+	w := s.newWrite(compareAndSwap, key, value, version, version+1, ttl, now)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, err
@@ -208,7 +210,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 	if err := kernel.CheckVersion(key, version); err != nil {
 		return err
 	}
-	w := s.newWrite(compareAndDelete, key, nil, version, 0, 0)
+	w := s.newWrite(compareAndDelete, key, nil, version, 0, 0, s.cfg.now())
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return err
@@ -221,13 +223,14 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, version int64)
 
 // Upsert implements idem.Store.
 func (s *Store) Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (idem.Item, bool, error) {
-	if err := s.checkWrite(key, value, ttl); err != nil {
+	now := s.cfg.now()
+	if err := s.checkWrite(key, value, ttl, now); err != nil {
 		return idem.Item{}, false, err
 	}
 	if err := kernel.CheckUpsertVersion(key, version); err != nil {
 		return idem.Item{}, false, err
 	}
-	w := s.newWrite(upsert, key, value, 0, version, ttl)
+	w := s.newWrite(upsert, key, value, 0, version, ttl, now)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, false, err
@@ -253,12 +256,14 @@ func (k kind) String() string {
 type write struct {
 	kind    kind
 	key     string
-	value   []byte // stored value (a private copy, never nil); nil for CompareAndDelete
-	expect  int64  // CompareAndSwap, CompareAndDelete: the caller's version
-	version int64  // the version written: idem.FreshVersion, expect+1, or the caller's for Upsert
-	id      []byte // write_id: random per call, for own-write recognition
-	ttl     int    // USING TTL, in seconds; 0: none
-	expires int64  // expires_at, Unix ms; math.MaxInt64: never
+	value   []byte    // stored value (a private copy, never nil); nil for CompareAndDelete
+	expect  int64     // CompareAndSwap, CompareAndDelete: the caller's version
+	version int64     // the version written: idem.FreshVersion, expect+1, or the caller's for Upsert
+	id      []byte    // write_id: random per call, for own-write recognition
+	ttl     int       // USING TTL, in seconds; 0: none
+	expires int64     // expires_at, Unix ms; math.MaxInt64: never
+	start   time.Time // the clock when the call began: expires and the first statement's conditions
+	bind    [9]any    // the bind values of the statement being sent (see args)
 }
 
 // result is a settled write. Not applied, item is the current item when
@@ -269,12 +274,12 @@ type result struct {
 	item    idem.Item
 }
 
-func (s *Store) newWrite(k kind, key string, value []byte, expect, version int64, ttl time.Duration) *write {
-	w := &write{kind: k, key: key, expect: expect, version: version}
+func (s *Store) newWrite(k kind, key string, value []byte, expect, version int64, ttl time.Duration, now time.Time) *write {
+	w := &write{kind: k, key: key, expect: expect, version: version, start: now}
 	if k != compareAndDelete {
 		w.value = append(make([]byte, 0, len(value)), value...)
 		w.id = newWriteID()
-		w.ttl, w.expires = expiry(s.cfg.now(), ttl)
+		w.ttl, w.expires = expiry(now, ttl)
 	}
 	return w
 }
@@ -336,12 +341,13 @@ const (
 func (s *Store) attempt(ctx context.Context, w *write) (applied bool, cur record, err error) {
 	next := [...]step{putIfAbsent: stepCreate, compareAndSwap: stepSwap, compareAndDelete: stepDelete, upsert: stepRaise}[w.kind]
 	for i := range maxStatements {
+		now := w.start
 		if i > 0 {
 			if err := ctx.Err(); err != nil {
 				return false, record{}, notSent{err}
 			}
+			now = s.cfg.now()
 		}
-		now := s.cfg.now()
 		applied, cur, err = s.exec.cas(ctx, s.statement(next), s.args(w, next, cur, now.UnixMilli())...)
 		if err != nil || applied {
 			return applied, cur, err
@@ -385,23 +391,26 @@ func (s *Store) statement(st step) string {
 	}
 }
 
-// args binds the statement st for w; prev is the row the previous statement
-// of the attempt returned (stepOverwrite names it exactly).
+// args binds the statement st for w, in w.bind (one statement of w is in
+// flight at a time, and nothing is sent again after one whose outcome is
+// unknown); prev is the row the previous statement of the attempt returned
+// (stepOverwrite names it exactly).
 func (s *Store) args(w *write, st step, prev record, nowMs int64) []any {
-	switch st {
-	case stepCreate:
-		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key}
-	case stepReplace:
-		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, nowMs}
-	case stepOverwrite:
-		return append([]any{w.ttl, w.value, w.version, w.expires, w.id, w.key}, prev.stray...)
-	case stepSwap:
-		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, w.expect, nowMs}
-	case stepRaise:
-		return []any{w.ttl, w.value, w.version, w.expires, w.id, w.key, w.version, nowMs}
-	default:
-		return []any{w.key, w.expect, nowMs}
+	if st == stepDelete {
+		return append(w.bind[:0], w.key, w.expect, nowMs)
 	}
+	a := append(w.bind[:0], w.ttl, w.value, w.version, w.expires, w.id, w.key)
+	switch st {
+	case stepReplace:
+		a = append(a, nowMs)
+	case stepOverwrite:
+		a = append(a, prev.stray...)
+	case stepSwap:
+		a = append(a, w.expect, nowMs)
+	case stepRaise:
+		a = append(a, w.version, nowMs)
+	}
+	return a
 }
 
 // settled turns an attempt's known outcome into a result.
@@ -497,7 +506,7 @@ func checkKey(key string) error {
 	return kernel.CheckSize(key, "key", len(key), MaxKeySize)
 }
 
-func (s *Store) checkWrite(key string, value []byte, ttl time.Duration) error {
+func (s *Store) checkWrite(key string, value []byte, ttl time.Duration, now time.Time) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
@@ -508,7 +517,6 @@ func (s *Store) checkWrite(key string, value []byte, ttl time.Duration) error {
 		return kernel.Invalid(key, fmt.Sprintf("ttl %v is over Cassandra's limit of 20 years", ttl))
 	}
 	if ttl > 0 {
-		now := s.cfg.now()
 		secs, _ := expiry(now, ttl)
 		if end := now.Add(time.Duration(secs) * time.Second); end.After(latestExpiry) {
 			return kernel.Invalid(key, fmt.Sprintf(
