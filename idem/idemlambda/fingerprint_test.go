@@ -3,7 +3,6 @@ package idemlambda_test
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"testing"
 
@@ -80,13 +79,8 @@ func TestAPIGatewayFingerprintStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec struct {
-		Fingerprint []byte `json:"fp"` // the claim record's stored form
-	}
-	if err := json.Unmarshal(it.Value, &rec); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := hex.EncodeToString(rec.Fingerprint), "682ad5927c3d91415e0df7e21e39356d0d30fc453117afe719fedbf5b9ca669d"; got != want {
+	_, fp := storedRecord(t, it.Value)
+	if got, want := hex.EncodeToString(fp), "682ad5927c3d91415e0df7e21e39356d0d30fc453117afe719fedbf5b9ca669d"; got != want {
 		t.Errorf("fingerprint: got %s, want %s", got, want)
 	}
 }

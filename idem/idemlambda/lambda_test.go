@@ -2,6 +2,7 @@ package idemlambda_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,13 +179,48 @@ func storedLease(t *testing.T, s idem.Store, key string) time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec struct {
-		LeaseUntil time.Time `json:"lease_until"` // the claim record's stored form
+	lease, _ := storedRecord(t, it.Value)
+	return lease
+}
+
+// storedRecord reads the lease deadline and the fingerprint from a claim
+// record's stored form (idem's record.go has the layout).
+func storedRecord(t *testing.T, value []byte) (leaseUntil time.Time, fp []byte) {
+	t.Helper()
+	if len(value) < 2 || value[0] != 0x01 {
+		t.Fatalf("not a claim record: %q", value)
 	}
-	if err := json.Unmarshal(it.Value, &rec); err != nil {
-		t.Fatal(err)
+	b := value[2:]
+	uvarint := func() uint64 {
+		v, k := binary.Uvarint(b)
+		if k <= 0 {
+			t.Fatalf("a truncated claim record: %q", value)
+		}
+		b = b[k:]
+		return v
 	}
-	return rec.LeaseUntil
+	varint := func() int64 {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			t.Fatalf("a truncated claim record: %q", value)
+		}
+		b = b[k:]
+		return v
+	}
+	readTime := func() time.Time {
+		if ns := uvarint(); ns > 0 {
+			return time.Unix(varint(), int64(ns-1))
+		}
+		return time.Time{}
+	}
+	uvarint()         // the header's length
+	b = b[uvarint():] // the token
+	leaseUntil = readTime()
+	varint() // the attempt
+	readTime()
+	readTime() // created, completed
+	fp = b[:uvarint()]
+	return leaseUntil, fp
 }
 
 // TestLeaseFromDeadline: the claim's lease is the invocation's deadline and

@@ -513,9 +513,14 @@ func testAdd(t *testing.T, h *harness) {
 	}
 }
 
-// recordStatus is the status field of a claim record, read as a database
-// console would: the record is JSON with a "status" field.
+// recordStatus is the status of a claim record, read as a person at a
+// database console would (idem's record.go has the layout): the binary
+// format has it in its second byte ('i', 'c' or 'r'); the first format is
+// JSON with a "status" field.
 func recordStatus(value []byte) string {
+	if len(value) >= 2 && value[0] == 0x01 {
+		return map[byte]string{'i': "in_progress", 'c': "completed", 'r': "released"}[value[1]]
+	}
 	var r struct {
 		Status string `json:"status"`
 	}
