@@ -30,8 +30,9 @@ var (
 	// (ValidationException), typically because the table's key schema does
 	// not match the Store's options. Nothing was written.
 	ErrValidation = errors.New("dynamo: request rejected by validation")
-	// ErrSchemaMismatch: CreateTable found an existing table whose key schema
-	// or time-to-live attribute does not match the options.
+	// ErrSchemaMismatch: CreateTable or Check found an existing table whose
+	// key schema or time-to-live attribute does not match the options (for
+	// Check, also a table whose time to live is off).
 	ErrSchemaMismatch = errors.New("dynamo: table schema mismatch")
 	// ErrUnsupported: the endpoint lacks a feature the Store relies on, such
 	// as returning the current item when a condition fails
