@@ -31,3 +31,16 @@ func (e *FencedError) Error() string {
 }
 
 func (e *FencedError) Unwrap() error { return ErrFenced }
+
+// ErrKeyspaceNotFound: Check found no keyspace of the Store's table. The
+// error matches ErrTableNotFound too.
+var ErrKeyspaceNotFound = errors.New("cassandra: keyspace not found")
+
+// ErrTableNotFound: Check found no table of the Store's name in its
+// keyspace, or no keyspace (then the error matches ErrKeyspaceNotFound
+// too).
+var ErrTableNotFound = errors.New("cassandra: table not found")
+
+// ErrSchemaMismatch: Check found the Store's table without the primary
+// key, the columns or the types CreateTable gives it.
+var ErrSchemaMismatch = errors.New("cassandra: table schema mismatch")
