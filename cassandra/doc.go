@@ -236,4 +236,17 @@
 // The rule of the Store's table holds for the caller's: write a fenced row
 // only with lightweight transactions, since a plain write does not see a
 // Paxos round and can undo the fencing.
+//
+// # Readiness
+//
+// New sends nothing, so a missing table would show only at the first
+// request. Call Store.Check at startup or from a readiness probe: it reads
+// system_schema to confirm that the keyspace and the table exist with the
+// primary key and column types above. Its errors match
+// ErrKeyspaceNotFound, ErrTableNotFound or ErrSchemaMismatch, name
+// keyspace.table and the hosts, and say what to run: CreateKeyspace
+// (SimpleStrategy, for development; production keyspaces are the
+// operator's) and CreateTable. For unit tests on memstore,
+// memstore.WithLimits(memstore.CassandraLimits) refuses the keys, values
+// and ttls this Store refuses.
 package cassandra

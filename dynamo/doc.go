@@ -245,4 +245,17 @@
 // WithClock): clients whose clocks disagree see an item expire at moments
 // that differ by their skew. Keep clocks synchronised (as on AWS compute) and
 // leases long compared with the skew.
+//
+// # Readiness
+//
+// New sends nothing, so a missing table would show only at the first
+// request. Call Store.Check at startup or from a readiness probe: one
+// DescribeTable and one DescribeTimeToLive (IAM dynamodb:DescribeTable and
+// dynamodb:DescribeTimeToLive) confirm that the table is active, that its
+// key schema is the one the options describe, and that time to live is on
+// the expiry attribute. Its errors match ErrTableNotFound or
+// ErrSchemaMismatch, name the table, region and endpoint, and say what to
+// run (CreateTable with the Store's options). For unit tests on
+// memstore, memstore.WithLimits(memstore.DynamoDBLimits) refuses the keys
+// and items this Store refuses.
 package dynamo
