@@ -87,7 +87,7 @@ type claimer struct {
 	unknowns int   // unknown outcomes whose read found the key absent
 	unknown  error // the last of them
 
-	backoff *backoff
+	backoff backoff
 }
 
 // step is where one write or read of a claim leads.
@@ -119,7 +119,7 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		Attempt:     1,
 		CreatedAt:   now,
 	}}
-	c.backoff = newBackoff(20*time.Millisecond, time.Second)
+	c.backoff = backoff{cur: 20 * time.Millisecond, max: time.Second}
 	var st step
 	for {
 		if c.unknowns > maxUnknown {
@@ -141,7 +141,7 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		case st.rec != nil:
 			return nil, st.rec, nil
 		case !st.busy.IsZero():
-			if err := c.pause(ctx, c.backoff, st.busy); err != nil {
+			if err := c.pause(ctx, &c.backoff, st.busy); err != nil {
 				return nil, nil, err
 			}
 			st = c.read(ctx)
@@ -154,10 +154,11 @@ func (c *claimer) create(ctx context.Context) step {
 	wctx, cancel := detach(ctx)
 	defer cancel()
 	it, err := c.s.PutIfAbsent(wctx, c.key, encodeRecord(c.mine), c.cfg.inProgressTTL(c.cfg.lease))
-	var ce *ConflictError
-	switch {
-	case err == nil:
+	if err == nil {
 		return step{lease: newLease(c.s, c.key, c.cfg, it.Version, c.mine, false)}
+	}
+	var ce *ConflictError // declared past the success, which then allocates nothing for it
+	switch {
 	case errors.As(err, &ce) && ce.Exists:
 		return step{cur: ce.Current, have: true}
 	case errors.As(err, &ce):
@@ -227,10 +228,11 @@ func (c *claimer) swap(ctx context.Context, version int64, next record, takeover
 	wctx, cancel := detach(ctx)
 	defer cancel()
 	it, err := c.s.CompareAndSwap(wctx, c.key, version, encodeRecord(next), c.cfg.inProgressTTL(c.cfg.lease))
+	if err == nil {
+		return step{lease: newLease(c.s, c.key, c.cfg, it.Version, next, takeover)}
+	}
 	var ce *ConflictError
 	switch {
-	case err == nil:
-		return step{lease: newLease(c.s, c.key, c.cfg, it.Version, next, takeover)}
 	case errors.As(err, &ce):
 		c.races++
 		return step{cur: ce.Current, have: ce.Exists}
@@ -277,15 +279,17 @@ func (c *claimer) won(ctx context.Context, l *Lease) (*Lease, *record, error) {
 	return nil, nil, context.Cause(ctx)
 }
 
+// newToken returns 16 random bytes in hex. Both buffers stay on the
+// stack: the string is its one allocation.
 func newToken() string {
-	b := make([]byte, 16)
-	if _, err := cryptoRead(b); err != nil {
+	var b [16]byte
+	var h [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("idem: reading random bytes: %v", err))
 	}
-	return hex.EncodeToString(b)
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
-
-var cryptoRead = rand.Read
 
 // backoff yields jittered, doubling pauses.
 type backoff struct{ cur, max time.Duration }

@@ -78,7 +78,7 @@ func finish[T any](ctx context.Context, lease *Lease, cfg *config, key string, v
 	if err != nil {
 		return notStored(cctx, lease, key, fmt.Errorf("idem: encoding the result for %q: %w", key, err))
 	}
-	if err := lease.Complete(cctx, data); err != nil {
+	if err := lease.complete(cctx, data); err != nil {
 		err = fmt.Errorf("idem: storing the result for %q: %w", key, err)
 		switch {
 		case errors.Is(err, ErrInvalid):
@@ -100,9 +100,11 @@ func finish[T any](ctx context.Context, lease *Lease, cfg *config, key string, v
 // goroutine (runtime.Goexit), the claim stays, as if the process had died,
 // for a takeover once the lease passes.
 func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error) {
-	fctx, stop := context.WithValue(ctx, leaseKey{}, lease), func() {}
+	fctx, stop := ctx, func() {}
 	if every := cfg.heartbeatEvery(); every > 0 {
-		fctx, stop = lease.KeepAlive(fctx, every)
+		fctx, stop = lease.KeepAlive(ctx, every) // its context carries the lease
+	} else {
+		fctx = context.WithValue(ctx, leaseKey{}, lease)
 	}
 	defer stop()
 	returned := false

@@ -94,11 +94,17 @@ func (l *Lease) Extend(ctx context.Context, d time.Duration) error {
 // Complete stores result as the answer for the key, kept for the retention
 // (WithRetention).
 func (l *Lease) Complete(ctx context.Context, result []byte) error {
+	return l.complete(ctx, append([]byte(nil), result...))
+}
+
+// complete is Complete of a result that the lease keeps: nobody else
+// holds it (Do's own encoding of fn's result).
+func (l *Lease) complete(ctx context.Context, result []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	next := l.rec
 	next.Status = statusCompleted
-	next.Result = append([]byte(nil), result...)
+	next.Result = result
 	next.Error = nil
 	next.CompletedAt = l.cfg.now()
 	next.LeaseUntil = time.Time{}
@@ -164,11 +170,12 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 	settles, adopts := 0, 0
 	for {
 		it, err := l.write(ctx, op, value, ttl)
-		var ce *ConflictError
-		switch {
-		case err == nil:
+		if err == nil {
 			l.accept(it, next)
 			return nil
+		}
+		var ce *ConflictError // declared past the success, which then allocates nothing for it
+		switch {
 		case errors.As(err, &ce) && !ce.Exists:
 			if next.Status == statusReleased {
 				return errVanished
@@ -298,11 +305,11 @@ func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.C
 	}
 	every = max(min(every, l.cfg.lease/2), time.Millisecond)
 	kctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, l))
-	bg := context.WithoutCancel(ctx)
 	done := make(chan struct{})
 	quit := make(chan struct{})
 	go func() {
 		defer close(done)
+		var bg context.Context // ctx without its cancellation, made at the first tick
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -310,6 +317,9 @@ func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.C
 			case <-quit:
 				return
 			case <-t.C:
+			}
+			if bg == nil {
+				bg = context.WithoutCancel(ctx)
 			}
 			ectx, ecancel := context.WithTimeout(bg, every)
 			err := l.Extend(ectx, l.cfg.lease)
