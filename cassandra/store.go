@@ -528,13 +528,7 @@ func (s *Store) checkWrite(key string, value []byte, ttl time.Duration, now time
 }
 
 // short keeps messages readable for long keys.
-func short(key string) string {
-	const max = 256
-	if len(key) <= max {
-		return key
-	}
-	return key[:max] + "..."
-}
+func short(key string) string { return kernel.Short(key, 256) }
 
 var identRE = regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9_]{0,47}|"[A-Za-z0-9_]{1,48}")$`)
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Match them with errors.Is; the errors this package and
@@ -149,5 +150,9 @@ func shortKey(key string) string {
 	if len(key) <= max {
 		return key
 	}
-	return key[:max] + "..."
+	n := max
+	for n > max-utf8.UTFMax+1 && !utf8.RuneStart(key[n]) { // cut before a character, never inside one
+		n--
+	}
+	return key[:n] + "..."
 }
