@@ -178,9 +178,10 @@
 // values are at most 1 MiB unless WithMaxValueSize says otherwise (up to
 // 15 MiB: a mutation must fit in half a commit log segment, and every Paxos
 // round reads and writes the whole row, so keep values small). idem.Do
-// keeps its result inside a JSON record, base64-encoded: with the default
-// limit the largest result it stores is 589,698 bytes for a []byte and
-// 786,265 for an ASCII string (TestLargestResult); beyond that Do stores a
+// keeps its result after a record header of about 60 bytes, as it is: with
+// the default limit the largest result it stores is 786,384 bytes for a
+// []byte (base64 in JSON) and 1,048,514 for an ASCII string
+// (TestLargestResult); beyond that Do stores a
 // permanent idem.CodeResultNotStored answer, so fn does not run again.
 // Larger input, a negative version, and a ttl over 20 years or ending after
 // 2038-01-18T03:14:06Z are rejected with an error matching idem.ErrInvalid

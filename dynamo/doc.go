@@ -181,13 +181,13 @@
 // names the largest value for a key of k bytes is 409,528 - k bytes. A
 // larger one is refused with idem.ErrInvalid before anything is sent.
 //
-// idem.Do keeps its record as JSON in the value, and the record holds the
-// encoded result as base64: with the default JSON codec a []byte result
-// (base64 once more) takes about 16/9 of its size, a string of ASCII
-// letters about 4/3. Measured with keys of 16 bytes (TestLargestResult),
-// the largest result Do stores is 230,226 bytes for a []byte and 306,970
-// for such a string (on moto, which caps items at 405,000 bytes: 227,649
-// and 303,532); each byte more of key takes about half a byte off. Do
+// idem.Do's record is a header of about 60 bytes followed by the encoded
+// result as it is: with the default JSON codec a []byte result (base64)
+// takes about 4/3 of its size, a string of ASCII letters its size plus 2.
+// Measured with keys of 16 bytes (TestLargestResult), the largest result
+// Do stores is 307,089 bytes for a []byte and 409,455 for such a string
+// (on moto, which caps items at 405,000 bytes: 303,654 and 404,873); each
+// byte more of key takes about one byte off a string, 3/4 off a []byte. Do
 // stores a larger result's key as a permanent answer with code
 // idem.CodeResultNotStored, so fn does not run again for it.
 //

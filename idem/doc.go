@@ -18,8 +18,9 @@
 //
 // # The claim record and its lifecycle
 //
-// A key's value is a claim record, stored as JSON so a database console
-// shows it: in progress (owner token, lease deadline, request fingerprint),
+// A key's value is a claim record, stored as a small binary header and then
+// the result's bytes as they are (a record of the first format, JSON, is
+// still read): in progress (owner token, lease deadline, request fingerprint),
 // completed (the result, or a permanent error) or released (a tombstone
 // left by an owner that gave up).
 //

@@ -16,8 +16,8 @@ type response struct {
 	BodyOmitted bool // the body was over WithMaxResponseBytes and was not stored
 }
 
-// The stored form, carried as the result of the key's claim record (whose JSON
-// encodes in base64 once; a binary form here avoids a second base64):
+// The stored form, carried as the result of the key's claim record (which
+// keeps it as raw bytes after its header):
 //
 //	"ih1"                              magic and format version
 //	uvarint status
