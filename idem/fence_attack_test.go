@@ -26,7 +26,8 @@ import (
 // next claimer takes over. Checked: no two leases share a fence; a claim
 // that started after another claim returned gets a higher fence; and the
 // releases and deletions that succeeded, run one at a time, did so in
-// rising fence order.
+// rising fence order. Deletions by hand keep to FreshVersion's bound (see
+// deleteByHand).
 func TestAttackFenceConcurrentLossyClaimers(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, inner idem.Store) {
 		seed := rand.Uint64()
@@ -48,8 +49,40 @@ func TestAttackFenceConcurrentLossyClaimers(t *testing.T) {
 			}
 			return send()
 		}
-		for _, op := range []string{"PutIfAbsent", "CompareAndSwap", "Get"} {
+		const key, claimers, rounds = "k", 6, 10
+		for _, op := range []string{"CompareAndSwap", "Get"} {
 			s.On(op, lossy)
+		}
+		// A record deleted by hand is started again above its versions only
+		// if no create of the key was in flight longer than the record's age
+		// (FreshVersion's bound): a create sent before the delete and
+		// decided after it (Paxos retries under contention take
+		// milliseconds) starts the key below the young record. So a
+		// deletion here waits until no PutIfAbsent is in flight; a create
+		// sent after it takes its version after the delete.
+		var flight sync.Mutex
+		idle := sync.NewCond(&flight)
+		creating := 0
+		s.On("PutIfAbsent", func(ctx context.Context, c idemtest.Call, send func() error) error {
+			flight.Lock()
+			creating++
+			flight.Unlock()
+			defer func() {
+				flight.Lock()
+				if creating--; creating == 0 {
+					idle.Broadcast()
+				}
+				flight.Unlock()
+			}()
+			return lossy(ctx, c, send)
+		})
+		deleteByHand := func(version int64) error {
+			flight.Lock()
+			for creating > 0 {
+				idle.Wait()
+			}
+			flight.Unlock()
+			return inner.CompareAndDelete(t.Context(), key, version)
 		}
 		var offset atomic.Int64 // the shared clock's lead, moved past every lease to let a takeover in
 		opts := []idem.Option{
@@ -57,7 +90,6 @@ func TestAttackFenceConcurrentLossyClaimers(t *testing.T) {
 			idem.WithWait(300 * time.Millisecond), // wait out a holder's release
 			idem.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }),
 		}
-		const key, claimers, rounds = "k", 6, 10
 
 		var mu sync.Mutex
 		fences := map[int64]string{} // every fence handed out, to whom
@@ -98,7 +130,7 @@ func TestAttackFenceConcurrentLossyClaimers(t *testing.T) {
 						offset.Add(int64(3 * time.Second))
 					case chance(0.3): // delete by hand: the next claimer starts afresh
 						ends.Lock()
-						if err := inner.CompareAndDelete(t.Context(), key, f); err == nil {
+						if err := deleteByHand(f); err == nil {
 							ended = append(ended, f)
 						}
 						ends.Unlock()
