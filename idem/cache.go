@@ -86,25 +86,25 @@ func cacheable(s Store) bool {
 }
 
 // get returns the cached answer for key of s, if it is held and has not
-// expired at now.
-func (c *Cache) get(s Store, key string, now time.Time) (record, bool) {
+// expired at now. The record is the Cache's: never change it.
+func (c *Cache) get(s Store, key string, now time.Time) *record {
 	if c == nil || !cacheable(s) {
-		return record{}, false
+		return nil
 	}
 	k := cacheKey{s, key}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[k]
 	if !ok {
-		return record{}, false
+		return nil
 	}
 	e := el.Value.(*cacheEntry)
 	if !e.expires.IsZero() && !now.Before(e.expires) {
 		c.remove(el)
-		return record{}, false
+		return nil
 	}
 	c.lru.MoveToFront(el)
-	return e.rec, true
+	return &e.rec
 }
 
 // put caches rec, a completed record of key, which expires at expires

@@ -105,11 +105,11 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		return nil, nil, context.Cause(ctx)
 	}
 	now := cfg.now()
-	if rec, ok := cfg.cache.get(s, key, now); ok {
+	if rec := cfg.cache.get(s, key, now); rec != nil {
 		if !bytes.Equal(rec.Fingerprint, cfg.fingerprint) {
 			return nil, nil, mismatch(key)
 		}
-		return nil, &rec, nil
+		return nil, rec, nil
 	}
 	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), mine: record{
 		Status:      statusInProgress,
