@@ -70,7 +70,7 @@ func Claim(ctx context.Context, s Store, key string, opts ...Option) (lease *Lea
 	case err != nil || lease != nil:
 		return lease, nil, err
 	case rec.Error != nil:
-		return nil, nil, rec.Error.replay()
+		return nil, nil, replayError(rec.Error)
 	}
 	return nil, bytes.Clone(rec.Result), nil // the record may be a Cache's
 }
@@ -212,7 +212,7 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 	case rec.Status == statusCompleted:
 		c.cfg.cache.put(c.s, c.key, rec, cur.ExpiresAt)
 		return step{rec: &rec}
-	case rec.leasePassed(now):
+	case rec.LeasePassed(now):
 		// The owner is gone: take over, fenced by the version we saw.
 		next := c.mine
 		next.LeaseUntil = now.Add(c.cfg.lease)

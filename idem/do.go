@@ -161,7 +161,7 @@ func notStored(ctx context.Context, lease *Lease, key string, cause error) error
 func replay[T any](key string, rec *record) (T, error) {
 	var v T
 	if rec.Error != nil {
-		return v, rec.Error.replay()
+		return v, replayError(rec.Error)
 	}
 	if err := json.Unmarshal(rec.Result, &v); err != nil {
 		return v, corrupt(key, fmt.Errorf("decoding the stored result: %w", err))

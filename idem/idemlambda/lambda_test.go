@@ -184,7 +184,7 @@ func storedLease(t *testing.T, s idem.Store, key string) time.Time {
 }
 
 // storedRecord reads the lease deadline and the fingerprint from a claim
-// record's stored form (idem's record.go has the layout).
+// record's stored form (idem/internal/recordfmt has the layout).
 func storedRecord(t *testing.T, value []byte) (leaseUntil time.Time, fp []byte) {
 	t.Helper()
 	if len(value) < 2 || value[0] != 0x01 {

@@ -514,7 +514,7 @@ func testAdd(t *testing.T, h *harness) {
 }
 
 // recordStatus is the status of a claim record, read as a person at a
-// database console would (idem's record.go has the layout): the binary
+// database console would (idem/internal/recordfmt has the layout): the binary
 // format has it in its second byte ('i', 'c' or 'r'); the first format is
 // JSON with a "status" field.
 func recordStatus(value []byte) string {
