@@ -62,6 +62,7 @@ func Claim(ctx context.Context, s Store, key string, opts ...Option) (lease *Lea
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.op = "Claim"
 	if err := checkStore(s, key); err != nil {
 		return nil, nil, err
 	}
@@ -88,6 +89,11 @@ type claimer struct {
 	unknown  error // the last of them
 
 	backoff backoff
+
+	// For events (WithEvents):
+	start  time.Time // when the claim began
+	waited time.Time // when it first paused for another owner, if it did
+	lost   error     // the last unknown outcome it met
 }
 
 // step is where one write or read of a claim leads.
@@ -106,12 +112,16 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 	}
 	now := cfg.now()
 	if rec := cfg.cache.get(s, key, now); rec != nil {
+		var err error
 		if !bytes.Equal(rec.Fingerprint, cfg.fingerprint) {
-			return nil, nil, mismatch(key)
+			rec, err = nil, mismatch(key)
 		}
-		return nil, rec, nil
+		if cfg.events != nil {
+			(&claimer{key: key, cfg: cfg, start: now}).outcome(ctx, nil, rec, err)
+		}
+		return nil, rec, err
 	}
-	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), mine: record{
+	c := &claimer{s: s, key: key, cfg: cfg, until: now.Add(cfg.wait), start: now, mine: record{
 		Status:      statusInProgress,
 		Token:       newToken(),
 		LeaseUntil:  now.Add(cfg.lease),
@@ -120,13 +130,25 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		CreatedAt:   now,
 	}}
 	c.backoff = backoff{cur: 20 * time.Millisecond, max: time.Second}
+	lease, rec, err := c.run(ctx)
+	if cfg.events != nil {
+		c.outcome(ctx, lease, rec, err)
+	}
+	if lease != nil {
+		return c.won(ctx, lease)
+	}
+	return nil, rec, err
+}
+
+// run writes and reads until the claim is decided.
+func (c *claimer) run(ctx context.Context) (*Lease, *record, error) {
 	var st step
 	for {
 		if c.unknowns > maxUnknown {
-			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d writes of unknown outcome: %w", key, c.unknowns, c.unknown)
+			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d writes of unknown outcome: %w", c.key, c.unknowns, c.unknown)
 		}
 		if c.races > maxConflicts {
-			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d lost races: %w", key, c.races, ErrConflict)
+			return nil, nil, fmt.Errorf("idem: claim %q: gave up after %d lost races: %w", c.key, c.races, ErrConflict)
 		}
 		if st.have {
 			st = c.decide(ctx, st.cur)
@@ -137,7 +159,7 @@ func claim(ctx context.Context, s Store, key string, cfg *config) (*Lease, *reco
 		case st.err != nil:
 			return nil, nil, st.err
 		case st.lease != nil:
-			return c.won(ctx, st.lease)
+			return st.lease, nil, nil
 		case st.rec != nil:
 			return nil, st.rec, nil
 		case !st.busy.IsZero():
@@ -168,6 +190,7 @@ func (c *claimer) create(ctx context.Context) step {
 		// The store could not tell; our token will. If the key is absent,
 		// nothing is proven: write again, after a pause.
 		c.races++
+		c.lost = err
 		st := c.read(wctx)
 		if st.err == nil && !st.have {
 			c.unknowns++
@@ -238,6 +261,7 @@ func (c *claimer) swap(ctx context.Context, version int64, next record, takeover
 		return step{cur: ce.Current, have: ce.Exists}
 	case errors.Is(err, ErrUnknownOutcome):
 		c.races++
+		c.lost = err
 		return c.read(wctx) // our token tells, and the attempt tells a takeover
 	}
 	return step{err: err}
@@ -262,6 +286,9 @@ func (c *claimer) pause(ctx context.Context, backoff *backoff, busy time.Time) e
 	if !now.Before(c.until) {
 		return &InProgressError{Key: c.key, LeaseUntil: busy}
 	}
+	if c.waited.IsZero() {
+		c.waited = now
+	}
 	return sleep(ctx, min(backoff.next(), c.until.Sub(now), max(busy.Sub(now), time.Millisecond)))
 }
 
@@ -273,7 +300,7 @@ func (c *claimer) won(ctx context.Context, l *Lease) (*Lease, *record, error) {
 	}
 	rctx, cancel := detach(ctx)
 	defer cancel()
-	if err := l.Release(rctx); err != nil {
+	if err := l.release(rctx, context.Cause(ctx)); err != nil {
 		return nil, nil, errors.Join(context.Cause(ctx), fmt.Errorf("idem: releasing %q after the caller gave up: %w", c.key, err))
 	}
 	return nil, nil, context.Cause(ctx)

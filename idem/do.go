@@ -40,17 +40,19 @@ import (
 // permanent error with CodeResultNotStored instead, so fn never runs again
 // for the key; see the backend's documentation for its largest result.
 func Do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
-	v, _, err := do(ctx, s, key, fn, opts)
+	v, _, err := do(ctx, "Do", s, key, fn, opts)
 	return v, err
 }
 
-// do is Do, reporting whether the answer was replayed from the store.
-func do[T any](ctx context.Context, s Store, key string, fn func(context.Context) (T, error), opts []Option) (v T, replayed bool, err error) {
+// do is Do, reporting whether the answer was replayed from the store; op
+// names the entry point in events.
+func do[T any](ctx context.Context, op string, s Store, key string, fn func(context.Context) (T, error), opts []Option) (v T, replayed bool, err error) {
 	var zero T
 	cfg, key, err := newConfig(key, opts)
 	if err != nil {
 		return zero, false, err
 	}
+	cfg.op = op
 	if err := checkStore(s, key); err != nil {
 		return zero, false, err
 	}
@@ -115,7 +117,7 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 		if r := recover(); r != nil {
 			stop()
 			cctx, cancel := detach(ctx)
-			_ = lease.Release(cctx) // best effort: the panic matters more
+			_ = lease.release(cctx, fmt.Errorf("idem: fn panicked: %v", r)) // best effort: the panic matters more
 			cancel()
 			panic(r)
 		}
@@ -136,12 +138,12 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 func settleError(ctx context.Context, lease *Lease, key string, ferr error) error {
 	var perm *PermanentError
 	if errors.As(ferr, &perm) {
-		if err := lease.CompleteError(ctx, perm.Code, perm.Err.Error()); err != nil {
+		if err := lease.completeError(ctx, perm.Code, perm.Err.Error(), perm); err != nil {
 			return errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
 		}
 		return ferr
 	}
-	if err := lease.Release(ctx); err != nil {
+	if err := lease.release(ctx, ferr); err != nil {
 		return errors.Join(ferr, fmt.Errorf("idem: releasing %q: %w", key, err))
 	}
 	return ferr
@@ -151,7 +153,7 @@ func settleError(ctx context.Context, lease *Lease, key string, ferr error) erro
 // fn succeeded with a result that cannot be stored, and returns cause
 // with what became of the key.
 func notStored(ctx context.Context, lease *Lease, key string, cause error) error {
-	if err := lease.CompleteError(ctx, CodeResultNotStored, cause.Error()); err != nil {
+	if err := lease.completeError(ctx, CodeResultNotStored, cause.Error(), cause); err != nil {
 		return errors.Join(cause, fmt.Errorf("idem: storing that the result of %q could not be stored: %w", key, err))
 	}
 	return fmt.Errorf("%w (stored as a permanent error, code %s: fn will not run again for this key)", cause, CodeResultNotStored)

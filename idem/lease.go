@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,12 @@ type Lease struct {
 	mu      sync.Mutex
 	version int64
 	rec     record
-	done    bool // completed, failed or released
+	done    bool  // completed, failed or released
+	unknown error // the last lost response the current swap met
+
+	// For events (WithEvents):
+	since    time.Time   // when the claim was won
+	lostSaid atomic.Bool // EventLeaseLost was reported
 }
 
 func newLease(s Store, key string, cfg *config, version int64, rec record, takeover bool) *Lease {
@@ -89,11 +95,10 @@ func (l *Lease) Extend(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return invalid(l.key, fmt.Sprintf("lease extension %v is not positive", d))
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	next := l.rec
-	next.LeaseUntil = l.cfg.now().Add(d)
-	return l.swap(ctx, "extend", next, l.cfg.inProgressTTL(d))
+	return l.write(ctx, "extend", l.cfg.inProgressTTL(d), nil, func(next record) record {
+		next.LeaseUntil = l.cfg.now().Add(d)
+		return next
+	})
 }
 
 // Complete stores result as the answer for the key, kept for the retention
@@ -105,30 +110,34 @@ func (l *Lease) Complete(ctx context.Context, result []byte) error {
 // complete is Complete of a result that the lease keeps: nobody else
 // holds it (Do's own encoding of fn's result).
 func (l *Lease) complete(ctx context.Context, result []byte) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	next := l.rec
-	next.Status = statusCompleted
-	next.Result = result
-	next.Error = nil
-	next.CompletedAt = l.cfg.now()
-	next.LeaseUntil = time.Time{}
-	return l.swap(ctx, "complete", next, l.cfg.retention)
+	return l.write(ctx, "complete", l.cfg.retention, nil, func(next record) record {
+		next.Status = statusCompleted
+		next.Result = result
+		next.Error = nil
+		next.CompletedAt = l.cfg.now()
+		next.LeaseUntil = time.Time{}
+		return next
+	})
 }
 
 // CompleteError stores a permanent error, message with an optional
 // machine-readable code, as the answer for the key: duplicates get it back
 // (a *PermanentError) instead of running again.
 func (l *Lease) CompleteError(ctx context.Context, code, message string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	next := l.rec
-	next.Status = statusCompleted
-	next.Result = nil
-	next.Error = &storedError{Message: message, Code: code}
-	next.CompletedAt = l.cfg.now()
-	next.LeaseUntil = time.Time{}
-	return l.swap(ctx, "complete-error", next, l.cfg.retention)
+	return l.completeError(ctx, code, message, nil)
+}
+
+// completeError is CompleteError of the permanent error cause, for events
+// (nil: made of code and message).
+func (l *Lease) completeError(ctx context.Context, code, message string, cause error) error {
+	return l.write(ctx, "complete-error", l.cfg.retention, cause, func(next record) record {
+		next.Status = statusCompleted
+		next.Result = nil
+		next.Error = &storedError{Message: message, Code: code}
+		next.CompletedAt = l.cfg.now()
+		next.LeaseUntil = time.Time{}
+		return next
+	})
 }
 
 // Release gives the key up so that a retry can run again. It does not
@@ -137,23 +146,49 @@ func (l *Lease) CompleteError(ctx context.Context, code, message string) error {
 // rising and every earlier owner stays fenced. Releasing a claim whose
 // record has vanished (expired, or deleted by hand) succeeds.
 func (l *Lease) Release(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	next := l.rec
-	next.Status = statusReleased
-	next.Result, next.Error = nil, nil
-	next.LeaseUntil = time.Time{}
-	next.CompletedAt = l.cfg.now()
-	err := l.swap(ctx, "release", next, l.cfg.retention)
-	if errors.Is(err, errVanished) {
-		l.done = true
-		return nil
-	}
-	return err
+	return l.release(ctx, nil)
+}
+
+// release is Release because of cause (nil if unknown), for events.
+func (l *Lease) release(ctx context.Context, cause error) error {
+	return l.write(ctx, "release", l.cfg.retention, cause, func(next record) record {
+		next.Status = statusReleased
+		next.Result, next.Error = nil, nil
+		next.LeaseUntil = time.Time{}
+		next.CompletedAt = l.cfg.now()
+		return next
+	})
 }
 
 // errVanished: the claim's record is gone.
 var errVanished = errors.New("idem: the claim's record is gone")
+
+// write makes the next record of the claim with edit and writes it (op,
+// with ttl), then reports it to the claim's events (cause: what led to it,
+// if known). A write to a lease that had ended is not reported.
+func (l *Lease) write(ctx context.Context, op string, ttl time.Duration, cause error, edit func(record) record) error {
+	start, emit := l.cfg.emitting()
+	next, unknown, ended, err := l.swapLocked(ctx, op, ttl, edit)
+	if emit && !ended {
+		l.report(ctx, op, next, start, unknown, cause, err)
+	}
+	return err
+}
+
+// swapLocked is write's part under l.mu: it returns the record it wrote,
+// the last lost response it met, whether the lease had ended before, and
+// the error. A release of a vanished record succeeds.
+func (l *Lease) swapLocked(ctx context.Context, op string, ttl time.Duration, edit func(record) record) (next record, unknown error, ended bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ended = l.done
+	next = edit(l.rec)
+	err = l.swap(ctx, op, next, ttl)
+	if errors.Is(err, errVanished) {
+		l.done, err = true, nil
+	}
+	return next, l.unknown, ended, err
+}
 
 // swap writes next over the claim, fenced by its version. A write whose
 // outcome the store cannot tell is sent again, up to maxSettles times while
@@ -173,8 +208,9 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 	value := encodeRecord(next)
 	backoff := newBackoff(10*time.Millisecond, 500*time.Millisecond)
 	settles, adopts := 0, 0
+	l.unknown = nil
 	for {
-		it, err := l.write(ctx, op, value, ttl)
+		it, err := l.send(ctx, op, value, ttl)
 		if err == nil {
 			l.accept(it, next)
 			return nil
@@ -201,6 +237,7 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 			return l.moved(op, settles > 0)
 		case errors.Is(err, ErrUnknownOutcome) && settles < maxSettles && ctx.Err() == nil:
 			settles++
+			l.unknown = err
 			if err := sleep(ctx, backoff.next()); err != nil {
 				return errors.Join(err, fmt.Errorf("idem: %s %q: %w", op, l.key, ErrUnknownOutcome))
 			}
@@ -214,9 +251,9 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 	}
 }
 
-// write sends one copy of a swap: a completion through the claim's Commit
+// send sends one copy of a swap: a completion through the claim's Commit
 // (WithCommit) when it has one, anything else to the store.
-func (l *Lease) write(ctx context.Context, op string, value []byte, ttl time.Duration) (Item, error) {
+func (l *Lease) send(ctx context.Context, op string, value []byte, ttl time.Duration) (Item, error) {
 	if op == "complete" && l.cfg.commit != nil {
 		return l.cfg.commit(ctx, l.key, l.version, value, ttl)
 	}
@@ -330,7 +367,14 @@ func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.C
 			err := l.Extend(ectx, l.cfg.lease)
 			ecancel()
 			if errors.Is(err, ErrLeaseLost) || (err != nil && !l.cfg.now().Before(l.Until())) {
-				cancel(fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err))
+				cause := fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err)
+				if l.cfg.events != nil { // once: Extend may have reported it
+					l.mu.Lock()
+					attempt := l.rec.Attempt
+					l.mu.Unlock()
+					l.reportLost(bg, attempt, cause)
+				}
+				cancel(cause)
 				return
 			}
 		}

@@ -34,11 +34,14 @@ type config struct {
 	prefix      string
 	commit      Commit
 	cache       *Cache
+	events      func(context.Context, Event) // WithEvents
+	op          string                       // the entry point, for events
 }
 
 type updateConfig struct {
 	expiry   time.Duration
 	attempts int
+	events   func(context.Context, Event) // WithUpdateEvents
 }
 
 // WithRetention sets how long the answer for a key is kept, counted from

@@ -29,6 +29,10 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 	if err := checkStore(s, key); err != nil {
 		return Item{}, err
 	}
+	var start time.Time
+	if cfg.events != nil {
+		start = time.Now()
+	}
 	cur, err := s.Get(ctx, key)
 	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -58,7 +62,13 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 		}
 		var ce *ConflictError
 		if !errors.As(err, &ce) {
+			if cfg.events != nil {
+				reportWrite(ctx, cfg.events, "Update", key, attempt, start, err)
+			}
 			return it, err // success, or a failure that is not a lost race
+		}
+		if cfg.events != nil {
+			cfg.events(ctx, Event{Kind: EventConflict, Op: "Update", Key: key, Attempt: attempt, Err: err})
 		}
 		if attempt >= cfg.attempts {
 			return Item{}, fmt.Errorf("idem: update %q: gave up after %d attempts: %w", key, attempt, err)
@@ -100,6 +110,11 @@ type Counter struct {
 	// Attempts bounds the CompareAndSwap attempts of one Add under
 	// contention (default 10).
 	Attempts int
+	// Events, if set, is told what each Add does, as WithEvents: completed
+	// (Attempt: the writes it took), replayed (a duplicate operation),
+	// conflict per lost race, unknown settled (a lost response Add
+	// resolved) and unknown unsettled.
+	Events func(context.Context, Event)
 }
 
 // Add adds delta to the counter exactly once per operation ID: a replayed
@@ -128,7 +143,11 @@ func (c Counter) Add(ctx context.Context, opID string, delta int64) (total int64
 		c.Attempts = defaultAttempts
 	}
 	a := &adder{c: c, opID: opID, delta: delta, nonce: newToken()[:16]}
-	return a.run(ctx)
+	total, applied, err = a.run(ctx)
+	if c.Events != nil && errors.Is(err, ErrUnknownOutcome) {
+		c.Events(ctx, Event{Kind: EventUnknownUnsettled, Op: "Add", Key: c.Key, Err: err})
+	}
+	return total, applied, err
 }
 
 // Value returns the counter's total; an absent counter is 0.
@@ -171,9 +190,15 @@ type adder struct {
 	unsure     bool
 	base       int64
 	baseExists bool
+
+	start time.Time // for events
+	lost  error     // the last lost response, for events
 }
 
 func (a *adder) run(ctx context.Context) (int64, bool, error) {
+	if a.c.Events != nil {
+		a.start = time.Now()
+	}
 	cur, exists, err := getItem(ctx, a.c.Store, a.c.Key)
 	if err != nil {
 		return 0, false, err
@@ -185,7 +210,11 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			return 0, false, err
 		}
 		if i := slices.IndexFunc(c.Ops, func(op appliedOp) bool { return op.ID == a.opID }); i >= 0 {
-			return c.Total, c.Ops[i].By == a.nonce, nil // By: our own attempt, whose response was lost
+			mine := c.Ops[i].By == a.nonce // our own attempt, whose response was lost
+			if a.c.Events != nil {
+				a.replayed(ctx, attempt, mine)
+			}
+			return c.Total, mine, nil
 		}
 		if a.unsure && !a.provenNotApplied(cur, exists, c) {
 			return 0, false, unknown(a.c.Key, "Add", fmt.Errorf(
@@ -202,12 +231,16 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.c.Expiry)
 		}
 		var ce *ConflictError
+		if a.c.Events != nil {
+			a.wrote(ctx, attempt, err)
+		}
 		switch {
 		case err == nil:
 			return c.Total + a.delta, true, nil
 		case errors.As(err, &ce):
 			cur, exists = ce.Current, ce.Exists
 		case errors.Is(err, ErrUnknownOutcome):
+			a.lost = err
 			a.unsure, a.base, a.baseExists = true, cur.Version, exists
 			if cur, exists, err = getItem(ctx, a.c.Store, a.c.Key); err != nil {
 				return 0, false, unknown(a.c.Key, "Add", err)
@@ -225,6 +258,37 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 			return 0, false, err
 		}
 	}
+}
+
+// wrote reports a write of attempt that ended with err: completed, or a
+// lost race. A lost response is reported once Add knows its fate.
+func (a *adder) wrote(ctx context.Context, attempt int, err error) {
+	var ce *ConflictError
+	switch {
+	case err == nil:
+		a.completed(ctx, attempt)
+	case errors.As(err, &ce):
+		a.c.Events(ctx, Event{Kind: EventConflict, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: err})
+	}
+}
+
+// replayed reports an operation found applied: by our own write, whose
+// response was lost (mine), or by an earlier delivery.
+func (a *adder) replayed(ctx context.Context, attempt int, mine bool) {
+	if mine {
+		a.completed(ctx, attempt)
+		return
+	}
+	a.c.Events(ctx, Event{Kind: EventReplayed, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
+}
+
+// completed reports our operation applied, after the lost response that
+// hid it, if any.
+func (a *adder) completed(ctx context.Context, attempt int) {
+	if a.lost != nil {
+		a.c.Events(ctx, Event{Kind: EventUnknownSettled, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: a.lost})
+	}
+	a.c.Events(ctx, Event{Kind: EventCompleted, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
 }
 
 // apply returns the counter c with our operation added, encoded.
@@ -263,6 +327,17 @@ func (a *adder) provenNotApplied(cur Item, exists bool, c counter) bool {
 	return int64(len(c.Ops)) >= cur.Version-a.base
 }
 
+// reportWrite reports Update's write of attempt, begun at start, that
+// ended with err (not a lost race).
+func reportWrite(ctx context.Context, events func(context.Context, Event), op, key string, attempt int, start time.Time, err error) {
+	switch {
+	case err == nil:
+		events(ctx, Event{Kind: EventCompleted, Op: op, Key: key, Attempt: attempt, Duration: time.Since(start)})
+	case errors.Is(err, ErrUnknownOutcome):
+		events(ctx, Event{Kind: EventUnknownUnsettled, Op: op, Key: key, Attempt: attempt, Err: err})
+	}
+}
+
 func getItem(ctx context.Context, s Store, key string) (Item, bool, error) {
 	it, err := s.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
@@ -288,7 +363,7 @@ func decodeCounter(key string, it Item, exists bool) (counter, error) {
 // so a redelivery runs fn again; a Permanent error is stored and returned
 // for every duplicate.
 func Once(ctx context.Context, s Store, id string, fn func(context.Context) error, opts ...Option) (ran bool, err error) {
-	_, replayed, err := do(ctx, s, id, func(ctx context.Context) (struct{}, error) {
+	_, replayed, err := do(ctx, "Once", s, id, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	}, opts)
 	var perm *PermanentError
