@@ -81,7 +81,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lease, result, err := idem.Claim(r.Context(), h.store, skey, idem.WithRetention(h.cfg.retention),
-		idem.WithLease(h.cfg.lease), idem.WithWait(h.cfg.wait), idem.WithFingerprint(fp), idem.WithCache(h.cfg.cache))
+		idem.WithLease(h.cfg.lease), idem.WithWait(h.cfg.wait), idem.WithFingerprint(fp), idem.WithCache(h.cfg.cache), h.cfg.events)
 	switch {
 	case err != nil:
 		h.claimFailed(w, r, key, err)

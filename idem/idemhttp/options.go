@@ -1,6 +1,7 @@
 package idemhttp
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -65,8 +66,12 @@ type config struct {
 	problem     func(http.ResponseWriter, *http.Request, *Problem)
 	logger      *slog.Logger
 	cache       *idem.Cache
-	err         string // what an option found wrong
+	events      idem.Option // idem.WithEvents, Op "idemhttp" (WithEvents)
+	err         string      // what an option found wrong
 }
+
+// noEvents is the events option of a middleware without WithEvents.
+var noEvents = idem.WithEvents(nil)
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{
@@ -85,6 +90,7 @@ func newConfig(opts []Option) (*config, error) {
 		release:     ReleaseStatus,
 		problem:     WriteProblem,
 		logger:      slog.Default(),
+		events:      noEvents,
 	}
 	for _, o := range opts {
 		o(c)
@@ -258,6 +264,23 @@ func WithRelease(release func(status int) bool) Option {
 // middleware sets, such as Retry-After, are already on w.
 func WithProblemHandler(h func(w http.ResponseWriter, r *http.Request, p *Problem)) Option {
 	return func(c *config) { c.problem = h }
+}
+
+// WithEvents reports what happens to each request's key to fn, as
+// idem.WithEvents, with Op "idemhttp" and the stored key (prefix and
+// scope included): claimed, replayed, in progress, mismatch, the lease's
+// extensions, completed or released.
+func WithEvents(fn func(context.Context, idem.Event)) Option {
+	return func(c *config) {
+		if fn == nil {
+			c.events = noEvents
+			return
+		}
+		c.events = idem.WithEvents(func(ctx context.Context, e idem.Event) {
+			e.Op = "idemhttp"
+			fn(ctx, e)
+		})
+	}
 }
 
 // WithLogger sets where the middleware reports failures it cannot answer

@@ -45,6 +45,7 @@ func APIGateway(s idem.Store, fn func(ctx context.Context, req events.APIGateway
 	if err != nil {
 		return nil, err
 	}
+	cfg.named("idemlambda.APIGateway")
 	h := &apiHandler{store: s, cfg: cfg, validation: v, required: cfg.isRequired(false), fn: fn}
 	return h.handle, nil
 }

@@ -60,7 +60,9 @@ type config struct {
 	required  *bool
 	onReplay  func(ctx context.Context, key string)
 	cache     *idem.Cache
-	err       string // what an option found wrong
+	events    func(context.Context, idem.Event) // WithEvents
+	eventsOpt idem.Option                       // idem.WithEvents of events, for the wrapper's Op (named)
+	err       string                            // what an option found wrong
 }
 
 // sqsConfig is SQS's.
@@ -221,6 +223,25 @@ func WithOnReplay(fn func(ctx context.Context, key string)) Option {
 	return func(c *config) { c.onReplay = fn }
 }
 
+// WithEvents reports what happens to each event's key to fn, as
+// idem.WithEvents, with Op "idemlambda.Wrap", "idemlambda.SQS" or
+// "idemlambda.APIGateway" and the full key (prefix included).
+func WithEvents(fn func(ctx context.Context, e idem.Event)) Option {
+	return func(c *config) { c.events = fn }
+}
+
+// named makes the events option of the wrapper op, once, at construction.
+func (c *config) named(op string) {
+	fn := c.events
+	if fn == nil {
+		return
+	}
+	c.eventsOpt = idem.WithEvents(func(ctx context.Context, e idem.Event) {
+		e.Op = op
+		fn(ctx, e)
+	})
+}
+
 // LoggerOption configures SQS and APIGateway, the wrappers that report
 // failures which do not fail the invocation. See WithLogger.
 type LoggerOption struct{ l *slog.Logger }
@@ -346,6 +367,9 @@ func (c *config) idemOptions(ctx context.Context, fp []byte) []idem.Option {
 	opts := []idem.Option{idem.WithRetention(c.retention), idem.WithKeyPrefix(c.prefix), idem.WithWait(c.wait), idem.WithCache(c.cache)}
 	if fp != nil {
 		opts = append(opts, idem.WithFingerprint(fp))
+	}
+	if c.eventsOpt != nil {
+		opts = append(opts, c.eventsOpt)
 	}
 	lease, extend := c.leaseAt(ctx, time.Now())
 	opts = append(opts, idem.WithLease(lease))

@@ -50,6 +50,7 @@ func SQS(s idem.Store, fn func(ctx context.Context, msg events.SQSMessage) error
 	if err != nil {
 		return nil, err
 	}
+	cfg.named("idemlambda.SQS")
 	h := &sqsHandler{store: s, cfg: cfg, validation: v, keyOf: cfg.messageKey, required: cfg.isRequired(true), fn: fn}
 	if h.keyOf == nil {
 		h.keyOf = func(m events.SQSMessage) (string, error) { return m.MessageId, nil }

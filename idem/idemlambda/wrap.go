@@ -57,6 +57,7 @@ func wrap[In, Out any](s idem.Store, key func(In) (string, error), part func(In)
 	if err != nil {
 		return nil, err
 	}
+	cfg.named("idemlambda.Wrap")
 	v := validation[In]{part}
 	required := cfg.isRequired(true)
 	return func(ctx context.Context, event In) (Out, error) {

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -22,6 +23,7 @@ type config struct {
 	retention, lease, wait time.Duration
 	prefix                 string
 	now                    func() time.Time
+	events                 func(context.Context, idem.Event)
 }
 
 // WithRetention sets how long every record of the saga (its outcome, each
@@ -46,6 +48,13 @@ func WithKeyPrefix(prefix string) Option { return func(c *config) { c.prefix = p
 // WithClock sets the clock leases are measured with (default time.Now), for
 // tests.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithEvents reports what happens to the saga's keys to fn, as
+// idem.WithEvents: the saga's own claim with Op "saga.Run", its steps'
+// with "saga.Step", its compensations' with "saga.Compensate".
+func WithEvents(fn func(context.Context, idem.Event)) Option {
+	return func(c *config) { c.events = fn }
+}
 
 // newConfig applies opts to the defaults and rejects bad values, before
 // anything is written.
@@ -76,12 +85,20 @@ func newConfig(id string, opts []Option) (*config, error) {
 // another run: at least a lease, so a crashed run's step is taken over.
 func (c *config) stepWait() time.Duration { return max(c.wait, c.lease) }
 
-// idemOptions are the options of a claim of the saga, waiting up to wait.
-func (c *config) idemOptions(wait time.Duration) []idem.Option {
-	return []idem.Option{
+// idemOptions are the options of a claim of the saga, waiting up to wait,
+// reporting events as op.
+func (c *config) idemOptions(op string, wait time.Duration) []idem.Option {
+	opts := []idem.Option{
 		idem.WithRetention(c.retention), idem.WithLease(c.lease), idem.WithWait(wait),
 		idem.WithKeyPrefix(c.prefix), idem.WithClock(c.now),
 	}
+	if fn := c.events; fn != nil {
+		opts = append(opts, idem.WithEvents(func(ctx context.Context, e idem.Event) {
+			e.Op = op
+			fn(ctx, e)
+		}))
+	}
+	return opts
 }
 
 // invalid is the error for bad input to the saga id, matching idem.ErrInvalid.

@@ -99,7 +99,7 @@ func Run(ctx context.Context, s idem.Store, id string, body func(ctx context.Con
 	}
 	_, err = idem.Do(ctx, s, sagaKey(id), func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, run(ctx, s, id, cfg, body)
-	}, cfg.idemOptions(cfg.wait)...)
+	}, cfg.idemOptions("saga.Run", cfg.wait)...)
 	var (
 		perm *idem.PermanentError
 		h    hidden
@@ -158,7 +158,7 @@ func run(ctx context.Context, s idem.Store, id string, cfg *config, body func(co
 // completion order, each at most once, and returns the saga's aborted
 // outcome.
 func compensate(ctx context.Context, s idem.Store, id string, cfg *config, undos []undo, cause error) error {
-	opts := cfg.idemOptions(cfg.stepWait())
+	opts := cfg.idemOptions("saga.Compensate", cfg.stepWait())
 	for i := len(undos) - 1; i >= 0; i-- {
 		u := undos[i]
 		if _, err := idem.Once(ctx, s, compensateKey(id, u.name), u.fn, opts...); err != nil {
@@ -258,7 +258,7 @@ func (sg *Saga) take(name string) error {
 // forwardStep is Step while the saga runs forward: action, at most once
 // per saga, under the step's claim (idem.Do).
 func forwardStep[T any](ctx context.Context, sg *Saga, key string, action func(context.Context) (T, error)) (T, error) {
-	return idem.Do(ctx, sg.store, key, action, sg.cfg.idemOptions(sg.cfg.stepWait())...)
+	return idem.Do(ctx, sg.store, key, action, sg.cfg.idemOptions("saga.Step", sg.cfg.stepWait())...)
 }
 
 // replayStep is Step while the saga is compensated: the stored result of a
@@ -266,7 +266,7 @@ func forwardStep[T any](ctx context.Context, sg *Saga, key string, action func(c
 // a crash), a fence that stops it from ever running, and errStopped.
 func replayStep[T any](ctx context.Context, sg *Saga, key string) (T, error) {
 	var zero T
-	lease, result, err := idem.Claim(ctx, sg.store, key, sg.cfg.idemOptions(sg.cfg.stepWait())...)
+	lease, result, err := idem.Claim(ctx, sg.store, key, sg.cfg.idemOptions("saga.Step", sg.cfg.stepWait())...)
 	var perm *idem.PermanentError
 	switch {
 	case errors.As(err, &perm) && perm.Replayed:
