@@ -100,6 +100,24 @@
 //     in one DynamoDB transaction conditioned on the claim's version, so
 //     they land once, together, or not at all.
 //
+// # Events
+//
+// WithEvents (WithUpdateEvents for Update, Counter.Events for Add, and the
+// WithEvents of saga, idemhttp and idemlambda) reports what happens to a
+// key, synchronously, as an Event: its Kind, the entry point (Op), the
+// full key, the attempt, a lease deadline, how long the step took and an
+// error. A call reports its claim's outcome once: claimed, takeover,
+// replayed, in progress or mismatch, after waited and unknown settled when
+// it met them; the owner then reports its extensions, the loss of its
+// lease (once), and how the claim ended: completed, failed permanently,
+// result not stored, released (with fn's error) or unknown unsettled. A
+// first Do is claimed, completed; a duplicate, replayed. Update and Add
+// report completed, conflict per lost race, and unknown settled or
+// unsettled; Add also replayed for a duplicate operation. Events carry the
+// key, which may be personal data: an adapter decides what leaves the
+// process. LogEvents writes them to a slog.Logger, idemotel to
+// OpenTelemetry. Without a hook nothing is spent: no allocation, no call.
+//
 // # Other helpers
 //
 // Claim and Lease are the low-level claim API for adapters that store more
