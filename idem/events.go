@@ -70,6 +70,11 @@ const (
 	// Counter.Add, then retried; a claim that gave up). Attempt is the
 	// write's.
 	EventConflict
+	// EventUnscoped: an adapter (idemhttp) names no caller for a request,
+	// so its key is shared by every caller that names none (by default,
+	// every request without an Authorization header). Reported before the
+	// claim; idemhttp.WithScopeRequired refuses such requests instead.
+	EventUnscoped
 )
 
 var eventNames = [...]string{
@@ -88,6 +93,7 @@ var eventNames = [...]string{
 	EventUnknownSettled:    "unknown_settled",
 	EventUnknownUnsettled:  "unknown_unsettled",
 	EventConflict:          "conflict",
+	EventUnscoped:          "unscoped",
 }
 
 // String returns the kind's name in snake case ("lease_lost"), as metrics
@@ -142,7 +148,8 @@ func WithUpdateEvents(fn func(context.Context, Event)) UpdateOption {
 // routine (claimed, replayed, extended, completed), Info for what an
 // operator may want to know (takeover, waited, in progress, released,
 // failed permanently, unknown settled, conflict), Warn for what needs a
-// look (mismatch, lease lost, unknown unsettled, result not stored).
+// look (mismatch, lease lost, unknown unsettled, result not stored,
+// unscoped).
 func LogEvents(l *slog.Logger) func(context.Context, Event) {
 	return func(ctx context.Context, e Event) {
 		level := eventLevel(e.Kind)
@@ -169,7 +176,7 @@ func eventLevel(k EventKind) slog.Level {
 	switch k {
 	case EventClaimed, EventReplayed, EventExtended, EventCompleted:
 		return slog.LevelDebug
-	case EventMismatch, EventLeaseLost, EventUnknownUnsettled, EventResultNotStored:
+	case EventMismatch, EventLeaseLost, EventUnknownUnsettled, EventResultNotStored, EventUnscoped:
 		return slog.LevelWarn
 	}
 	return slog.LevelInfo

@@ -18,9 +18,11 @@
 //   - The body is read, at most 1 MiB (WithMaxBodyBytes); a larger body
 //     gets 413 and the handler does not run.
 //   - The key is scoped to the caller (WithScope; by default a hash of the
-//     Authorization header) and claimed in the store with a fingerprint of
-//     the request (WithFingerprint; by default method, path, query and
-//     body).
+//     Authorization header; a request without one shares the empty scope,
+//     reported as idem.EventUnscoped, or refused with 401 with
+//     WithScopeRequired) and claimed in the store with a fingerprint of the
+//     request (WithFingerprint; by default method, path, query and body,
+//     a JSON body by its canonical form).
 //   - First request: the handler runs with the body restored. Its response
 //     is buffered, stored (status, the headers KeepHeader selects, body)
 //     and only then sent, so a client that saw the answer always gets that

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemhttp"
+	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
 
@@ -34,6 +35,7 @@ func TestEvents(t *testing.T) {
 	send := func(key string) {
 		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(`{}`))
 		r.Header.Set("Idempotency-Key", key)
+		r.Header.Set("Authorization", "Bearer client-1")
 		h.ServeHTTP(httptest.NewRecorder(), r)
 	}
 	send("a")
@@ -50,5 +52,81 @@ func TestEvents(t *testing.T) {
 	want := []idem.EventKind{idem.EventClaimed, idem.EventCompleted, idem.EventReplayed, idem.EventClaimed, idem.EventReleased}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("got %v, want %v", kinds, want)
+	}
+}
+
+// TestUnscoped: a request that names no caller (no Authorization header,
+// the default scope) is reported as EventUnscoped before its claim, and
+// with WithScopeRequired(true) refused with 401 before anything is stored.
+func TestUnscoped(t *testing.T) {
+	var kinds []idem.EventKind
+	record := func(_ context.Context, e idem.Event) { kinds = append(kinds, e.Kind) }
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	send := func(h http.Handler, auth string) int {
+		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(`{}`))
+		r.Header.Set("Idempotency-Key", "k")
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	served := idemhttp.Middleware(memstore.New(), idemhttp.WithEvents(record))(ok)
+	if code := send(served, ""); code != http.StatusCreated {
+		t.Fatalf("an unscoped request: %d, want it served", code)
+	}
+	if want := []idem.EventKind{idem.EventUnscoped, idem.EventClaimed, idem.EventCompleted}; !slices.Equal(kinds, want) {
+		t.Errorf("got %v, want %v", kinds, want)
+	}
+	s := idemtest.NewCounting(memstore.New())
+	strict := idemhttp.Middleware(s, idemhttp.WithScopeRequired(true))(ok)
+	if code := send(strict, ""); code != http.StatusUnauthorized {
+		t.Errorf("an unscoped request with WithScopeRequired: %d, want 401", code)
+	}
+	if got := s.Counts(); got != (idemtest.Counts{}) {
+		t.Errorf("the refused request made store calls %+v", got)
+	}
+	if code := send(strict, "Bearer client-1"); code != http.StatusCreated {
+		t.Errorf("a scoped request with WithScopeRequired: %d, want it served", code)
+	}
+}
+
+// TestJSONBodyFingerprintByDefault: a retry whose client re-encoded its
+// JSON body (other field order and spacing) is the same request by
+// default, and a different body is not; a body that is not declared JSON
+// is compared byte for byte.
+func TestJSONBodyFingerprintByDefault(t *testing.T) {
+	runs := 0
+	h := idemhttp.Middleware(memstore.New())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs++
+		w.WriteHeader(http.StatusCreated)
+	}))
+	send := func(key, contentType, body string) int {
+		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(body))
+		r.Header.Set("Idempotency-Key", key)
+		r.Header.Set("Content-Type", contentType)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	for _, tc := range []struct {
+		key, contentType, first, retry string
+		want                           int
+	}{
+		{"json", "application/json; charset=utf-8", `{"a":1,"b":[1,2]}`, "{ \"b\": [1, 2],\n \"a\": 1 }", http.StatusCreated},
+		{"suffix", "application/merge-patch+json", `{"a":1,"b":2}`, `{"b":2,"a":1}`, http.StatusCreated},
+		{"changed", "application/json", `{"a":1}`, `{"a":2}`, http.StatusUnprocessableEntity},
+		{"text", "text/plain", `{"a":1,"b":2}`, `{"b":2,"a":1}`, http.StatusUnprocessableEntity},
+	} {
+		if code := send(tc.key, tc.contentType, tc.first); code != http.StatusCreated {
+			t.Fatalf("%s: first request %d", tc.key, code)
+		}
+		if code := send(tc.key, tc.contentType, tc.retry); code != tc.want {
+			t.Errorf("%s: the retry got %d, want %d", tc.key, code, tc.want)
+		}
+	}
+	if runs != 4 {
+		t.Errorf("the handler ran %d times, want once per key (4)", runs)
 	}
 }

@@ -100,8 +100,13 @@ func (h *handler) identify(r *http.Request, key string) (body, fp []byte, skey s
 		return nil, nil, "", p
 	}
 	scope, err := h.cfg.scope(r)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, nil, "", keyproto.Unscoped(err)
+	case scope == "" && h.cfg.needScope:
+		return nil, nil, "", keyproto.Unscoped(errors.New("the request names no caller, and WithScopeRequired refuses an empty scope"))
+	case scope == "" && h.cfg.onEvent != nil:
+		h.cfg.onEvent(r.Context(), idem.Event{Kind: idem.EventUnscoped, Key: storeKey(h.cfg.prefix, scope, key)})
 	}
 	fp, err = h.cfg.fingerprint(r, body)
 	if err != nil {

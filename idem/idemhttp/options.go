@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -66,8 +67,10 @@ type config struct {
 	problem     func(http.ResponseWriter, *http.Request, *Problem)
 	logger      *slog.Logger
 	cache       *idem.Cache
-	events      idem.Option // idem.WithEvents, Op "idemhttp" (WithEvents)
-	err         string      // what an option found wrong
+	events      idem.Option                       // idem.WithEvents, Op "idemhttp" (WithEvents)
+	onEvent     func(context.Context, idem.Event) // the same function, for the middleware's own events; nil without WithEvents
+	needScope   bool                              // WithScopeRequired
+	err         string                            // what an option found wrong
 }
 
 // noEvents is the events option of a middleware without WithEvents.
@@ -85,7 +88,7 @@ func newConfig(opts []Option) (*config, error) {
 		maxResponse: DefaultMaxResponseBytes,
 		prefix:      DefaultKeyPrefix,
 		scope:       ScopeHeader("Authorization"),
-		fingerprint: FingerprintRequest,
+		fingerprint: fingerprintDefault,
 		keepHeader:  KeepHeader,
 		release:     ReleaseStatus,
 		problem:     WriteProblem,
@@ -238,12 +241,41 @@ func WithScope(scope func(r *http.Request) (string, error)) Option {
 	return func(c *config) { c.scope = scope }
 }
 
-// WithFingerprint sets how a request is fingerprinted (default
-// FingerprintRequest: method, path, query and body). A key reused with a
-// different fingerprint gets 422 Unprocessable Content. body is the whole
-// request body. If fp returns an error the request gets 400.
+// WithFingerprint sets how a request is fingerprinted. By default a request
+// with a JSON body (Content-Type application/json or a +json type) is
+// fingerprinted with FingerprintJSONBody, so a retry whose client encoded
+// the same body with other field order or spacing is the same request, and
+// any other with FingerprintRequest (method, path, query and body, byte for
+// byte). A key reused with a different fingerprint gets 422 Unprocessable
+// Content. body is the whole request body. If fp returns an error the
+// request gets 400.
 func WithFingerprint(fp func(r *http.Request, body []byte) ([]byte, error)) Option {
 	return func(c *config) { c.fingerprint = fp }
+}
+
+// WithScopeRequired(true) refuses, with 401 Unauthorized, a request with a
+// key whose scope is empty (with the default scope: no Authorization
+// header), instead of storing its key in the scope every such caller
+// shares. Without it such a request is served, and reported as
+// idem.EventUnscoped to WithEvents.
+func WithScopeRequired(required bool) Option {
+	return func(c *config) { c.needScope = required }
+}
+
+// fingerprintDefault is the default fingerprint: FingerprintJSONBody for a
+// JSON body, FingerprintRequest for any other.
+func fingerprintDefault(r *http.Request, body []byte) ([]byte, error) {
+	if isJSON(r.Header.Get("Content-Type")) {
+		return FingerprintJSONBody(r, body)
+	}
+	return FingerprintRequest(r, body)
+}
+
+// isJSON reports whether a Content-Type names JSON: application/json, or a
+// structured syntax suffix +json (application/problem+json).
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 // WithHeaderFilter sets which response headers are stored and replayed
@@ -273,13 +305,14 @@ func WithProblemHandler(h func(w http.ResponseWriter, r *http.Request, p *Proble
 func WithEvents(fn func(context.Context, idem.Event)) Option {
 	return func(c *config) {
 		if fn == nil {
-			c.events = noEvents
+			c.events, c.onEvent = noEvents, nil
 			return
 		}
-		c.events = idem.WithEvents(func(ctx context.Context, e idem.Event) {
+		c.onEvent = func(ctx context.Context, e idem.Event) {
 			e.Op = "idemhttp"
 			fn(ctx, e)
-		})
+		}
+		c.events = idem.WithEvents(c.onEvent)
 	}
 }
 
