@@ -49,8 +49,8 @@ bench: ## Run the benchmarks (no tests); dynamo and cassandra run idemkit beside
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v -e '/dynamo$$' -e '/cassandra$$')
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 480x -timeout 20m ./dynamo ./cassandra
 
-demo: ## Run the payments demo on the embedded store
-	$(GO) run ./examples/payments
+demo: ## Run the payments demo on the embedded store (DEMOFLAGS=-metrics prints its OpenTelemetry metrics)
+	$(GO) run ./examples/payments $(DEMOFLAGS)
 
 .PHONY: localstack-up localstack-down
 

@@ -20,6 +20,9 @@ import (
 type Config struct {
 	Payments int    // payments in the storm
 	Seed     uint64 // the fault injector's seed
+	// Events, if set, receives every idem.Event of the service's calls
+	// (the -metrics flag feeds them to OpenTelemetry).
+	Events func(context.Context, idem.Event)
 }
 
 // fault is what the network between client and service does to one
@@ -158,7 +161,7 @@ func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
 
 	scenario := func(name string, outage func() bool, body func(svc *Service, key func(string) string) (int, string, []string)) {
 		net := newCardNetwork(outage)
-		svc := &Service{Store: store, Network: net, Lease: 300 * time.Millisecond, crashes: map[string]bool{}}
+		svc := &Service{Store: store, Network: net, Lease: 300 * time.Millisecond, Events: cfg.Events, crashes: map[string]bool{}}
 		key := func(s string) string { return runID + "/" + s }
 		n, detail, failures := body(svc, key)
 		net.mu.Lock()

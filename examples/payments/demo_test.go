@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
@@ -33,6 +35,32 @@ func TestDemo(t *testing.T) {
 					seed, rep.Totals.Crashes, rep.Totals.Replays, rep.Totals.Rejected)
 			}
 			t.Logf("seed %d:\n%s", seed, report.Text(rep))
+		}
+	})
+}
+
+// TestMetrics: with -metrics the run's events reach OpenTelemetry through
+// idemotel, and what it prints counts them: a claim per payment charged,
+// the replays, the takeovers after crashes, the one mismatch.
+func TestMetrics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := newMetrics("memory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Run(context.Background(), memstore.New(), Config{Payments: 50, Seed: 1, Events: m.events()})
+		if err != nil || !rep.OK() {
+			t.Fatalf("the run: %v\n%s", err, report.Text(rep))
+		}
+		var out strings.Builder
+		if err := m.print(context.Background(), &out); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"idem.events    claimed Do ok", "idem.events    replayed Do ok", "idem.events    takeover Do ok",
+			"idem.events    mismatch Do mismatch", "idem.duration  completed Do ok"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("the metrics lack %q:\n%s", want, out.String())
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@
 //
 //	go run ./examples/payments                  # on the embedded store
 //	go run ./examples/payments -store=dynamodb  # or cassandra; see examples/internal/backend
+//	go run ./examples/payments -metrics         # and print the run's OpenTelemetry metrics
 package main
 
 import (
@@ -23,6 +24,7 @@ func main() {
 	kind := backend.Flag()
 	payments := flag.Int("payments", 200, "payments in the storm scenario")
 	seed := flag.Uint64("seed", 1, "seed for the fault injector")
+	showMetrics := flag.Bool("metrics", false, "print the OpenTelemetry metrics of the run (idem/idemotel)")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -35,6 +37,20 @@ func main() {
 	defer closeStore()
 
 	fmt.Printf("idemkit payments demo on the %s store\n\n", *kind)
-	rep, err := Run(ctx, store, Config{Payments: *payments, Seed: *seed})
+	cfg := Config{Payments: *payments, Seed: *seed}
+	var m *metrics
+	if *showMetrics {
+		if m, err = newMetrics(*kind); err != nil {
+			fmt.Fprintln(os.Stderr, "payments:", err)
+			os.Exit(2)
+		}
+		cfg.Events = m.events()
+	}
+	rep, err := Run(ctx, store, cfg)
+	if m != nil {
+		if merr := m.print(ctx, os.Stdout); merr != nil {
+			fmt.Fprintln(os.Stderr, "payments: metrics:", merr)
+		}
+	}
 	report.Finish("payments", rep, err)
 }

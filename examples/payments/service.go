@@ -73,6 +73,7 @@ type Service struct {
 	Store   idem.Store
 	Network *CardNetwork
 	Lease   time.Duration
+	Events  func(context.Context, idem.Event) // idem.WithEvents, if set
 
 	mu      sync.Mutex
 	crashes map[string]bool // keys whose next execution crashes after charging
@@ -104,7 +105,8 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (Receipt, bool, error
 	},
 		idem.WithKeyPrefix("payments/"),
 		idem.WithFingerprint(fp),
-		idem.WithLease(s.Lease))
+		idem.WithLease(s.Lease),
+		idem.WithEvents(s.Events))
 	var perm *idem.PermanentError
 	replayed := !ran && (err == nil || errors.As(err, &perm) && perm.Replayed)
 	return r, replayed, err
