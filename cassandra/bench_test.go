@@ -6,12 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"runtime/metrics"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idemkit/idemkit/internal/benchtest"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -177,12 +176,12 @@ func BenchmarkDo(b *testing.B) {
 	fn := func(context.Context) ([]byte, error) { return payload, nil }
 	claim := `INSERT INTO ` + h.hand + ` (key, owner, version) VALUES (?, ?, 1) IF NOT EXISTS USING TTL 60`
 	complete := `UPDATE ` + h.hand + ` USING TTL 86400 SET value = ?, version = 2 WHERE key = ? IF owner = ?`
-	h.compare(b, func(s *cassandra.Store) op {
+	h.compare(b, func(s *cassandra.Store) benchtest.Op {
 		return func(ctx context.Context, _ int64) error {
 			_, err := idem.Do(ctx, s, newKey("do/"), fn)
 			return err
 		}
-	}, func(session *gocql.Session) op {
+	}, func(session *gocql.Session) benchtest.Op {
 		return func(ctx context.Context, _ int64) error {
 			key, owner := newKey("do/"), make([]byte, 16)
 			rand.Read(owner)
@@ -218,7 +217,7 @@ func BenchmarkDoReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	h.compare(b, func(s *cassandra.Store) op {
+	h.compare(b, func(s *cassandra.Store) benchtest.Op {
 		return func(ctx context.Context, i int64) error {
 			v, err := idem.Do(ctx, s, fmt.Sprint("replay/", i%replayKeys), fn)
 			if err == nil && !bytes.Equal(v, payload) {
@@ -226,7 +225,7 @@ func BenchmarkDoReplay(b *testing.B) {
 			}
 			return err
 		}
-	}, func(session *gocql.Session) op {
+	}, func(session *gocql.Session) benchtest.Op {
 		return func(ctx context.Context, i int64) error {
 			owner := make([]byte, 16)
 			rand.Read(owner)
@@ -250,10 +249,10 @@ func lwt(ctx context.Context, s *gocql.Session, stmt string, args ...any) (bool,
 }
 
 // compare runs idemkit (lib) and the hand-written code (hand) at 1 and 16
-// callers; see sideBySide. The requests are counted on a second session
+// callers; see benchtest.SideBySide. The requests are counted on a second session
 // with a query observer, in an untimed block, so that the observer costs
 // the timed blocks nothing.
-func (h *bench) compare(b *testing.B, lib func(*cassandra.Store) op, hand func(*gocql.Session) op) {
+func (h *bench) compare(b *testing.B, lib func(*cassandra.Store) benchtest.Op, hand func(*gocql.Session) benchtest.Op) {
 	b.Helper()
 	var requests atomic.Int64
 	cluster := gocql.NewCluster(testenv.CassandraHosts(b)...)
@@ -270,8 +269,8 @@ func (h *bench) compare(b *testing.B, lib func(*cassandra.Store) op, hand func(*
 		b.Run(fmt.Sprint("callers=", callers), func(b *testing.B) {
 			libReq := countRequests(b, &requests, lib(countedStore))
 			handReq := countRequests(b, &requests, hand(counted))
-			libT, handT := sideBySide(b, callers, nil, lib(h.store), hand(h.session))
-			libT.report(b, libReq, handReq, handT)
+			libT, handT := benchtest.SideBySide(b, callers, nil, lib(h.store), hand(h.session))
+			libT.Report(b, libReq, handReq, handT)
 		})
 	}
 }
@@ -281,126 +280,13 @@ type requestCounter struct{ n *atomic.Int64 }
 func (o requestCounter) ObserveQuery(context.Context, gocql.ObservedQuery) { o.n.Add(1) }
 
 // countRequests returns the requests per call of f, over one block.
-func countRequests(b *testing.B, n *atomic.Int64, f op) float64 {
+func countRequests(b *testing.B, n *atomic.Int64, f benchtest.Op) float64 {
 	b.Helper()
 	before := n.Load()
-	for i := range int64(block) {
+	for i := range int64(benchtest.Block) {
 		if err := f(context.Background(), i); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return float64(n.Load()-before) / block
-}
-
-// The side-by-side harness. The same code is in the cassandra and dynamo
-// benchmarks (each package's tests are their own).
-
-// op is one call of a benchmarked operation; i numbers the calls of a side.
-type op func(ctx context.Context, i int64) error
-
-// block is the calls per side in one block: sideBySide alternates blocks
-// of idemkit and of the hand-written code, so that drift on the shared
-// machine (the server's load, other processes) hits both alike.
-const block = 40
-
-// tally is what one side used over its blocks.
-type tally struct {
-	calls    int64
-	requests int64 // counted by sideBySide's count, if any
-	wall     time.Duration
-	cpu      time.Duration // user+system of the whole process (client only: the server is another)
-	allocs   uint64
-}
-
-// sideBySide runs lib and hand alternately in blocks until each has made
-// at least b.N calls, each block spread over callers goroutines (at 16
-// callers a block is 10 calls per caller). count, if not nil, returns the
-// requests sent so far. Go's own ns/op is the sum of both sides; read the
-// metrics report adds.
-func sideBySide(b *testing.B, callers int, count func() int64, lib, hand op) (libT, handT tally) {
-	b.Helper()
-	per := max(block/callers, 10)
-	var libN, handN atomic.Int64
-	for i := 0; libT.calls < int64(b.N) || handT.calls < int64(b.N); i++ {
-		if i%2 == 0 {
-			libT.run(b, callers, per, count, &libN, lib)
-			handT.run(b, callers, per, count, &handN, hand)
-		} else {
-			handT.run(b, callers, per, count, &handN, hand)
-			libT.run(b, callers, per, count, &libN, lib)
-		}
-	}
-	return libT, handT
-}
-
-func (t *tally) run(b *testing.B, callers, per int, count func() int64, next *atomic.Int64, f op) {
-	ctx := context.Background()
-	errs := make(chan error, callers)
-	var r0 int64
-	if count != nil {
-		r0 = count()
-	}
-	a0, c0, t0 := allocs(), cpuTime(), time.Now()
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range per {
-				if err := f(ctx, next.Add(1)-1); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	t.wall += time.Since(t0)
-	t.cpu += cpuTime() - c0
-	t.allocs += allocs() - a0
-	t.calls += int64(callers * per)
-	if count != nil {
-		t.requests += count() - r0
-	}
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
-	}
-}
-
-// report adds per call: idemkit's wall and CPU time, allocations and
-// requests (ns/op, cpu-ns/op, allocs, req/op), the same for the
-// hand-written code (hand-...), and the ratios idemkit/hand (wall-x,
-// cpu-x, req-x).
-func (t tally) report(b *testing.B, libReq, handReq float64, hand tally) {
-	per := func(x float64, n int64) float64 { return x / float64(n) }
-	b.ReportMetric(per(float64(t.wall), t.calls), "wall-ns/op")
-	b.ReportMetric(per(float64(hand.wall), hand.calls), "hand-wall-ns/op")
-	b.ReportMetric(per(float64(t.cpu), t.calls), "cpu-ns/op")
-	b.ReportMetric(per(float64(hand.cpu), hand.calls), "hand-cpu-ns/op")
-	b.ReportMetric(per(float64(t.allocs), t.calls), "lib-allocs/op")
-	b.ReportMetric(per(float64(hand.allocs), hand.calls), "hand-allocs/op")
-	b.ReportMetric(libReq, "req/op")
-	b.ReportMetric(handReq, "hand-req/op")
-	b.ReportMetric(per(float64(t.wall), t.calls)/per(float64(hand.wall), hand.calls), "wall-x")
-	b.ReportMetric(per(float64(t.cpu), t.calls)/per(float64(hand.cpu), hand.calls), "cpu-x")
-	b.ReportMetric(libReq/handReq, "req-x")
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
-
-// allocs is the number of heap objects the process has allocated.
-func allocs() uint64 {
-	s := make([]metrics.Sample, 1)
-	copy(s, allocSample)
-	metrics.Read(s)
-	return s[0].Value.Uint64()
+	return float64(n.Load()-before) / benchtest.Block
 }

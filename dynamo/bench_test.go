@@ -8,13 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime/metrics"
 	"strconv"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idemkit/idemkit/internal/benchtest"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -28,7 +27,7 @@ import (
 // The benchmarks put idemkit beside the same work hand-written with the raw
 // SDK, the way a careful service would write it: same requests, same
 // conditions, same JSON result. Both run through one client against the
-// same emulator and table, in alternating blocks (see sideBySide), so drift
+// same emulator and table, in alternating blocks (see benchtest.SideBySide), so drift
 // in the emulator (tables growing, other load) hits both alike; each
 // benchmark reports both sides' wall and client CPU time, allocations and
 // requests per call, and the ratios idemkit/hand-written (wall-x, cpu-x,
@@ -139,12 +138,12 @@ var seq atomic.Int64
 // BenchmarkDoFirst is a first execution (claim and complete: 2 writes)
 // beside rawDo doing the same, at 1 and 16 callers, on every server.
 func BenchmarkDoFirst(b *testing.B) {
-	compare(b, nil, func(s *dynamo.Store) op {
+	compare(b, nil, func(s *dynamo.Store) benchtest.Op {
 		return func(ctx context.Context, _ int64) error {
 			_, err := idem.Do(ctx, s, fmt.Sprint("idemkit/", seq.Add(1)), benchFn, idem.WithRetention(24*time.Hour))
 			return err
 		}
-	}, func(c *dynamodb.Client, table string) op {
+	}, func(c *dynamodb.Client, table string) benchtest.Op {
 		return func(ctx context.Context, _ int64) error {
 			_, err := rawDo(ctx, c, table, fmt.Sprint("sdk/", seq.Add(1)))
 			return err
@@ -166,7 +165,7 @@ func BenchmarkDoReplay(b *testing.B) {
 			}
 		}
 	}
-	compare(b, setup, func(s *dynamo.Store) op {
+	compare(b, setup, func(s *dynamo.Store) benchtest.Op {
 		return func(ctx context.Context, i int64) error {
 			v, err := idem.Do(ctx, s, fmt.Sprint("idemkit/", i%replayKeys), benchFn, idem.WithRetention(24*time.Hour))
 			if err == nil && v.Amount != 1250 {
@@ -174,7 +173,7 @@ func BenchmarkDoReplay(b *testing.B) {
 			}
 			return err
 		}
-	}, func(c *dynamodb.Client, table string) op {
+	}, func(c *dynamodb.Client, table string) benchtest.Op {
 		return func(ctx context.Context, i int64) error {
 			v, err := rawDo(ctx, c, table, fmt.Sprint("sdk/", i%replayKeys))
 			if err == nil && v.Amount != 1250 {
@@ -187,8 +186,8 @@ func BenchmarkDoReplay(b *testing.B) {
 
 // compare runs idemkit (lib) and the hand-written code (hand) on every
 // server at 1 and 16 callers, through one client whose HTTP requests are
-// counted; see sideBySide.
-func compare(b *testing.B, setup func(*testing.B, *dynamo.Store, *dynamodb.Client, string), lib func(*dynamo.Store) op, hand func(*dynamodb.Client, string) op) {
+// counted; see benchtest.SideBySide.
+func compare(b *testing.B, setup func(*testing.B, *dynamo.Store, *dynamodb.Client, string), lib func(*dynamo.Store) benchtest.Op, hand func(*dynamodb.Client, string) benchtest.Op) {
 	for _, srv := range testenv.DynamoDBServers(b) {
 		b.Run(srv.Name, func(b *testing.B) {
 			base, name := table(b, srv)
@@ -201,8 +200,8 @@ func compare(b *testing.B, setup func(*testing.B, *dynamo.Store, *dynamodb.Clien
 			}
 			for _, callers := range []int{1, 16} {
 				b.Run(fmt.Sprint("callers=", callers), func(b *testing.B) {
-					libT, handT := sideBySide(b, callers, tr.n.Load, lib(s), hand(c, name))
-					libT.report(b, float64(libT.requests)/float64(libT.calls), float64(handT.requests)/float64(handT.calls), handT)
+					libT, handT := benchtest.SideBySide(b, callers, tr.n.Load, lib(s), hand(c, name))
+					libT.Report(b, float64(libT.Requests)/float64(libT.Calls), float64(handT.Requests)/float64(handT.Calls), handT)
 				})
 			}
 		})
@@ -233,7 +232,7 @@ func BenchmarkCompareAndSwap(b *testing.B) {
 			}
 			key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "sdk"}}
 			ver := int64(0)
-			libT, handT := sideBySide(b, 1, nil, func(context.Context, int64) error {
+			libT, handT := benchtest.SideBySide(b, 1, nil, func(context.Context, int64) error {
 				it, err = s.CompareAndSwap(ctx, "idemkit", it.Version, value, 0)
 				return err
 			}, func(context.Context, int64) error {
@@ -265,120 +264,7 @@ func BenchmarkCompareAndSwap(b *testing.B) {
 				}
 				return err
 			})
-			libT.report(b, 1, 1, handT)
+			libT.Report(b, 1, 1, handT)
 		})
 	}
-}
-
-// The side-by-side harness. The same code is in the cassandra and dynamo
-// benchmarks (each package's tests are their own).
-
-// op is one call of a benchmarked operation; i numbers the calls of a side.
-type op func(ctx context.Context, i int64) error
-
-// block is the calls per side in one block: sideBySide alternates blocks
-// of idemkit and of the hand-written code, so that drift on the shared
-// machine (the server's load, other processes) hits both alike.
-const block = 40
-
-// tally is what one side used over its blocks.
-type tally struct {
-	calls    int64
-	requests int64 // counted by sideBySide's count, if any
-	wall     time.Duration
-	cpu      time.Duration // user+system of the whole process (client only: the server is another)
-	allocs   uint64
-}
-
-// sideBySide runs lib and hand alternately in blocks until each has made
-// at least b.N calls, each block spread over callers goroutines (at 16
-// callers a block is 10 calls per caller). count, if not nil, returns the
-// requests sent so far. Go's own ns/op is the sum of both sides; read the
-// metrics report adds.
-func sideBySide(b *testing.B, callers int, count func() int64, lib, hand op) (libT, handT tally) {
-	b.Helper()
-	per := max(block/callers, 10)
-	var libN, handN atomic.Int64
-	for i := 0; libT.calls < int64(b.N) || handT.calls < int64(b.N); i++ {
-		if i%2 == 0 {
-			libT.run(b, callers, per, count, &libN, lib)
-			handT.run(b, callers, per, count, &handN, hand)
-		} else {
-			handT.run(b, callers, per, count, &handN, hand)
-			libT.run(b, callers, per, count, &libN, lib)
-		}
-	}
-	return libT, handT
-}
-
-func (t *tally) run(b *testing.B, callers, per int, count func() int64, next *atomic.Int64, f op) {
-	ctx := context.Background()
-	errs := make(chan error, callers)
-	var r0 int64
-	if count != nil {
-		r0 = count()
-	}
-	a0, c0, t0 := allocs(), cpuTime(), time.Now()
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range per {
-				if err := f(ctx, next.Add(1)-1); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	t.wall += time.Since(t0)
-	t.cpu += cpuTime() - c0
-	t.allocs += allocs() - a0
-	t.calls += int64(callers * per)
-	if count != nil {
-		t.requests += count() - r0
-	}
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
-	}
-}
-
-// report adds per call: idemkit's wall and CPU time, allocations and
-// requests (ns/op, cpu-ns/op, allocs, req/op), the same for the
-// hand-written code (hand-...), and the ratios idemkit/hand (wall-x,
-// cpu-x, req-x).
-func (t tally) report(b *testing.B, libReq, handReq float64, hand tally) {
-	per := func(x float64, n int64) float64 { return x / float64(n) }
-	b.ReportMetric(per(float64(t.wall), t.calls), "wall-ns/op")
-	b.ReportMetric(per(float64(hand.wall), hand.calls), "hand-wall-ns/op")
-	b.ReportMetric(per(float64(t.cpu), t.calls), "cpu-ns/op")
-	b.ReportMetric(per(float64(hand.cpu), hand.calls), "hand-cpu-ns/op")
-	b.ReportMetric(per(float64(t.allocs), t.calls), "lib-allocs/op")
-	b.ReportMetric(per(float64(hand.allocs), hand.calls), "hand-allocs/op")
-	b.ReportMetric(libReq, "req/op")
-	b.ReportMetric(handReq, "hand-req/op")
-	b.ReportMetric(per(float64(t.wall), t.calls)/per(float64(hand.wall), hand.calls), "wall-x")
-	b.ReportMetric(per(float64(t.cpu), t.calls)/per(float64(hand.cpu), hand.calls), "cpu-x")
-	b.ReportMetric(libReq/handReq, "req-x")
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
-
-// allocs is the number of heap objects the process has allocated.
-func allocs() uint64 {
-	s := make([]metrics.Sample, 1)
-	copy(s, allocSample)
-	metrics.Read(s)
-	return s[0].Value.Uint64()
 }
