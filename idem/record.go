@@ -10,7 +10,6 @@ import (
 // idem/internal/recordfmt, so that idem/kernel can show a record to tools
 // (kernel.DescribeRecord) without idem exporting it.
 type (
-	status      = recordfmt.Status
 	record      = recordfmt.Record
 	storedError = recordfmt.StoredError
 )

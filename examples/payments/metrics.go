@@ -70,7 +70,7 @@ func (m *metrics) print(ctx context.Context, w io.Writer) error {
 func attrs(set attribute.Set) string {
 	get := func(k string) string {
 		v, _ := set.Value(attribute.Key(k))
-		return v.Emit()
+		return v.String()
 	}
 	return fmt.Sprintf("%s %s %s", get("idem.event"), get("idem.op"), get("idem.outcome"))
 }
