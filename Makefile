@@ -12,7 +12,7 @@ help: ## List the targets
 test: ## Run all tests with the race detector, 8 parallel tests a package (most wait on servers and leases); integration tests use the servers in IDEM_* env vars, else skip (fail with IDEM_REQUIRE_SERVERS=1)
 	$(GO) test -race -count=1 -parallel 8 -timeout 30m ./...
 
-test-integration: services-up ## Start Cassandra, moto and ministack if not running (testenv/), then run all tests against them
+test-integration: services-up ## Start Cassandra, moto, ministack and Kafka if not running (testenv/), then run all tests against them
 	eval "$$(testenv/env.sh)" && $(GO) test -race -count=1 -parallel 8 -timeout 30m ./...
 
 services-up: ## Install and start the real test servers on loopback, no Docker (IDEM_PAXOS_VARIANT=v2 for Paxos v2)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# testenv/down.sh [cassandra] [moto] [ministack] [cluster]: stop the named servers that testenv
+# testenv/down.sh [cassandra] [moto] [ministack] [kafka] [cluster]: stop the named servers that testenv
 # started (by default lib.sh's TESTENV_SERVERS and the cluster). Never signals a process testenv
 # did not start. Data under testenv/.run stays;
 # `testenv/cassandra.sh reset` deletes Cassandra's.

@@ -10,6 +10,7 @@
 #   IDEM_CASSANDRA_CLUSTER   host:port of the 3 nodes of testenv/cluster.sh, when any of them runs
 #                            (the tests restart a node that is down), e.g. 127.0.0.11:9042,127.0.0.12:9042,127.0.0.13:9042
 #   IDEM_CASSANDRA_CLUSTER_CTL  the absolute path of testenv/cluster.sh, which the tests run to kill and start nodes
+#   IDEM_KAFKA_BROKERS       comma-separated host:port bootstrap brokers, e.g. 127.0.0.1:9092
 #   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  static test values for the emulators
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,6 +37,12 @@ if "$TESTENV_DIR/cassandra.sh" status >/dev/null 2>&1; then
 else
 	echo "# cassandra: not running (testenv/up.sh cassandra)"
 	say "env: cassandra is not running"
+fi
+if "$TESTENV_DIR/kafka.sh" status >/dev/null 2>&1; then
+	echo "export IDEM_KAFKA_BROKERS=$KAFKA_ADDRESS:$KAFKA_PORT"
+else
+	echo "# kafka: not running (testenv/up.sh kafka)"
+	say "env: kafka is not running"
 fi
 if hosts=$("$TESTENV_DIR/cluster.sh" hosts 2>/dev/null); then
 	echo "export IDEM_CASSANDRA_CLUSTER=$hosts"

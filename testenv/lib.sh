@@ -2,7 +2,7 @@
 # Shared helpers for the testenv scripts. Sourced, never run.
 #
 # Layout (both folders are git-ignored):
-#   testenv/.cache/  downloads: Maven repository, Cassandra jars, the Python venv
+#   testenv/.cache/  downloads: Maven repositories, Cassandra and Kafka jars, the Python venv
 #   testenv/.run/    one folder per server: pid file, logs, data
 # IDEM_TESTENV_CACHE and IDEM_TESTENV_RUN move them elsewhere.
 
@@ -20,12 +20,17 @@ PAXOS_VARIANT=${IDEM_PAXOS_VARIANT:-v1}
 MOTO_PORT=${IDEM_MOTO_PORT:-5000}
 MINISTACK_PORT=${IDEM_MINISTACK_PORT:-4566}
 DYNAMO_ADDRESS=127.0.0.1
+KAFKA_VERSION=4.4.0
+KAFKA_ADDRESS=127.0.0.1
+KAFKA_PORT=${IDEM_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${IDEM_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_HEAP=${IDEM_KAFKA_HEAP:-256m}
 
 # The single servers, in start order: up.sh starts them, down.sh stops them (and the cluster),
 # status.sh shows them (make services-status, .ci/run's failure dump). Each NAME has its
 # script testenv/NAME.sh start|stop|status|logs [N]. A new server is added here, and to env.sh
 # for the variable its tests read.
-TESTENV_SERVERS=(cassandra moto ministack)
+TESTENV_SERVERS=(cassandra moto ministack kafka)
 
 # is_server NAME: NAME is one of TESTENV_SERVERS.
 is_server() {

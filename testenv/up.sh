@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# testenv/up.sh [cassandra] [moto] [ministack]: install what is missing and start the named
+# testenv/up.sh [cassandra] [moto] [ministack] [kafka]: install what is missing and start the named
 # servers (all of lib.sh's TESTENV_SERVERS by default), then wait until each answers. Idempotent: servers already
 # running are left as they are. Exits non-zero if any server fails to start.
 # Then `eval "$(testenv/env.sh)"` points the tests at them.
