@@ -348,7 +348,10 @@ func testExpiry(t *testing.T, h *harness) {
 	// Only meaningful while the 1s ttl surely runs: a loaded machine may
 	// already be past it.
 	if time.Until(items[0].ExpiresAt) > 300*time.Millisecond {
-		if _, err := h.store.Get(c, keys["get"]); err != nil {
+		_, err := h.store.Get(c, keys["get"])
+		// A Get that returns after the expiry may have been judged after
+		// it too (a loaded server can take that long): it proves nothing.
+		if err != nil && !(errors.Is(err, idem.ErrNotFound) && !time.Now().Before(items[0].ExpiresAt)) {
 			t.Fatalf("Get before expiry: %v", err)
 		}
 	}
