@@ -35,7 +35,6 @@ OUT_LOG=$NODE_DIR/logs/stdout.log
 SYS_LOG=$NODE_DIR/logs/system.log
 MARKER=org.apache.cassandra.service.CassandraDaemon
 START_TIMEOUT=${IDEM_CASSANDRA_START_TIMEOUT:-180}
-JAVA=${IDEM_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}
 
 [[ $PAXOS_VARIANT == v1 || $PAXOS_VARIANT == v2 ]] ||
 	die "IDEM_PAXOS_VARIANT must be v1 or v2, not '$PAXOS_VARIANT'"
@@ -50,36 +49,8 @@ cql_ready() {
 	' "$CASSANDRA_ADDRESS" "$CASSANDRA_PORT" 2>/dev/null | grep -q '^8400000006'
 }
 
-need_tools() {
-	if [[ ! -x $JAVA ]] || ! command -v mvn >/dev/null; then
-		[[ $(id -u) == 0 ]] || die "need Java 17 at $JAVA and Maven: apt-get install openjdk-17-jre-headless maven"
-		say "installing Java 17 and Maven from Debian"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
-	fi
-	[[ -x $JAVA ]] || die "no Java 17 at $JAVA (set IDEM_JAVA)"
-}
-
 install() {
-	local stamp=$LIB_DIR/.complete want
-	want=$(sha256sum "$CONF_DIR/pom.xml" | cut -d' ' -f1)
-	[[ -f $stamp && $(<"$stamp") == "$want" ]] && return 0
-	need_tools
-	local t0=$EPOCHREALTIME
-	say "cassandra: fetching cassandra-all $CASSANDRA_VERSION and its runtime jars from Maven Central"
-	rm -rf "$LIB_DIR"
-	mkdir -p "$LIB_DIR"
-	# The Maven repository lives in the cache too, so a fresh clone needs no ~/.m2.
-	# (sed drops the colour resets Maven 3.8 prints even in batch mode.)
-	mvn -B -q -Dstyle.color=never -f "$CONF_DIR/pom.xml" \
-		-Dmaven.repo.local="$CACHE_DIR/m2" \
-		dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$LIB_DIR" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 ||
-		die "cassandra: Maven could not fetch the jars (see above)"
-	[[ -f $LIB_DIR/cassandra-all-$CASSANDRA_VERSION.jar ]] ||
-		die "cassandra: cassandra-all-$CASSANDRA_VERSION.jar missing after Maven; is testenv/cassandra/pom.xml's version $CASSANDRA_VERSION?"
-	printf '%s\n' "$want" >"$stamp"
-	say "cassandra: $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $(elapsed "$t0")"
+	maven_jars cassandra "cassandra-all $CASSANDRA_VERSION" "$CONF_DIR/pom.xml" "$LIB_DIR" "$CACHE_DIR/m2" "cassandra-all-$CASSANDRA_VERSION.jar"
 }
 
 write_yaml() {

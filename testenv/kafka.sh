@@ -28,39 +28,9 @@ CONFIG=$NODE_DIR/server.properties
 # The main class and this node's config: the command line of no other process has both.
 MARKER="kafka.Kafka $CONFIG"
 START_TIMEOUT=${IDEM_KAFKA_START_TIMEOUT:-90}
-JAVA=${IDEM_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}
-
-need_tools() {
-	if [[ ! -x $JAVA ]] || ! command -v mvn >/dev/null; then
-		[[ $(id -u) == 0 ]] || die "need Java 17 at $JAVA and Maven: apt-get install openjdk-17-jre-headless maven"
-		say "installing Java 17 and Maven from Debian"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
-	fi
-	[[ -x $JAVA ]] || die "no Java 17 at $JAVA (set IDEM_JAVA)"
-}
 
 install() {
-	local stamp=$LIB_DIR/.complete want
-	want=$(sha256sum "$CONF_DIR/pom.xml" | cut -d' ' -f1)
-	[[ -f $stamp && $(<"$stamp") == "$want" ]] && return 0
-	need_tools
-	local t0=$EPOCHREALTIME
-	say "kafka: fetching kafka_2.13 $KAFKA_VERSION and its runtime jars from Maven Central"
-	rm -rf "$LIB_DIR"
-	mkdir -p "$LIB_DIR"
-	# A Maven repository of its own in the cache (a fresh clone needs no ~/.m2): up.sh and
-	# .ci/run install Kafka and Cassandra in parallel, and two Mavens writing one local
-	# repository at once can trip over each other's downloads.
-	mvn -B -q -Dstyle.color=never -f "$CONF_DIR/pom.xml" \
-		-Dmaven.repo.local="$CACHE_DIR/m2-kafka" \
-		dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$LIB_DIR" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 ||
-		die "kafka: Maven could not fetch the jars (see above)"
-	[[ -f $LIB_DIR/kafka_2.13-$KAFKA_VERSION.jar ]] ||
-		die "kafka: kafka_2.13-$KAFKA_VERSION.jar missing after Maven; is testenv/kafka/pom.xml's version $KAFKA_VERSION?"
-	printf '%s\n' "$want" >"$stamp"
-	say "kafka: $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $(elapsed "$t0")"
+	maven_jars kafka "kafka_2.13 $KAFKA_VERSION" "$CONF_DIR/pom.xml" "$LIB_DIR" "$CACHE_DIR/m2-kafka" "kafka_2.13-$KAFKA_VERSION.jar"
 }
 
 write_config() {

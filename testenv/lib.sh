@@ -144,3 +144,44 @@ tail_log() {
 
 # elapsed SECONDS_SINCE_EPOCH_START: "12.3s" since the start mark (EPOCHREALTIME based).
 elapsed() { awk -v s="$1" -v e="$EPOCHREALTIME" 'BEGIN {printf "%.1fs", e - s}'; }
+
+# JAVA is the Java 17 the Maven-installed servers run on.
+JAVA=${IDEM_JAVA:-/usr/lib/jvm/java-17-openjdk-amd64/bin/java}
+
+# need_java_tools installs Java 17 and Maven from Debian if either is missing (as root; otherwise
+# it says what to install).
+need_java_tools() {
+	if [[ ! -x $JAVA ]] || ! command -v mvn >/dev/null; then
+		[[ $(id -u) == 0 ]] || die "need Java 17 at $JAVA and Maven: apt-get install openjdk-17-jre-headless maven"
+		say "installing Java 17 and Maven from Debian"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+	fi
+	[[ -x $JAVA ]] || die "no Java 17 at $JAVA (set IDEM_JAVA)"
+}
+
+# maven_jars NAME WHAT POM LIB_DIR REPO JAR fetches the runtime jars of POM into LIB_DIR from Maven
+# Central, through the local repository REPO (in the cache, so a fresh clone needs no ~/.m2; one
+# per server, since up.sh and .ci/run install them in parallel and two Mavens writing one
+# repository can trip over each other's downloads), unless LIB_DIR already holds them for this
+# POM. JAR is the jar that must be there afterwards; WHAT says what is fetched.
+maven_jars() {
+	local name=$1 what=$2 pom=$3 lib=$4 repo=$5 jar=$6
+	local stamp=$lib/.complete want
+	want=$(sha256sum "$pom" | cut -d' ' -f1)
+	[[ -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+	need_java_tools
+	local t0=$EPOCHREALTIME
+	say "$name: fetching $what and its runtime jars from Maven Central"
+	rm -rf "$lib"
+	mkdir -p "$lib"
+	# (sed drops the colour resets Maven 3.8 prints even in batch mode.)
+	mvn -B -q -Dstyle.color=never -f "$pom" \
+		-Dmaven.repo.local="$repo" \
+		dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$lib" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 ||
+		die "$name: Maven could not fetch the jars (see above)"
+	[[ -f $lib/$jar ]] || die "$name: $jar missing after Maven; is $pom's version right?"
+	printf '%s\n' "$want" >"$stamp"
+	say "$name: $(find "$lib" -name '*.jar' | wc -l) jars ($(du -sh "$lib" | cut -f1)) in $(elapsed "$t0")"
+}
