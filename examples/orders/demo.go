@@ -236,6 +236,35 @@ type answer struct {
 	err error
 }
 
+// takeover plays the stalled worker: worker-A is held inside fn past its
+// 1 s lease while worker-B, its clock ahead, takes the key over and places
+// the order; then A resumes, and a duplicate follows. It returns the
+// workers, the request, A's answer, and what went wrong with B's order or
+// the duplicate's replay.
+func (r *run) takeover() (a, bw *Worker, req OrderRequest, stale answer, f []string) {
+	a, inside, resume := stall("worker-A")
+	bw = ahead("worker-B")
+	req = OrderRequest{Key: r.key("stall"), OrderID: r.key("ord-3"), Customer: "cus_3", Amount: 4200}
+	done := make(chan answer, 1)
+	go func() {
+		o, _, err := r.svc.PlaceOrder(r.ctx, a, req)
+		done <- answer{o, err}
+	}()
+	<-inside
+	o, ran, err := r.place(bw, req)
+	if err != nil || !ran || o.Worker != bw.Name || o.Attempt != 2 {
+		f = append(f, fmt.Sprintf("worker-B's takeover: %+v, fn ran %v, %v; want its order, attempt 2", o, ran, err))
+	}
+	close(resume)
+	stale = <-done
+	r.rep.Calls++
+	r.rep.Runs++
+	if o, ran, err := r.place(&Worker{Name: "worker-1"}, req); err != nil || ran || o.Worker != bw.Name {
+		f = append(f, fmt.Sprintf("a duplicate afterwards: %+v, fn ran %v, %v; want worker-B's order", o, ran, err))
+	}
+	return a, bw, req, stale, f
+}
+
 func (r *run) txScenarios() {
 	b := r.b
 	stored := func(orderID string) (StoredOrder, []string) {
@@ -307,29 +336,9 @@ func (r *run) txScenarios() {
 	})
 
 	r.scenario("stalled worker, takeover", func() (string, []string) {
-		a, inside, resume := stall("worker-A")
-		bw := ahead("worker-B")
-		req := OrderRequest{Key: r.key("stall"), OrderID: r.key("ord-3"), Customer: "cus_3", Amount: 4200}
-		done := make(chan answer, 1)
-		go func() {
-			o, _, err := b.Tx.PlaceOrder(r.ctx, a, req)
-			done <- answer{o, err}
-		}()
-		<-inside
-		var f []string
-		o, ran, err := r.place(bw, req)
-		if err != nil || !ran || o.Worker != bw.Name || o.Attempt != 2 {
-			f = append(f, fmt.Sprintf("worker-B's takeover: %+v, fn ran %v, %v; want its order, attempt 2", o, ran, err))
-		}
-		close(resume)
-		stale := <-done
-		r.rep.Calls++
-		r.rep.Runs++
+		_, bw, req, stale, f := r.takeover()
 		if !errors.Is(stale.err, idem.ErrLeaseLost) {
 			f = append(f, fmt.Sprintf("worker-A's commit: %v, want idem.ErrLeaseLost", stale.err))
-		}
-		if o, ran, err := r.place(&Worker{Name: "worker-1"}, req); err != nil || ran || o.Worker != bw.Name {
-			f = append(f, fmt.Sprintf("a duplicate afterwards: %+v, fn ran %v, %v; want worker-B's order", o, ran, err))
 		}
 		_, sf := once(req.OrderID, bw.Name)
 		return "worker-A held past its 1 s lease; worker-B took over and committed; A's commit refused (idem.ErrLeaseLost); order written 1 time, by B",
@@ -445,29 +454,9 @@ func (r *run) fencedScenarios(tl *tally) {
 	})
 
 	r.scenario("stalled worker, takeover", func() (string, []string) {
-		a, inside, resume := stall("worker-A")
-		bw := ahead("worker-B")
-		req := OrderRequest{Key: r.key("stall"), OrderID: r.key("ord-3"), Customer: "cus_3", Amount: 4200}
-		done := make(chan answer, 1)
-		go func() {
-			o, _, err := r.svc.PlaceOrder(r.ctx, a, req)
-			done <- answer{o, err}
-		}()
-		<-inside
-		var f []string
-		o, ran, err := r.place(bw, req)
-		if err != nil || !ran || o.Worker != bw.Name || o.Attempt != 2 {
-			f = append(f, fmt.Sprintf("worker-B's takeover: %+v, fn ran %v, %v; want its order, attempt 2", o, ran, err))
-		}
-		close(resume)
-		stale := <-done
-		r.rep.Calls++
-		r.rep.Runs++
+		a, bw, req, stale, f := r.takeover()
 		if !errors.Is(stale.err, ErrFenced) || (r.b.Kind == "cassandra" && !errors.Is(stale.err, cassandra.ErrFenced)) {
 			f = append(f, fmt.Sprintf("worker-A's ledger write: %v, want it refused (%s)", stale.err, refused))
-		}
-		if o, ran, err := r.place(&Worker{Name: "worker-1"}, req); err != nil || ran || o.Worker != bw.Name {
-			f = append(f, fmt.Sprintf("a duplicate afterwards: %+v, fn ran %v, %v; want worker-B's order", o, ran, err))
 		}
 		writes := tl.take()
 		if len(writes) != 2 || writes[0].worker != bw.Name || writes[0].err != nil || writes[1].worker != a.Name || writes[1].err == nil {
