@@ -1,0 +1,298 @@
+package idemkafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/internal/keyproto"
+)
+
+// ClientOpts returns the kgo options a client given to Consume must have,
+// to append to its own (kgo.SeedBrokers, kgo.ConsumerGroup,
+// kgo.ConsumeTopics, ...):
+//
+//   - kgo.DisableAutoCommit: Consume commits, and only what is done.
+//   - kgo.BlockRebalanceOnPoll: no partition is revoked while its records
+//     are handled and committed, so Consume never commits for a partition
+//     it no longer owns, and the next owner starts after every record
+//     done here.
+//   - kgo.OnPartitionsCallbackBlocked with Consume's hook: when a rebalance
+//     waits for the batch, Consume starts no new record, lets those in
+//     flight finish, commits, and lets the rebalance go on.
+//
+// Consume refuses a client without them. Do not set
+// OnPartitionsCallbackBlocked yourself after them.
+func ClientOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.OnPartitionsCallbackBlocked(rebalanceBlocked)}
+}
+
+// running is the session of each client that a Consume call polls.
+var running sync.Map // *kgo.Client → *session
+
+// rebalanceBlocked is the OnPartitionsCallbackBlocked hook of ClientOpts:
+// a rebalance waits for the client's current batch.
+func rebalanceBlocked(_ context.Context, cl *kgo.Client) {
+	if s, ok := running.Load(cl); ok {
+		s.(*session).rebalance()
+	}
+}
+
+// session says when a rebalance waits for the batch being handled.
+type session struct {
+	mu     sync.Mutex
+	wanted chan struct{} // closed when a rebalance waits; a new one per poll
+}
+
+func (s *session) arm() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wanted = make(chan struct{})
+	return s.wanted
+}
+
+func (s *session) rebalance() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.wanted:
+	default:
+		close(s.wanted)
+	}
+}
+
+// Consume polls cl until ctx ends, and runs fn at most once per record key
+// (Offset, or WithKey) with idem.Once on s, through a Handler. It handles
+// each fetch partition by partition, up to WithConcurrency partitions at
+// once; the records of one partition in offset order, each only after the
+// one before it is done. A record is done when Handler.Handle says it may
+// be committed: fn returned nil (now or on an earlier delivery), or failed
+// permanently (idem.Permanent; logged), or the record has no key.
+//
+// A record that fails otherwise (fn's error, the store unreachable, its
+// key claimed by another consumer) is tried again in place, after a pause
+// doubling from WithBackoff's min to its max, and holds the rest of its
+// partition back, until it is done, ctx ends, or a rebalance waits for the
+// batch. Then the record and those after it in the fetch stay uncommitted,
+// and the partition is rewound to it (kgo's SetOffsets), so that it is
+// delivered again: here on the next poll, or to the partition's next owner.
+// When a rebalance waits, Consume starts no new record, lets the records
+// in flight finish, commits and rewinds, then lets the rebalance go on.
+//
+// After each fetch, Consume commits (CommitRecords, synchronously, before
+// the rebalance it blocked may go on) the last done record of each
+// partition: never a record that is not done, nor one after it. A commit
+// that fails is logged: the records are done, a redelivery is a replay,
+// and the next commit covers them.
+//
+// cl must consume in a consumer group with ClientOpts' options, and no
+// other Consume may run on it. Consume returns nil when ctx ends, and an
+// error when cl is closed. It starts no goroutine that outlives it. It
+// rejects a nil client, store or handler, a client without a group or
+// without ClientOpts' options, and invalid options, with an error matching
+// idem.ErrInvalid.
+func Consume(ctx context.Context, cl *kgo.Client, s idem.Store, fn Func, opts ...Option) error {
+	if cl == nil || keyproto.NilStore(s) || fn == nil {
+		return invalid("Consume needs a client, a store and a handler")
+	}
+	if err := checkClient(cl); err != nil {
+		return err
+	}
+	h, err := NewHandler(s, fn, opts...)
+	if err != nil {
+		return err
+	}
+	if !h.cfg.prefixSet {
+		group, _ := cl.OptValue(kgo.ConsumerGroup).(string)
+		h.cfg.prefix = DefaultKeyPrefix + idem.JoinKey(group) + "/"
+	}
+	sess := &session{}
+	if _, busy := running.LoadOrStore(cl, sess); busy {
+		return invalid("another Consume polls the client")
+	}
+	defer running.Delete(cl)
+	c := &consumer{cl: cl, h: h, cfg: h.cfg}
+	for {
+		wanted := sess.arm()
+		fs := cl.PollFetches(ctx)
+		switch {
+		case fs.IsClientClosed():
+			return fmt.Errorf("idemkafka: polling: %w", kgo.ErrClientClosed)
+		case ctx.Err() != nil:
+			cl.AllowRebalance()
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			c.cfg.logger.WarnContext(ctx, "idemkafka: fetch failed; the client tries again", "topic", topic, "partition", p, "err", err)
+		})
+		c.batch(ctx, fs, wanted)
+		cl.AllowRebalance()
+	}
+}
+
+// checkClient refuses a client that Consume cannot commit for safely.
+func checkClient(cl *kgo.Client) error {
+	group, _ := cl.OptValue(kgo.ConsumerGroup).(string)
+	noAutocommit, _ := cl.OptValue(kgo.DisableAutoCommit).(bool)
+	blocks, _ := cl.OptValue(kgo.BlockRebalanceOnPoll).(bool)
+	hook := cl.OptValue(kgo.OnPartitionsCallbackBlocked)
+	switch {
+	case group == "":
+		return invalid("the client consumes in no group (kgo.ConsumerGroup)")
+	case !noAutocommit:
+		return invalid("the client autocommits, which commits records not done: give it ClientOpts()")
+	case !blocks:
+		return invalid("the client lets a rebalance revoke partitions mid-batch: give it ClientOpts()")
+	case hook == nil || reflect.ValueOf(hook).Pointer() != reflect.ValueOf(rebalanceBlocked).Pointer():
+		return invalid("the client's OnPartitionsCallbackBlocked is not Consume's: give it ClientOpts() last")
+	}
+	return nil
+}
+
+// consumer is what Consume needs for each fetch.
+type consumer struct {
+	cl  *kgo.Client
+	h   *Handler
+	cfg *config
+}
+
+// partition is the records of one partition in a fetch, in offset order,
+// and what came of them.
+type partition struct {
+	recs []*kgo.Record
+	last *kgo.Record // the last record done, or nil
+	next *kgo.Record // the first record not done, or nil
+}
+
+// batch handles a fetch, commits what is done and rewinds each partition
+// to its first record not done.
+func (c *consumer) batch(ctx context.Context, fs kgo.Fetches, wanted <-chan struct{}) {
+	parts := byPartition(fs)
+	if len(parts) == 0 {
+		return
+	}
+	sem := make(chan struct{}, c.cfg.concurrency)
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c.partition(ctx, p, wanted)
+		})
+	}
+	wg.Wait()
+	c.commit(ctx, parts)
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+	for _, p := range parts {
+		if p.next == nil {
+			continue
+		}
+		if rewind[p.next.Topic] == nil {
+			rewind[p.next.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		rewind[p.next.Topic][p.next.Partition] = kgo.EpochOffset{Epoch: p.next.LeaderEpoch, Offset: p.next.Offset}
+	}
+	c.cl.SetOffsets(rewind)
+}
+
+// byPartition groups a fetch's records by partition, in offset order.
+func byPartition(fs kgo.Fetches) []*partition {
+	type tp struct {
+		topic string
+		p     int32
+	}
+	index := map[tp]*partition{}
+	var parts []*partition
+	fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) == 0 {
+			return
+		}
+		k := tp{ftp.Topic, ftp.Partition}
+		p := index[k]
+		if p == nil {
+			p = &partition{}
+			index[k] = p
+			parts = append(parts, p)
+		}
+		p.recs = append(p.recs, ftp.Records...)
+	})
+	return parts
+}
+
+// partition handles p's records one after the other until one is not done.
+func (c *consumer) partition(ctx context.Context, p *partition, wanted <-chan struct{}) {
+	for _, r := range p.recs {
+		if stopped(ctx, wanted) || !c.record(ctx, r, wanted) {
+			p.next = r
+			return
+		}
+		p.last = r
+	}
+}
+
+func stopped(ctx context.Context, wanted <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-wanted:
+		return true
+	default:
+		return false
+	}
+}
+
+// record handles r, trying again in place with backoff, and reports
+// whether it is done; false when ctx ended or a rebalance waits first.
+func (c *consumer) record(ctx context.Context, r *kgo.Record, wanted <-chan struct{}) bool {
+	pause := c.cfg.minBackoff
+	for attempt := 1; ; attempt++ {
+		commit, err := c.h.Handle(ctx, r)
+		if commit {
+			if err != nil {
+				c.cfg.logger.ErrorContext(ctx, "idemkafka: record failed for good; it is committed",
+					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			}
+			return true
+		}
+		c.cfg.logger.WarnContext(ctx, "idemkafka: record failed; it is tried again",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+		case <-wanted:
+		case <-t.C:
+			pause = min(2*pause, c.cfg.maxBackoff)
+			continue
+		}
+		t.Stop()
+		return false
+	}
+}
+
+// commit commits the last done record of each partition, even if ctx has
+// just ended: those records are done.
+func (c *consumer) commit(ctx context.Context, parts []*partition) {
+	var last []*kgo.Record
+	for _, p := range parts {
+		if p.last != nil {
+			last = append(last, p.last)
+		}
+	}
+	if len(last) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := c.cl.CommitRecords(ctx, last...); err != nil && !errors.Is(err, context.Canceled) {
+		c.cfg.logger.WarnContext(ctx, "idemkafka: committing handled records failed; their redelivery will be replayed", "records", len(last), "err", err)
+	}
+}
+
+// cleanupTimeout bounds a commit made after ctx ended.
+const cleanupTimeout = 10 * time.Second
