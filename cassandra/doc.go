@@ -33,12 +33,12 @@
 //	Upsert            UPDATE ... IF version < ? AND expires_at > now AND ...
 //	                  (then the PutIfAbsent statement if the key is absent)
 //
-// PutIfAbsent writes the version idem.FreshVersion gives (microseconds
+// PutIfAbsent writes the version kernel.FreshVersion gives (microseconds
 // since 1970, above every version this process returned before), so a key
 // deleted or expired and created again never gets back a version it had:
 // a caller holding a version of the old row can never act on the new one.
 // CompareAndSwap adds exactly one; Upsert writes the caller's version. The
-// bound is idem.FreshVersion's: the new row starts above the old one as
+// bound is kernel.FreshVersion's: the new row starts above the old one as
 // long as the clock of the client that creates it is not behind the clock
 // of the client that created the old one by more than the time between the
 // two creations (for claims, at least the lease or the retention).

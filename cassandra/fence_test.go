@@ -170,7 +170,7 @@ func TestFenceStaleWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, _, err := idem.Claim(ctx, e.store, key, ahead(2*time.Second), idem.WithLease(time.Second))
-			if err != nil || b == nil || !b.Takeover() {
+			if err != nil || b == nil || b.Attempt() == 1 {
 				t.Fatalf("B's takeover: %v, %v", b, err)
 			}
 			if b.Fence() <= a.Fence() {
@@ -225,7 +225,7 @@ func TestFenceDo(t *testing.T) {
 	var fenceB int64
 	got, err := idem.Do(ctx, e.store, key, func(ctx context.Context) (string, error) {
 		lease, _ := idem.LeaseFrom(ctx)
-		if !lease.Takeover() {
+		if lease.Attempt() == 1 {
 			t.Errorf("B's claim is not a takeover")
 		}
 		fenceB = lease.Fence()

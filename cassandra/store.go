@@ -165,10 +165,10 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if err := s.checkWrite(key, value, ttl, now); err != nil {
 		return idem.Item{}, err
 	}
-	// The process's clock, not s.cfg.now: FreshVersion keeps one sequence
+	// The process's clock, not s.cfg.now: kernel.FreshVersion keeps one sequence
 	// for the whole process, which a store on a clock of its own (tests)
 	// would push ahead of every other store's.
-	w := s.newWrite(putIfAbsent, key, value, 0, idem.FreshVersion(), ttl, now)
+	w := s.newWrite(putIfAbsent, key, value, 0, kernel.FreshVersion(), ttl, now)
 	res, err := s.run(ctx, w)
 	if err != nil {
 		return idem.Item{}, err
@@ -258,7 +258,7 @@ type write struct {
 	key     string
 	value   []byte    // stored value (a private copy, never nil); nil for CompareAndDelete
 	expect  int64     // CompareAndSwap, CompareAndDelete: the caller's version
-	version int64     // the version written: idem.FreshVersion, expect+1, or the caller's for Upsert
+	version int64     // the version written: kernel.FreshVersion, expect+1, or the caller's for Upsert
 	id      []byte    // write_id: random per call, for own-write recognition
 	ttl     int       // USING TTL, in seconds; 0: none
 	expires int64     // expires_at, Unix ms; math.MaxInt64: never

@@ -24,12 +24,12 @@
 // Attribute names are taken whole: a name with a dot, such as "idem.key",
 // is one attribute, never a document path.
 //
-// PutIfAbsent creates an item at a fresh version, idem.FreshVersion: the
+// PutIfAbsent creates an item at a fresh version, kernel.FreshVersion: the
 // process's clock in microseconds (not WithClock's), above every version
 // this process returned before.
 // CompareAndSwap adds exactly one and Upsert keeps the caller's version. A
 // version therefore never comes back for a key across a delete and a
-// re-create, or an expiry, within the bound idem.FreshVersion states.
+// re-create, or an expiry, within the bound kernel.FreshVersion states.
 //
 // # Lost responses: settled by proof, never by a resend
 //

@@ -15,6 +15,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/kernel"
 )
 
 func TestExpiry(t *testing.T) {
@@ -36,13 +37,13 @@ func TestExpiry(t *testing.T) {
 		}
 	}
 	// The item is live until now reaches the stored second, in the condition
-	// (exp <= now.Unix() is expired) and in idem.Item.Expired alike.
+	// (exp <= now.Unix() is expired) and in kernel.Expired alike.
 	exp := expiry(base.Add(300*time.Millisecond), time.Second)
 	it := idem.Item{ExpiresAt: expiresAt(exp)}
 	for _, now := range []time.Time{base, base.Add(1999 * time.Millisecond), base.Add(2 * time.Second), base.Add(2500 * time.Millisecond)} {
 		cond := exp <= now.Unix()
-		if cond != it.Expired(now) {
-			t.Errorf("at %v: condition says expired=%v, Item.Expired says %v", now, cond, it.Expired(now))
+		if cond != kernel.Expired(it, now) {
+			t.Errorf("at %v: condition says expired=%v, kernel.Expired says %v", now, cond, kernel.Expired(it, now))
 		}
 	}
 }

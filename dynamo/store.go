@@ -91,21 +91,21 @@ func (s *Store) Get(ctx context.Context, key string) (idem.Item, error) {
 	if err != nil {
 		return idem.Item{}, err
 	}
-	if it.Expired(s.cfg.now()) {
+	if kernel.Expired(it, s.cfg.now()) {
 		return idem.Item{}, fmt.Errorf("dynamo: Get %q: %w (expired at %s)", key, idem.ErrNotFound, it.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return it, nil
 }
 
 // PutIfAbsent implements idem.Store with one PutItem conditioned on the key
-// being absent or expired. The item gets a fresh version (idem.FreshVersion).
+// being absent or expired. The item gets a fresh version (kernel.FreshVersion).
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (idem.Item, error) {
 	const op = "PutIfAbsent"
 	if err := s.checkInput(key, value, true); err != nil {
 		return idem.Item{}, err
 	}
 	now := s.cfg.now()
-	w := s.put(ctx, op, key, value, idem.FreshVersion(), expiry(now, ttl), now, s.cond.absent, now.Unix())
+	w := s.put(ctx, op, key, value, kernel.FreshVersion(), expiry(now, ttl), now, s.cond.absent, now.Unix())
 	switch {
 	case w.err != nil:
 		return idem.Item{}, w.err
@@ -304,7 +304,7 @@ func (s *Store) refusal(op, key string, err error, ccf *types.ConditionalCheckFa
 		if derr != nil {
 			return write{err: derr}
 		}
-		if !cur.Expired(now) {
+		if !kernel.Expired(cur, now) {
 			ce.Current, ce.Exists = cur, true
 		}
 	}

@@ -236,7 +236,7 @@ func (e *TxError) Unwrap() error { return e.Err }
 // cancelled for a conflict with another transaction or for throttling.
 const txAttempts = 3
 
-// commit is DoTx's idem.Commit: fn's writes and the completed record in one
+// commit is what DoTx gives idem.WithCommit: fn's writes and the completed record in one
 // TransactWriteItems, the record's Put conditioned as CompareAndSwap's.
 func (s *Store) commit(ctx context.Context, c TxClient, tx *Tx, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
 	const op = "DoTx"

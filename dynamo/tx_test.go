@@ -161,7 +161,7 @@ func TestDoTxStaleWorkerCommitsNothing(t *testing.T) {
 			<-inside
 			ahead := idem.WithClock(func() time.Time { return time.Now().Add(2 * time.Second) })
 			got, err := dynamo.DoTx(ctxT(t), x.store, "k", func(ctx context.Context, tx *dynamo.Tx) (string, error) {
-				if l, _ := idem.LeaseFrom(ctx); l == nil || !l.Takeover() {
+				if l, _ := idem.LeaseFrom(ctx); l == nil || l.Attempt() == 1 {
 					t.Errorf("B's lease %v: want a takeover", l)
 				}
 				return "B", placeOrder(t, tx, x.orders, "order-1", "B")

@@ -125,7 +125,7 @@ func TestAttackStaleOwnerUnderLostResponses(t *testing.T) {
 	clk.Advance(2 * time.Second)
 	s.On("CompareAndSwap", idemtest.Lose) // B's takeover
 	b, _, err := idem.Claim(ctx, s, "k", opts...)
-	if err != nil || b == nil || !b.Takeover() {
+	if err != nil || b == nil || b.Attempt() == 1 {
 		t.Fatalf("B's takeover: %v, %v", b, err)
 	}
 	s.On("CompareAndSwap", nil)
@@ -384,7 +384,7 @@ func TestAttackGoexitKeepsClaim(t *testing.T) {
 	}
 	clk.Advance(2 * time.Second)
 	v, err := idem.Do(ctx, s, "k", func(ctx context.Context) (int, error) {
-		if l, ok := idem.LeaseFrom(ctx); !ok || !l.Takeover() {
+		if l, ok := idem.LeaseFrom(ctx); !ok || l.Attempt() == 1 {
 			return 0, errors.New("not a takeover")
 		}
 		return 2, nil

@@ -60,7 +60,7 @@ func benchDo[T any](b *testing.B, name string, result T) {
 		}
 	})
 	b.Run(name+"/cached", func(b *testing.B) {
-		s, c := memstore.New(), idem.NewCache(10)
+		s, c := memstore.New(), idem.NewCache(10, 0)
 		if _, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c)); err != nil {
 			b.Fatal(err)
 		}

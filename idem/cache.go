@@ -17,7 +17,7 @@ import (
 // result or a permanent error, never a claim in progress or released. An
 // entry is dropped once its record's expiry passes (by the caller's clock,
 // WithClock), and the least recently used entries go first once the Cache
-// holds maxItems answers (or WithCacheBytes of results). Entries are keyed
+// holds maxItems answers (or maxBytes of results). Entries are keyed
 // by store and key (prefix and scope included), and a fingerprint is still
 // checked: a different request under a cached key gets ErrMismatch.
 //
@@ -49,32 +49,20 @@ type cacheEntry struct {
 	size    int
 }
 
-// A CacheOption configures NewCache.
-type CacheOption func(*Cache)
-
-// WithCacheBytes bounds the results a Cache holds to about n bytes (their
-// results, fingerprints and error messages); 0, the default, bounds only
-// the number of answers. An answer larger than n is not cached.
-func WithCacheBytes(n int) CacheOption {
-	return func(c *Cache) { c.maxBytes = n }
+// NewCache returns a Cache that holds at most maxItems answers and, if
+// maxBytes is above 0, about maxBytes bytes of them (their results,
+// fingerprints and error messages; an answer larger than that is not
+// cached); 0 bounds only the number of answers. It panics if maxItems is
+// not positive or maxBytes is negative, as a programming error.
+func NewCache(maxItems, maxBytes int) *Cache {
+	if maxItems <= 0 || maxBytes < 0 {
+		panic(fmt.Sprintf("idem: NewCache(%d, %d): want a positive item bound and a byte bound of at least 0", maxItems, maxBytes))
+	}
+	return &Cache{maxItems: maxItems, maxBytes: maxBytes, entries: map[cacheKey]*list.Element{}}
 }
 
-// NewCache returns a Cache that holds at most maxItems answers. It panics
-// if maxItems is not positive or a byte bound is negative, as a
-// programming error.
-func NewCache(maxItems int, opts ...CacheOption) *Cache {
-	c := &Cache{maxItems: maxItems, entries: map[cacheKey]*list.Element{}}
-	for _, o := range opts {
-		o(c)
-	}
-	if maxItems <= 0 || c.maxBytes < 0 {
-		panic(fmt.Sprintf("idem: NewCache(%d) with a byte bound of %d: want a positive item bound and a byte bound of at least 0", maxItems, c.maxBytes))
-	}
-	return c
-}
-
-// Len returns the number of answers held.
-func (c *Cache) Len() int {
+// len returns the number of answers held.
+func (c *Cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lru.Len()

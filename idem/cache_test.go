@@ -27,7 +27,7 @@ func noCalls(t *testing.T, s *idemtest.Counting, what string) {
 
 func TestCacheReplayMakesNoStoreCall(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	var runs atomic.Int32
 	fn := func(context.Context) (string, error) { runs.Add(1); return "paid", nil }
 	if _, err := idem.Do(t.Context(), s, "k", fn, idem.WithCache(c)); err != nil {
@@ -47,7 +47,7 @@ func TestCacheReplayMakesNoStoreCall(t *testing.T) {
 
 	// An answer another process stored: the first duplicate reads it from
 	// the store (one refused write), the next is served from the cache.
-	fresh := idem.NewCache(10)
+	fresh := idem.NewCache(10, 0)
 	if _, err := idem.Do(t.Context(), s, "k", fn, idem.WithCache(fresh)); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestCacheReplayMakesNoStoreCall(t *testing.T) {
 // passed by the caller's clock.
 func TestCacheExpiry(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	fn := func(context.Context) (int, error) { return 1, nil }
 	if _, err := idem.Do(t.Context(), s, "k", fn, idem.WithCache(c), idem.WithRetention(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestCacheExpiry(t *testing.T) {
 
 func TestCacheMismatchAndPermanent(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	fp := idem.WithFingerprint([]byte("amount=10"))
 	if _, err := idem.Do(t.Context(), s, "pay", func(context.Context) (int, error) { return 10, nil }, idem.WithCache(c), fp); err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCacheMismatchAndPermanent(t *testing.T) {
 // never cached: each duplicate asks the store.
 func TestCacheHoldsOnlyAnswers(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	lease, _, err := idem.Claim(t.Context(), s, "busy", idem.WithCache(c))
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +137,8 @@ func TestCacheHoldsOnlyAnswers(t *testing.T) {
 	if got := s.Counts(); got.PutIfAbsent != 2 {
 		t.Errorf("two duplicates of a claim in progress: %+v, want 2 PutIfAbsent", got)
 	}
-	if c.Len() != 0 {
-		t.Errorf("the cache holds %d entries, want none (nothing is finished)", c.Len())
+	if idem.CacheLen(c) != 0 {
+		t.Errorf("the cache holds %d entries, want none (nothing is finished)", idem.CacheLen(c))
 	}
 	if err := lease.Complete(t.Context(), []byte(`"done"`)); err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestCacheHoldsOnlyAnswers(t *testing.T) {
 // full, by items or by bytes; an answer over the byte bound is not held.
 func TestCacheBounds(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(2)
+	c := idem.NewCache(2, 0)
 	do := func(key string, opts ...idem.Option) {
 		t.Helper()
 		if _, err := idem.Do(t.Context(), s, key, func(context.Context) (string, error) { return key, nil }, append(opts, idem.WithCache(c))...); err != nil {
@@ -179,12 +179,12 @@ func TestCacheBounds(t *testing.T) {
 		t.Errorf("a replay of the evicted answer: %+v, want it asked of the store", got)
 	}
 
-	small := idem.NewCache(100, idem.WithCacheBytes(64))
+	small := idem.NewCache(100, 64)
 	big := make([]byte, 100)
 	if _, err := idem.Do(t.Context(), s, "big", func(context.Context) ([]byte, error) { return big, nil }, idem.WithCache(small)); err != nil {
 		t.Fatal(err)
 	}
-	if small.Len() != 0 {
+	if idem.CacheLen(small) != 0 {
 		t.Errorf("an answer over the byte bound was cached")
 	}
 }
@@ -193,7 +193,7 @@ func TestCacheBounds(t *testing.T) {
 // apart.
 func TestCachePerStore(t *testing.T) {
 	a, b := memstore.New(), memstore.New()
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	for _, s := range []idem.Store{a, b} {
 		want := fmt.Sprintf("%p", s)
 		got, err := idem.Do(t.Context(), s, "k", func(context.Context) (string, error) { return want, nil }, idem.WithCache(c))
@@ -207,7 +207,7 @@ func TestCachePerStore(t *testing.T) {
 // key runs once and every caller gets its answer (run with -race).
 func TestCacheConcurrent(t *testing.T) {
 	s := memstore.New()
-	c := idem.NewCache(8) // fewer than the keys: entries come and go
+	c := idem.NewCache(8, 0) // fewer than the keys: entries come and go
 	var runs [20]atomic.Int32
 	var wg sync.WaitGroup
 	for g := range 16 {
@@ -231,8 +231,8 @@ func TestCacheConcurrent(t *testing.T) {
 			t.Errorf("key %d ran %d times, want 1", k, n)
 		}
 	}
-	if c.Len() > 8 {
-		t.Errorf("the cache holds %d entries, over its bound of 8", c.Len())
+	if idem.CacheLen(c) > 8 {
+		t.Errorf("the cache holds %d entries, over its bound of 8", idem.CacheLen(c))
 	}
 }
 
@@ -241,7 +241,7 @@ func TestCacheAllocations(t *testing.T) {
 		t.Skip("allocation counts differ under coverage and -race")
 	}
 	s := memstore.New()
-	c := idem.NewCache(10)
+	c := idem.NewCache(10, 0)
 	fn := func(context.Context) (int, error) { return 7, nil }
 	ctx := context.Background()
 	if _, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c)); err != nil {
@@ -256,8 +256,8 @@ func TestCacheAllocations(t *testing.T) {
 
 func TestNewCachePanicsOnBadBounds(t *testing.T) {
 	for _, f := range []func(){
-		func() { idem.NewCache(0) },
-		func() { idem.NewCache(1, idem.WithCacheBytes(-1)) },
+		func() { idem.NewCache(0, 0) },
+		func() { idem.NewCache(1, -1) },
 	} {
 		func() {
 			defer func() {

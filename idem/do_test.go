@@ -161,7 +161,7 @@ func TestTakeoverCancelsFn(t *testing.T) {
 	<-started
 	future := func() time.Time { return time.Now().Add(time.Hour) }
 	heir, _, err := idem.Claim(ctx, s, "k", idem.WithClock(future))
-	if err != nil || heir == nil || !heir.Takeover() {
+	if err != nil || heir == nil || heir.Attempt() == 1 {
 		t.Fatalf("takeover: got %v, %v", heir, err)
 	}
 	if c := <-cause; !errors.Is(c, idem.ErrLeaseLost) {
@@ -423,7 +423,7 @@ func TestLeaseFrom(t *testing.T) {
 		if !ok {
 			return "", errors.New("no lease in fn's context")
 		}
-		return fmt.Sprintf("%s %d %v", l.Key(), l.Attempt(), l.Takeover()), nil
+		return fmt.Sprintf("%s %d %v", l.Key(), l.Attempt(), l.Attempt() > 1), nil
 	}, idem.WithKeyPrefix("p/"))
 	if err != nil || got != "p/k 1 false" {
 		t.Fatalf("got %q, %v; want \"p/k 1 false\"", got, err)

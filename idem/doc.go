@@ -40,7 +40,7 @@
 //
 //   - Fencing across incarnations. When a key's record does disappear
 //     (expired after the retention, or deleted by hand), the next claim
-//     starts it at FreshVersion, above every version it held before. So no
+//     starts it at kernel.FreshVersion, above every version it held before. So no
 //     version, and no stale Lease, ever matches a later incarnation,
 //     provided the clock of the process that starts the key again is not
 //     behind the clock of the one that started it before by as much as the
@@ -70,7 +70,7 @@
 //     by their version, are sent again a few times and recognise their own
 //     record when it is already there.
 //   - A crash while fn runs: the claim stays in progress until its lease
-//     passes, then the next caller takes it over (Lease.Takeover reports
+//     passes, then the next caller takes it over (Lease.Attempt above 1 says
 //     it, since the dead owner may have done part of the work).
 //   - A crash after fn, before completion: as above; the work runs again
 //     after the lease. Make side effects themselves idempotent where a
@@ -92,7 +92,7 @@
 //
 //   - Lease.Fence, a number that rises with every claim of a key (a
 //     takeover, a claim after a release, a delete or an expiry; the bound
-//     is FreshVersion's). Write it with each row and refuse a lower one
+//     is kernel.FreshVersion's). Write it with each row and refuse a lower one
 //     (dynamo.FenceCondition, cassandra.FencedUpdate): once a later claim
 //     has written a row, no earlier claim's write lands on it.
 //   - WithCommit, for a backend that can commit the caller's writes with
@@ -115,7 +115,7 @@
 // report completed, conflict per lost race, and unknown settled or
 // unsettled; Add also replayed for a duplicate operation. Events carry the
 // key, which may be personal data: an adapter decides what leaves the
-// process. LogEvents writes them to a slog.Logger, idemotel to
+// process. event.Log writes them to a slog.Logger, idemotel to
 // OpenTelemetry. Without a hook nothing is spent: no allocation, no call.
 //
 // # Other helpers
@@ -123,10 +123,11 @@
 // Claim and Lease are the low-level claim API for adapters that store more
 // than a Go value. Update is optimistic read-modify-CompareAndSwap. Once
 // de-duplicates events by ID. Counter is an exactly-once counter.
-// Fingerprint, FingerprintJSON and FingerprintParts build request
-// fingerprints; JoinKey builds keys from parts (crypto/rand.Text makes a
-// fresh one). Sagas are in idem/saga; what only backend authors need (the
-// input checks and errors a Store returns) is in idem/kernel.
+// Fingerprint builds a request fingerprint from a value (any bytes serve:
+// a SHA-256 of a request that is not JSON); JoinKey builds keys from parts
+// (crypto/rand.Text makes a fresh one). Events are in idem/event, sagas in
+// idem/saga; what only backend authors need (kernel.FreshVersion, the input
+// checks and errors a Store returns) is in idem/kernel.
 //
 // The package uses the standard library only.
 package idem

@@ -75,15 +75,12 @@ func (e *InProgressError) Error() string {
 // Is makes errors.Is(err, ErrInProgress) true.
 func (e *InProgressError) Is(target error) bool { return target == ErrInProgress }
 
-// RetryAfter is how long until the holder's lease passes (at least zero),
-// measured from now.
-func (e *InProgressError) RetryAfter(now time.Time) time.Duration {
-	return max(e.LeaseUntil.Sub(now), 0)
-}
-
 // PermanentError marks an error that is the final answer for a key: Do
 // stores it, and every later duplicate gets it back instead of running the
-// function again. Wrap an error with Permanent to make it permanent.
+// function again. Wrap an error with Permanent to make it permanent, or
+// return a PermanentError with a Code:
+//
+//	return Receipt{}, &idem.PermanentError{Code: "card_declined", Err: err}
 type PermanentError struct {
 	// Err is the error returned by the function on the first execution; on a
 	// replay it is an error with the stored message.
@@ -100,15 +97,6 @@ func Permanent(err error) error {
 		return nil
 	}
 	return &PermanentError{Err: err}
-}
-
-// PermanentCode is Permanent with a machine-readable code that is stored and
-// replayed with the message.
-func PermanentCode(code string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err, Code: code}
 }
 
 // Error implements error.

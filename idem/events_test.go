@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
@@ -22,17 +24,17 @@ import (
 // events collects the events of WithEvents.
 type events struct {
 	mu  sync.Mutex
-	all []idem.Event
+	all []event.Event
 }
 
-func (e *events) add(_ context.Context, ev idem.Event) {
+func (e *events) add(_ context.Context, ev event.Event) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.all = append(e.all, ev)
 }
 
 // take returns the events so far and forgets them.
-func (e *events) take() []idem.Event {
+func (e *events) take() []event.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	all := e.all
@@ -40,8 +42,8 @@ func (e *events) take() []idem.Event {
 	return all
 }
 
-func kinds(evs []idem.Event) []idem.EventKind {
-	var ks []idem.EventKind
+func kinds(evs []event.Event) []event.Kind {
+	var ks []event.Kind
 	for _, e := range evs {
 		ks = append(ks, e.Kind)
 	}
@@ -50,7 +52,7 @@ func kinds(evs []idem.Event) []idem.EventKind {
 
 // want checks that evs are of the kinds want, in order, and all for op and
 // key.
-func wantEvents(t *testing.T, evs []idem.Event, op, key string, want ...idem.EventKind) {
+func wantEvents(t *testing.T, evs []event.Event, op, key string, want ...event.Kind) {
 	t.Helper()
 	if got := kinds(evs); !slices.Equal(got, want) {
 		t.Fatalf("events: got %v, want %v (%+v)", got, want, evs)
@@ -63,21 +65,21 @@ func wantEvents(t *testing.T, evs []idem.Event, op, key string, want ...idem.Eve
 }
 
 const (
-	claimed       = idem.EventClaimed
-	takeover      = idem.EventTakeover
-	replayed      = idem.EventReplayed
-	inProgress    = idem.EventInProgress
-	waited        = idem.EventWaited
-	mismatch      = idem.EventMismatch
-	extended      = idem.EventExtended
-	leaseLost     = idem.EventLeaseLost
-	completed     = idem.EventCompleted
-	failed        = idem.EventFailedPermanently
-	notStored     = idem.EventResultNotStored
-	released      = idem.EventReleased
-	settled       = idem.EventUnknownSettled
-	unsettled     = idem.EventUnknownUnsettled
-	conflictEvent = idem.EventConflict
+	claimed       = event.Claimed
+	takeover      = event.Takeover
+	replayed      = event.Replayed
+	inProgress    = event.InProgress
+	waited        = event.Waited
+	mismatch      = event.Mismatch
+	extended      = event.Extended
+	leaseLost     = event.LeaseLost
+	completed     = event.Completed
+	failed        = event.FailedPermanently
+	notStored     = event.ResultNotStored
+	released      = event.Released
+	settled       = event.UnknownSettled
+	unsettled     = event.UnknownUnsettled
+	conflictEvent = event.Conflict
 )
 
 // TestEventsDo: the events of Do's paths, in order, each once, on memstore.
@@ -103,7 +105,7 @@ func TestEventsDo(t *testing.T) {
 	})
 	t.Run("cached replay and mismatch", func(t *testing.T) {
 		var ev events
-		s, c := memstore.New(), idem.NewCache(10)
+		s, c := memstore.New(), idem.NewCache(10, 0)
 		opts := func(fp string) []idem.Option {
 			return []idem.Option{idem.WithEvents(ev.add), idem.WithCache(c), idem.WithFingerprint([]byte(fp))}
 		}
@@ -153,7 +155,7 @@ func TestEventsDo(t *testing.T) {
 	t.Run("permanent failure", func(t *testing.T) {
 		var ev events
 		s := memstore.New()
-		fail := func(context.Context) (int, error) { return 0, idem.PermanentCode("card-declined", boom) }
+		fail := func(context.Context) (int, error) { return 0, &idem.PermanentError{Code: "card-declined", Err: boom} }
 		idem.Do(ctx, s, "k", fail, idem.WithEvents(ev.add))
 		evs := ev.take()
 		wantEvents(t, evs, "Do", "k", claimed, failed)
@@ -350,11 +352,11 @@ func TestEventsUnknownOutcome(t *testing.T) {
 		name string
 		op   string
 		hook idemtest.Hook
-		want []idem.EventKind
+		want []event.Kind
 	}{
-		{"claim settled", "PutIfAbsent", idemtest.Times(1, idemtest.Lose), []idem.EventKind{settled, claimed, completed}},
-		{"completion settled", "CompareAndSwap", idemtest.Times(1, idemtest.Lose), []idem.EventKind{claimed, settled, completed}},
-		{"completion unsettled", "CompareAndSwap", idemtest.Drop, []idem.EventKind{claimed, unsettled}},
+		{"claim settled", "PutIfAbsent", idemtest.Times(1, idemtest.Lose), []event.Kind{settled, claimed, completed}},
+		{"completion settled", "CompareAndSwap", idemtest.Times(1, idemtest.Lose), []event.Kind{claimed, settled, completed}},
+		{"completion unsettled", "CompareAndSwap", idemtest.Drop, []event.Kind{claimed, unsettled}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -477,7 +479,7 @@ func TestEventsCostNothingUnset(t *testing.T) {
 		idem.Do(ctx, s, strconv.Itoa(i), ok)
 	})
 	replay := testing.AllocsPerRun(200, func() { idem.Do(ctx, s, "1", ok) })
-	nop := idem.WithEvents(func(context.Context, idem.Event) {})
+	nop := idem.WithEvents(func(context.Context, event.Event) {})
 	firstHooked := testing.AllocsPerRun(200, func() {
 		i++
 		idem.Do(ctx, s, strconv.Itoa(i), ok, nop)
@@ -494,7 +496,7 @@ func TestEventsCostNothingUnset(t *testing.T) {
 // TestLogEvents: one line per event, the key in it, the level by severity.
 func TestLogEvents(t *testing.T) {
 	var buf bytes.Buffer
-	log := idem.LogEvents(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log := event.Log(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx := context.Background()
 	s := memstore.New()
 	idem.Do(ctx, s, "order-7", ok, idem.WithEvents(log))
@@ -519,9 +521,9 @@ func TestLogEvents(t *testing.T) {
 
 	// Levels: an Info handler drops the routine and keeps the rest.
 	buf.Reset()
-	log = idem.LogEvents(slog.New(slog.NewTextHandler(&buf, nil)))
+	log = event.Log(slog.New(slog.NewTextHandler(&buf, nil)))
 	for k := claimed; k <= conflictEvent; k++ {
-		log(ctx, idem.Event{Kind: k, Op: "Do", Key: "k"})
+		log(ctx, event.Event{Kind: k, Op: "Do", Key: "k"})
 	}
 	got := buf.String()
 	for k := claimed; k <= conflictEvent; k++ {
@@ -531,14 +533,14 @@ func TestLogEvents(t *testing.T) {
 			t.Errorf("%v: logged %v at Info", k, logged)
 		}
 	}
-	for _, k := range []idem.EventKind{mismatch, leaseLost, unsettled, notStored} {
+	for _, k := range []event.Kind{mismatch, leaseLost, unsettled, notStored} {
 		if !strings.Contains(got, fmt.Sprintf("level=WARN msg=\"idem: %v\"", k)) {
 			t.Errorf("%v: not a warning:\n%s", k, got)
 		}
 	}
 }
 
-func TestEventKindString(t *testing.T) {
+func TestEventKindNames(t *testing.T) {
 	seen := map[string]bool{}
 	for k := claimed; k <= conflictEvent; k++ {
 		s := k.String()
@@ -547,7 +549,7 @@ func TestEventKindString(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	if s := idem.EventKind(0).String(); s != "unknown" {
+	if s := event.Kind(0).String(); s != "unknown" {
 		t.Errorf("kind 0: got %q", s)
 	}
 }

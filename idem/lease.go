@@ -18,7 +18,7 @@ const maxSettles = 4
 // claim's version: once another claimer has taken the key over, or the key
 // has moved on to a later incarnation (released and claimed again, deleted,
 // expired and created afresh), they fail with ErrLeaseLost and change
-// nothing. Versions never come back for a key (see FreshVersion for the
+// nothing. Versions never come back for a key (see kernel.FreshVersion for the
 // bound), so a stalled owner can never act on a later claim.
 //
 // A Lease is safe for concurrent use. Complete, CompleteError and Release
@@ -39,7 +39,7 @@ type Lease struct {
 
 	// For events (WithEvents):
 	since    time.Time   // when the claim was won
-	lostSaid atomic.Bool // EventLeaseLost was reported
+	lostSaid atomic.Bool // event.LeaseLost was reported
 }
 
 func newLease(s Store, key string, cfg *config, version int64, rec record, takeover bool) *Lease {
@@ -58,7 +58,7 @@ func newLease(s Store, key string, cfg *config, version int64, rec record, takeo
 // The fence is the version of the claim's own write, which Extend does not
 // change. Within a record's life it increases by construction (every claim
 // swaps over the version before it). After the record is gone it rests on
-// FreshVersion: the new record starts above the old one as long as the
+// kernel.FreshVersion: the new record starts above the old one as long as the
 // clocks of the processes that claimed the key differ by less than the
 // time between the two records' creation, which for Do, Claim and Once is
 // at least the retention (WithRetention), and for a record deleted by hand
@@ -73,12 +73,10 @@ func (l *Lease) Fence() int64 { return l.fence }
 // Key returns the claimed key, prefix included.
 func (l *Lease) Key() string { return l.key }
 
-// Takeover reports whether the claim took over an owner whose lease had
-// passed. That owner may have done part of the work: make the work itself
-// safe to repeat, or check for its effects.
-func (l *Lease) Takeover() bool { return l.takeover }
-
-// Attempt is 1 for a first claim, plus one per takeover.
+// Attempt is 1 for a first claim (or a claim of a released key), plus one
+// per takeover. Above 1, the claim took over an owner whose lease had
+// passed, and that owner may have done part of the work: make the work
+// itself safe to repeat, or check for its effects.
 func (l *Lease) Attempt() int { return l.rec.Attempt }
 
 // Until returns when the lease passes unless it is extended.
@@ -251,7 +249,7 @@ func (l *Lease) swap(ctx context.Context, op string, next record, ttl time.Durat
 	}
 }
 
-// send sends one copy of a swap: a completion through the claim's Commit
+// send sends one copy of a swap: a completion through the claim's commit (WithCommit)
 // (WithCommit) when it has one, anything else to the store.
 func (l *Lease) send(ctx context.Context, op string, value []byte, ttl time.Duration) (Item, error) {
 	if op == "complete" && l.cfg.commit != nil {
@@ -393,7 +391,7 @@ type leaseKey struct{}
 
 // LeaseFrom returns the Lease that Do holds while it runs fn, from fn's
 // context, or the Lease whose KeepAlive made the context. fn uses it to
-// learn whether it is a takeover (Lease.Takeover: a previous owner died
+// learn whether it is a takeover (Lease.Attempt above 1: a previous owner died
 // mid-work and may have done part of it), which attempt it is, and the
 // fence for its own writes (Lease.Fence).
 func LeaseFrom(ctx context.Context) (*Lease, bool) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/idemkit/idemkit/idem/event"
 )
 
 // The defaults of the options below.
@@ -32,16 +34,16 @@ type config struct {
 	fingerprint []byte
 	now         func() time.Time
 	prefix      string
-	commit      Commit
+	commit      commitFunc
 	cache       *Cache
-	events      func(context.Context, Event) // WithEvents
-	op          string                       // the entry point, for events
+	events      func(context.Context, event.Event) // WithEvents
+	op          string                             // the entry point, for events
 }
 
 type updateConfig struct {
 	expiry   time.Duration
 	attempts int
-	events   func(context.Context, Event) // WithUpdateEvents
+	events   func(context.Context, event.Event) // WithUpdateEvents
 }
 
 // WithRetention sets how long the answer for a key is kept, counted from
@@ -111,10 +113,13 @@ func WithCache(c *Cache) Option {
 	return func(cfg *config) { cfg.cache = c }
 }
 
-// A Commit writes a claim's completion in place of the store's
-// CompareAndSwap, so that a backend can commit other writes atomically with
-// it (dynamo.DoTx commits the caller's own writes in the same transaction).
-// It is called with the claim's key, its current version, the encoded
+// WithCommit makes the claim's completion (Lease.Complete, and so the end
+// of Do and Once) go through commit instead of the store's CompareAndSwap,
+// so that a backend can commit other writes atomically with it (dynamo.DoTx
+// commits the caller's own writes in the same transaction); extensions,
+// releases and stored permanent errors still go to the store.
+//
+// commit is called with the claim's key, its current version, the encoded
 // record and its time to live, and must act as Store.CompareAndSwap of key
 // at version would: apply everything or nothing, and only if the key still
 // holds version; on success return the new item; if the key no longer holds
@@ -122,19 +127,14 @@ func WithCache(c *Cache) Option {
 // if absent); when it cannot tell whether it applied, an error matching
 // ErrUnknownOutcome (the lease then settles the outcome by sending it
 // again: the version condition lets at most one copy apply). Any other
-// error must mean that nothing was written.
-type Commit func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (Item, error)
-
-// WithCommit makes the claim's completion (Lease.Complete, and so the end
-// of Do and Once) go through commit instead of the store's CompareAndSwap;
-// extensions, releases and stored permanent errors still go to the store.
-// When commit fails with an error that says nothing was written (not a
-// conflict and not an unknown outcome), Do releases the key, so a retry runs
-// fn again, and returns the error. Backends use it to commit the caller's
-// own writes with the result; applications use those (dynamo.DoTx).
-func WithCommit(commit Commit) Option {
+// error must mean that nothing was written: Do then releases the key, so a
+// retry runs fn again, and returns the error.
+func WithCommit(commit func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (Item, error)) Option {
 	return func(c *config) { c.commit = commit }
 }
+
+// commitFunc is what WithCommit takes.
+type commitFunc = func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (Item, error)
 
 // WithExpiry makes each write of Update expire d after it is made (default:
 // never). d must be positive.

@@ -2,7 +2,6 @@ package idem
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 )
 
@@ -14,7 +13,7 @@ type Item struct {
 	// Value is the caller's payload. It may be empty; stores return an empty
 	// value as a zero-length slice (nil or not).
 	Value []byte
-	// Version is a fresh version after PutIfAbsent (see FreshVersion: above
+	// Version is a fresh version after PutIfAbsent (see kernel.FreshVersion: above
 	// every version of an earlier incarnation of the key that ended before
 	// the call), goes up by one
 	// on each CompareAndSwap, and is the caller's value after an applied
@@ -24,12 +23,6 @@ type Item struct {
 	// Stores may round it up to their own precision (DynamoDB and Cassandra
 	// keep whole seconds).
 	ExpiresAt time.Time
-}
-
-// Expired reports whether the item has expired at now. An item with a zero
-// ExpiresAt never expires.
-func (it Item) Expired(now time.Time) bool {
-	return !it.ExpiresAt.IsZero() && !now.Before(it.ExpiresAt)
 }
 
 // Store is the kernel every backend implements: five conditional writes on a
@@ -54,12 +47,12 @@ func (it Item) Expired(now time.Time) bool {
 //     write identical bytes). A deletion leaves nothing to recognise, so a
 //     CompareAndDelete whose retry finds the key gone reports
 //     ErrUnknownOutcome rather than letting two callers win one version.
-//   - Versions never come back: PutIfAbsent starts a key at FreshVersion,
+//   - Versions never come back: PutIfAbsent starts a key at kernel.FreshVersion,
 //     taken when the call starts, above every version of an earlier
 //     incarnation of the key that ended (was deleted or expired) before
 //     the call, and CompareAndSwap adds exactly one. A caller
 //     holding a version of one incarnation can therefore never act on a
-//     later one. The bound this rests on is FreshVersion's.
+//     later one. The bound this rests on is kernel.FreshVersion's.
 //   - Settling is proof, not inference. A write that may have been applied
 //     (a lost response, a timeout, a cut connection) is reported as applied
 //     only when the store finds its own per-call identifier, as not
@@ -80,7 +73,7 @@ type Store interface {
 	// Get returns the item stored at key, or ErrNotFound.
 	Get(ctx context.Context, key string) (Item, error)
 
-	// PutIfAbsent stores value at key with a fresh version (FreshVersion)
+	// PutIfAbsent stores value at key with a fresh version (kernel.FreshVersion)
 	// if the key is absent (or expired). It returns the stored item, or a
 	// *ConflictError carrying the current item if the key exists.
 	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (Item, error)
@@ -101,43 +94,4 @@ type Store interface {
 	// item and applied == true. Otherwise it changes nothing and returns the
 	// current item, applied == false and a nil error.
 	Upsert(ctx context.Context, key string, value []byte, version int64, ttl time.Duration) (item Item, applied bool, err error)
-}
-
-// lastFresh is the last version FreshVersion returned in this process.
-var lastFresh atomic.Int64
-
-// freshBase is the process's start, on both the wall and the monotonic
-// clock: fresh versions count from it on the monotonic clock, so a step of
-// the wall clock (backwards, or forwards and back) cannot make them slow
-// down behind a key's chain of versions.
-var freshBase = time.Now()
-
-// FreshVersion returns the version a backend gives an item created by
-// PutIfAbsent: the time in microseconds since 1970, raised above every
-// version returned before in this process, so two calls never return the
-// same version. The time is the wall clock when the process started plus
-// the time since on the monotonic clock, so a wall clock stepped back while
-// the process runs cannot hold fresh versions back, and no clock a caller
-// configures (WithClock, a test's fake clock running ahead) can push them
-// ahead of real time for every store in the process.
-//
-// Fencing rests on it. An incarnation of a key starts at FreshVersion and
-// goes up by one per CompareAndSwap; the next incarnation, created after the
-// key was deleted or expired, starts above it as long as (a) the old one
-// made fewer CompareAndSwaps than the microseconds it lived (a round trip
-// takes far longer) and (b) the clock of the process that creates the new
-// incarnation is not behind the clock of the process that created the old
-// one by more than the time between the two creations (a create that is
-// delayed on its way to the database counts as that much lag). Claims never
-// delete their records (a released claim stays as a tombstone), so for Do,
-// Claim and Once that time is at least the retention (WithRetention).
-func FreshVersion() int64 {
-	v := max(freshBase.UnixMicro()+time.Since(freshBase).Microseconds(), 1)
-	for {
-		last := lastFresh.Load()
-		next := max(v, last+1)
-		if lastFresh.CompareAndSwap(last, next) {
-			return next
-		}
-	}
 }

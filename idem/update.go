@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/idemkit/idemkit/idem/event"
 )
 
 // Update applies fn to the item at key with optimistic concurrency: it reads
@@ -68,7 +70,7 @@ func Update(ctx context.Context, s Store, key string, fn func(value []byte, exis
 			return it, err // success, or a failure that is not a lost race
 		}
 		if cfg.events != nil {
-			cfg.events(ctx, Event{Kind: EventConflict, Op: "Update", Key: key, Attempt: attempt, Err: err})
+			cfg.events(ctx, event.Event{Kind: event.Conflict, Op: "Update", Key: key, Attempt: attempt, Err: err})
 		}
 		if attempt >= cfg.attempts {
 			return Item{}, fmt.Errorf("idem: update %q: gave up after %d attempts: %w", key, attempt, err)
@@ -114,7 +116,7 @@ type Counter struct {
 	// (Attempt: the writes it took), replayed (a duplicate operation),
 	// conflict per lost race, unknown settled (a lost response Add
 	// resolved) and unknown unsettled.
-	Events func(context.Context, Event)
+	Events func(context.Context, event.Event)
 }
 
 // Add adds delta to the counter exactly once per operation ID: a replayed
@@ -145,7 +147,7 @@ func (c Counter) Add(ctx context.Context, opID string, delta int64) (total int64
 	a := &adder{c: c, opID: opID, delta: delta, nonce: newToken()[:16]}
 	total, applied, err = a.run(ctx)
 	if c.Events != nil && errors.Is(err, ErrUnknownOutcome) {
-		c.Events(ctx, Event{Kind: EventUnknownUnsettled, Op: "Add", Key: c.Key, Err: err})
+		c.Events(ctx, event.Event{Kind: event.UnknownUnsettled, Op: "Add", Key: c.Key, Err: err})
 	}
 	return total, applied, err
 }
@@ -268,7 +270,7 @@ func (a *adder) wrote(ctx context.Context, attempt int, err error) {
 	case err == nil:
 		a.completed(ctx, attempt)
 	case errors.As(err, &ce):
-		a.c.Events(ctx, Event{Kind: EventConflict, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: err})
+		a.c.Events(ctx, event.Event{Kind: event.Conflict, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: err})
 	}
 }
 
@@ -279,16 +281,16 @@ func (a *adder) replayed(ctx context.Context, attempt int, mine bool) {
 		a.completed(ctx, attempt)
 		return
 	}
-	a.c.Events(ctx, Event{Kind: EventReplayed, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
+	a.c.Events(ctx, event.Event{Kind: event.Replayed, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
 }
 
 // completed reports our operation applied, after the lost response that
 // hid it, if any.
 func (a *adder) completed(ctx context.Context, attempt int) {
 	if a.lost != nil {
-		a.c.Events(ctx, Event{Kind: EventUnknownSettled, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: a.lost})
+		a.c.Events(ctx, event.Event{Kind: event.UnknownSettled, Op: "Add", Key: a.c.Key, Attempt: attempt, Err: a.lost})
 	}
-	a.c.Events(ctx, Event{Kind: EventCompleted, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
+	a.c.Events(ctx, event.Event{Kind: event.Completed, Op: "Add", Key: a.c.Key, Attempt: attempt, Duration: time.Since(a.start)})
 }
 
 // apply returns the counter c with our operation added, encoded.
@@ -329,12 +331,12 @@ func (a *adder) provenNotApplied(cur Item, exists bool, c counter) bool {
 
 // reportWrite reports Update's write of attempt, begun at start, that
 // ended with err (not a lost race).
-func reportWrite(ctx context.Context, events func(context.Context, Event), op, key string, attempt int, start time.Time, err error) {
+func reportWrite(ctx context.Context, events func(context.Context, event.Event), op, key string, attempt int, start time.Time, err error) {
 	switch {
 	case err == nil:
-		events(ctx, Event{Kind: EventCompleted, Op: op, Key: key, Attempt: attempt, Duration: time.Since(start)})
+		events(ctx, event.Event{Kind: event.Completed, Op: op, Key: key, Attempt: attempt, Duration: time.Since(start)})
 	case errors.Is(err, ErrUnknownOutcome):
-		events(ctx, Event{Kind: EventUnknownUnsettled, Op: op, Key: key, Attempt: attempt, Err: err})
+		events(ctx, event.Event{Kind: event.UnknownUnsettled, Op: op, Key: key, Attempt: attempt, Err: err})
 	}
 }
 

@@ -192,7 +192,7 @@ func testBackend(t *testing.T, s testStore, tool *tool) {
 
 	t.Run("get failed", func(t *testing.T) {
 		_, err := idem.Do(ctx, s, "failed", func(context.Context) (int, error) {
-			return 0, idem.PermanentCode("card_declined", errors.New("the card was declined"))
+			return 0, &idem.PermanentError{Code: "card_declined", Err: errors.New("the card was declined")}
 		})
 		if !errors.As(err, new(*idem.PermanentError)) {
 			t.Fatalf("Do: got %v, want a PermanentError", err)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/examples/internal/report"
 	"github.com/idemkit/idemkit/idem"
 )
@@ -20,9 +22,9 @@ import (
 type Config struct {
 	Payments int    // payments in the storm
 	Seed     uint64 // the fault injector's seed
-	// Events, if set, receives every idem.Event of the service's calls
+	// Events, if set, receives every event.Event of the service's calls
 	// (the -metrics flag feeds them to OpenTelemetry).
-	Events func(context.Context, idem.Event)
+	Events func(context.Context, event.Event)
 }
 
 // fault is what the network between client and service does to one

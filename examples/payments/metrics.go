@@ -7,12 +7,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemotel"
 )
 
@@ -33,7 +34,7 @@ func newMetrics(backend string) (*metrics, error) {
 	return &metrics{reader: reader, rec: rec}, nil
 }
 
-func (m *metrics) events() func(context.Context, idem.Event) { return m.rec.Events }
+func (m *metrics) events() func(context.Context, event.Event) { return m.rec.Events }
 
 // print writes the idem.events counter, one line per event, op and
 // outcome, and the idem.duration histogram's count and mean per event.

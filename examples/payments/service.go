@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -73,7 +75,7 @@ type Service struct {
 	Store   idem.Store
 	Network *CardNetwork
 	Lease   time.Duration
-	Events  func(context.Context, idem.Event) // idem.WithEvents, if set
+	Events  func(context.Context, event.Event) // idem.WithEvents, if set
 
 	mu      sync.Mutex
 	crashes map[string]bool // keys whose next execution crashes after charging
@@ -91,7 +93,7 @@ func (s *Service) Pay(ctx context.Context, req PayRequest) (Receipt, bool, error
 		r, err := s.Network.Charge(req.Key, req.Customer, req.Amount)
 		switch {
 		case errors.Is(err, errDeclined):
-			return Receipt{}, idem.PermanentCode("card_declined", err) // the final answer
+			return Receipt{}, &idem.PermanentError{Code: "card_declined", Err: err} // the final answer
 		case err != nil:
 			return Receipt{}, err // transient: released, the client may retry
 		}

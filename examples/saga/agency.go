@@ -207,7 +207,7 @@ func (a *Agency) Book(ctx context.Context, trip Trip) error {
 				func(ctx context.Context) (Reservation, error) {
 					r, err := a.Suppliers.Reserve(ctx, leg.resource, trip.ID)
 					if errors.Is(err, errSoldOut) {
-						return r, idem.PermanentCode("sold-out", fmt.Errorf("%s: %w", leg.resource, err))
+						return r, &idem.PermanentError{Code: "sold-out", Err: fmt.Errorf("%s: %w", leg.resource, err)}
 					}
 					return r, err
 				},

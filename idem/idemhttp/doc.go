@@ -19,7 +19,7 @@
 //     gets 413 and the handler does not run.
 //   - The key is scoped to the caller (WithScope; by default a hash of the
 //     Authorization header; a request without one shares the empty scope,
-//     reported as idem.EventUnscoped, or refused with 401 with
+//     reported as event.Unscoped, or refused with 401 with
 //     WithScopeRequired) and claimed in the store with a fingerprint of the
 //     request (WithFingerprint; by default method, path, query and body,
 //     a JSON body by its canonical form).

@@ -9,7 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem/idemhttp"
 	"github.com/idemkit/idemkit/idem/idemtest"
 	"github.com/idemkit/idemkit/idem/memstore"
@@ -21,9 +22,9 @@ import (
 func TestEvents(t *testing.T) {
 	var (
 		mu  sync.Mutex
-		got []idem.Event
+		got []event.Event
 	)
-	record := func(_ context.Context, e idem.Event) {
+	record := func(_ context.Context, e event.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, e)
@@ -42,25 +43,25 @@ func TestEvents(t *testing.T) {
 	send("a")
 	status = http.StatusServiceUnavailable
 	send("b")
-	var kinds []idem.EventKind
+	var kinds []event.Kind
 	for _, e := range got {
 		kinds = append(kinds, e.Kind)
 		if e.Op != "idemhttp" || !strings.HasPrefix(e.Key, idemhttp.DefaultKeyPrefix) {
 			t.Errorf("%v: got op %q, key %q; want idemhttp and a stored key", e.Kind, e.Op, e.Key)
 		}
 	}
-	want := []idem.EventKind{idem.EventClaimed, idem.EventCompleted, idem.EventReplayed, idem.EventClaimed, idem.EventReleased}
+	want := []event.Kind{event.Claimed, event.Completed, event.Replayed, event.Claimed, event.Released}
 	if !slices.Equal(kinds, want) {
 		t.Errorf("got %v, want %v", kinds, want)
 	}
 }
 
 // TestUnscoped: a request that names no caller (no Authorization header,
-// the default scope) is reported as EventUnscoped before its claim, and
+// the default scope) is reported as event.Unscoped before its claim, and
 // with WithScopeRequired(true) refused with 401 before anything is stored.
 func TestUnscoped(t *testing.T) {
-	var kinds []idem.EventKind
-	record := func(_ context.Context, e idem.Event) { kinds = append(kinds, e.Kind) }
+	var kinds []event.Kind
+	record := func(_ context.Context, e event.Event) { kinds = append(kinds, e.Kind) }
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
 	send := func(h http.Handler, auth string) int {
 		r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(`{}`))
@@ -76,7 +77,7 @@ func TestUnscoped(t *testing.T) {
 	if code := send(served, ""); code != http.StatusCreated {
 		t.Fatalf("an unscoped request: %d, want it served", code)
 	}
-	if want := []idem.EventKind{idem.EventUnscoped, idem.EventClaimed, idem.EventCompleted}; !slices.Equal(kinds, want) {
+	if want := []event.Kind{event.Unscoped, event.Claimed, event.Completed}; !slices.Equal(kinds, want) {
 		t.Errorf("got %v, want %v", kinds, want)
 	}
 	s := idemtest.NewCounting(memstore.New())

@@ -41,7 +41,7 @@ func TestHandlerFindsItsLease(t *testing.T) {
 // replayed from the cache with no store call, fingerprint still checked.
 func TestWithCache(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(100)
+	c := idem.NewCache(100, 0)
 	runs := 0
 	h := idemhttp.Middleware(s, idemhttp.WithCache(c))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs++

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/internal/keyproto"
 	"github.com/idemkit/idemkit/idem/kernel"
@@ -106,7 +108,7 @@ func (h *handler) identify(r *http.Request, key string) (body, fp []byte, skey s
 	case scope == "" && h.cfg.needScope:
 		return nil, nil, "", keyproto.Unscoped(errors.New("the request names no caller, and WithScopeRequired refuses an empty scope"))
 	case scope == "" && h.cfg.onEvent != nil:
-		h.cfg.onEvent(r.Context(), idem.Event{Kind: idem.EventUnscoped, Key: storeKey(h.cfg.prefix, scope, key)})
+		h.cfg.onEvent(r.Context(), event.Event{Kind: event.Unscoped, Key: storeKey(h.cfg.prefix, scope, key)})
 	}
 	fp, err = h.cfg.fingerprint(r, body)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
@@ -67,10 +69,10 @@ type config struct {
 	problem     func(http.ResponseWriter, *http.Request, *Problem)
 	logger      *slog.Logger
 	cache       *idem.Cache
-	events      idem.Option                       // idem.WithEvents, Op "idemhttp" (WithEvents)
-	onEvent     func(context.Context, idem.Event) // the same function, for the middleware's own events; nil without WithEvents
-	needScope   bool                              // WithScopeRequired
-	err         string                            // what an option found wrong
+	events      idem.Option                        // idem.WithEvents, Op "idemhttp" (WithEvents)
+	onEvent     func(context.Context, event.Event) // the same function, for the middleware's own events; nil without WithEvents
+	needScope   bool                               // WithScopeRequired
+	err         string                             // what an option found wrong
 }
 
 // noEvents is the events option of a middleware without WithEvents.
@@ -257,7 +259,7 @@ func WithFingerprint(fp func(r *http.Request, body []byte) ([]byte, error)) Opti
 // key whose scope is empty (with the default scope: no Authorization
 // header), instead of storing its key in the scope every such caller
 // shares. Without it such a request is served, and reported as
-// idem.EventUnscoped to WithEvents.
+// event.Unscoped to WithEvents.
 func WithScopeRequired(required bool) Option {
 	return func(c *config) { c.needScope = required }
 }
@@ -302,13 +304,13 @@ func WithProblemHandler(h func(w http.ResponseWriter, r *http.Request, p *Proble
 // idem.WithEvents, with Op "idemhttp" and the stored key (prefix and
 // scope included): claimed, replayed, in progress, mismatch, the lease's
 // extensions, completed or released.
-func WithEvents(fn func(context.Context, idem.Event)) Option {
+func WithEvents(fn func(context.Context, event.Event)) Option {
 	return func(c *config) {
 		if fn == nil {
 			c.events, c.onEvent = noEvents, nil
 			return
 		}
-		c.onEvent = func(ctx context.Context, e idem.Event) {
+		c.onEvent = func(ctx context.Context, e event.Event) {
 			e.Op = "idemhttp"
 			fn(ctx, e)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/internal/canon"
+
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/idemkit/idemkit/idem"
@@ -266,7 +268,7 @@ func queryPart(params map[string][]string) []byte {
 		for i, v := range params[k] {
 			vs[i] = []byte(v)
 		}
-		parts = append(parts, []byte(k), idem.FingerprintParts(vs...))
+		parts = append(parts, []byte(k), canon.Parts(vs...))
 	}
-	return idem.FingerprintParts(parts...)
+	return canon.Parts(parts...)
 }

@@ -16,7 +16,7 @@ import (
 // handled is answered from the cache, with no store call.
 func TestWithCache(t *testing.T) {
 	s := idemtest.NewCounting(memstore.New())
-	c := idem.NewCache(100)
+	c := idem.NewCache(100, 0)
 	runs := 0
 	h, err := idemlambda.Wrap(s, func(e string) (string, error) { return e, nil }, func(ctx context.Context, e string) (string, error) {
 		runs++

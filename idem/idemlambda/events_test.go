@@ -6,9 +6,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemlambda"
 	"github.com/idemkit/idemkit/idem/memstore"
 )
@@ -17,18 +18,18 @@ import (
 func TestEvents(t *testing.T) {
 	var (
 		mu  sync.Mutex
-		got []idem.Event
+		got []event.Event
 	)
-	record := func(_ context.Context, e idem.Event) {
+	record := func(_ context.Context, e event.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, e)
 	}
-	check := func(op string, want ...idem.EventKind) {
+	check := func(op string, want ...event.Kind) {
 		t.Helper()
 		mu.Lock()
 		defer mu.Unlock()
-		var kinds []idem.EventKind
+		var kinds []event.Kind
 		for _, e := range got {
 			kinds = append(kinds, e.Kind)
 			if e.Op != op || e.Key != "t/k" {
@@ -50,7 +51,7 @@ func TestEvents(t *testing.T) {
 	}
 	wrapped(ctx, "e")
 	wrapped(ctx, "e")
-	check("idemlambda.Wrap", idem.EventClaimed, idem.EventCompleted, idem.EventReplayed)
+	check("idemlambda.Wrap", event.Claimed, event.Completed, event.Replayed)
 
 	sqs, err := idemlambda.SQS(memstore.New(), func(context.Context, events.SQSMessage) error { return nil },
 		opts[0], opts[1])
@@ -60,5 +61,5 @@ func TestEvents(t *testing.T) {
 	batch := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "k"}}}
 	sqs(ctx, batch)
 	sqs(ctx, batch)
-	check("idemlambda.SQS", idem.EventClaimed, idem.EventCompleted, idem.EventReplayed)
+	check("idemlambda.SQS", event.Claimed, event.Completed, event.Replayed)
 }

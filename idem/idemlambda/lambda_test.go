@@ -287,7 +287,7 @@ func TestTimedOutInvocationTakenOver(t *testing.T) {
 		s := idemtest.NewCounting(memstore.New())
 		var runs, takeovers atomic.Int64
 		h, _ := idemlambda.Wrap(s, orderKey, func(ctx context.Context, o order) (receipt, error) {
-			if l, ok := idem.LeaseFrom(ctx); ok && l.Takeover() {
+			if l, ok := idem.LeaseFrom(ctx); ok && l.Attempt() > 1 {
 				takeovers.Add(1)
 			}
 			if runs.Add(1) == 1 {

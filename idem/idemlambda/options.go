@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
@@ -60,9 +62,9 @@ type config struct {
 	required  *bool
 	onReplay  func(ctx context.Context, key string)
 	cache     *idem.Cache
-	events    func(context.Context, idem.Event) // WithEvents
-	eventsOpt idem.Option                       // idem.WithEvents of events, for the wrapper's Op (named)
-	err       string                            // what an option found wrong
+	events    func(context.Context, event.Event) // WithEvents
+	eventsOpt idem.Option                        // idem.WithEvents of events, for the wrapper's Op (named)
+	err       string                             // what an option found wrong
 }
 
 // sqsConfig is SQS's.
@@ -226,7 +228,7 @@ func WithOnReplay(fn func(ctx context.Context, key string)) Option {
 // WithEvents reports what happens to each event's key to fn, as
 // idem.WithEvents, with Op "idemlambda.Wrap", "idemlambda.SQS" or
 // "idemlambda.APIGateway" and the full key (prefix included).
-func WithEvents(fn func(ctx context.Context, e idem.Event)) Option {
+func WithEvents(fn func(ctx context.Context, e event.Event)) Option {
 	return func(c *config) { c.events = fn }
 }
 
@@ -236,7 +238,7 @@ func (c *config) named(op string) {
 	if fn == nil {
 		return
 	}
-	c.eventsOpt = idem.WithEvents(func(ctx context.Context, e idem.Event) {
+	c.eventsOpt = idem.WithEvents(func(ctx context.Context, e event.Event) {
 		e.Op = op
 		fn(ctx, e)
 	})

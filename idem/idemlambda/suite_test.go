@@ -109,7 +109,7 @@ func testWrapErrors(t *testing.T, s idem.Store) {
 				return receipt{}, transient
 			}
 		case "bad":
-			return receipt{}, idem.PermanentCode("invalid-order", errors.New("no items"))
+			return receipt{}, &idem.PermanentError{Code: "invalid-order", Err: errors.New("no items")}
 		}
 		return receipt{OrderID: o.ID, Run: n}, nil
 	}, prefix())

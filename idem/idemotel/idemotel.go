@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -93,7 +95,7 @@ func New(mp metric.MeterProvider, tp trace.TracerProvider, opts ...Option) (*Rec
 
 // Events records e: it counts it in idem.events, adds its duration to
 // idem.duration, and adds a span event to the span in ctx if it records.
-func (r *Recorder) Events(ctx context.Context, e idem.Event) {
+func (r *Recorder) Events(ctx context.Context, e event.Event) {
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, EventKey.String(e.Kind.String()), OpKey.String(e.Op), OutcomeKey.String(Outcome(e.Err)))
 	if r.backend != "" {
@@ -104,7 +106,7 @@ func (r *Recorder) Events(ctx context.Context, e idem.Event) {
 	r.duration.Record(ctx, e.Duration.Seconds(), set)
 
 	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() || e.Kind == idem.EventExtended {
+	if !span.IsRecording() || e.Kind == event.Extended {
 		return
 	}
 	if r.hashKeys {

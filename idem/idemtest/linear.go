@@ -91,7 +91,7 @@ const checkTimeout = 30 * time.Second
 //
 //   - PutIfAbsent applies iff the key is absent, and the version it returns
 //     is above the last version of every incarnation of the key deleted
-//     before the call was made (idem.FreshVersion; the rule is one of real
+//     before the call was made (kernel.FreshVersion; the rule is one of real
 //     time, as the version is taken when the call starts: a PutIfAbsent
 //     that lands late may start below an incarnation created and deleted
 //     while it was under way);
@@ -446,7 +446,7 @@ func millis(ns int64) string { return fmt.Sprintf("%.3fms", float64(ns)/1e6) }
 // ended remembers the incarnations of the key that CompareAndDelete ended,
 // by their last version and when that delete returned: a PutIfAbsent
 // invoked after such a delete returned must start above its version. The
-// rule is one of real time, not of the order of linearization: FreshVersion
+// rule is one of real time, not of the order of linearization: kernel.FreshVersion
 // is taken when the call starts, so a PutIfAbsent that takes long to land
 // may start below an incarnation created and deleted meanwhile, and must
 // not be failed for it. Only the latest few endings are kept (forgetting

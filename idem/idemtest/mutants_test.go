@@ -240,7 +240,7 @@ func newMutant(bug string) *mutant {
 // held.
 func (m *mutant) live(key string) (idem.Item, bool) {
 	it, ok := m.items[key]
-	if !ok || it.Expired(time.Now()) {
+	if !ok || kernel.Expired(it, time.Now()) {
 		return idem.Item{}, false
 	}
 	return it, true
@@ -316,7 +316,7 @@ func (m *mutant) PutIfAbsent(ctx context.Context, key string, value []byte, ttl 
 		return idem.Item{}, m.conflict("PutIfAbsent", key, cur, true)
 	}
 	m.gap("putifabsent-not-atomic")
-	v := max(idem.FreshVersion(), m.highest+1)
+	v := max(kernel.FreshVersion(), m.highest+1)
 	if old, ok := m.first[key]; ok && m.bug == "versions-reused-after-del" {
 		v = old
 	}

@@ -24,7 +24,7 @@ func TestDescribeRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := idem.Do(ctx, s, "failed", func(context.Context) (int, error) {
-		return 0, idem.PermanentCode("card_declined", errors.New("declined"))
+		return 0, &idem.PermanentError{Code: "card_declined", Err: errors.New("declined")}
 	}); !errors.As(err, new(*idem.PermanentError)) {
 		t.Fatalf("Do: got %v, want a PermanentError", err)
 	}

@@ -72,7 +72,7 @@ func (s *Store) Len() int {
 	now := s.now()
 	n := 0
 	for _, it := range s.items {
-		if !it.Expired(now) {
+		if !kernel.Expired(it, now) {
 			n++
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 	if s.highest == math.MaxInt64 {
 		return idem.Item{}, kernel.Invalid(key, "no fresh version is left above the highest version stored")
 	}
-	return s.put(key, value, max(idem.FreshVersion(), s.highest+1), ttl), nil
+	return s.put(key, value, max(kernel.FreshVersion(), s.highest+1), ttl), nil
 }
 
 // CompareAndSwap implements idem.Store.
@@ -180,7 +180,7 @@ func (s *Store) live(key string) (idem.Item, bool) {
 	if !ok {
 		return idem.Item{}, false
 	}
-	if it.Expired(s.now()) {
+	if kernel.Expired(it, s.now()) {
 		delete(s.items, key)
 		return idem.Item{}, false
 	}
@@ -211,7 +211,7 @@ func (s *Store) sweep() {
 	}
 	now := s.now()
 	for k, it := range s.items {
-		if it.Expired(now) {
+		if kernel.Expired(it, now) {
 			delete(s.items, k)
 		}
 	}

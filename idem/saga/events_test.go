@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/memstore"
 	"github.com/idemkit/idemkit/idem/saga"
@@ -19,7 +21,7 @@ func TestEvents(t *testing.T) {
 		mu  sync.Mutex
 		got []string
 	)
-	record := func(_ context.Context, e idem.Event) {
+	record := func(_ context.Context, e event.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, fmt.Sprintf("%s %s %s", e.Op, e.Kind, e.Key))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/event"
+
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -23,7 +25,7 @@ type config struct {
 	retention, lease, wait time.Duration
 	prefix                 string
 	now                    func() time.Time
-	events                 func(context.Context, idem.Event)
+	events                 func(context.Context, event.Event)
 }
 
 // WithRetention sets how long every record of the saga (its outcome, each
@@ -52,7 +54,7 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 // WithEvents reports what happens to the saga's keys to fn, as
 // idem.WithEvents: the saga's own claim with Op "saga.Run", its steps'
 // with "saga.Step", its compensations' with "saga.Compensate".
-func WithEvents(fn func(context.Context, idem.Event)) Option {
+func WithEvents(fn func(context.Context, event.Event)) Option {
 	return func(c *config) { c.events = fn }
 }
 
@@ -93,7 +95,7 @@ func (c *config) idemOptions(op string, wait time.Duration) []idem.Option {
 		idem.WithKeyPrefix(c.prefix), idem.WithClock(c.now),
 	}
 	if fn := c.events; fn != nil {
-		opts = append(opts, idem.WithEvents(func(ctx context.Context, e idem.Event) {
+		opts = append(opts, idem.WithEvents(func(ctx context.Context, e event.Event) {
 			e.Op = op
 			fn(ctx, e)
 		}))

@@ -165,7 +165,7 @@ func compensate(ctx context.Context, s idem.Store, id string, cfg *config, undos
 			return hidden{&CompensationError{ID: id, Step: u.name, Err: err}}
 		}
 	}
-	return idem.PermanentCode(codeAborted, cause)
+	return &idem.PermanentError{Code: codeAborted, Err: cause}
 }
 
 // abortRecord is the stored abort decision: the message of its cause.

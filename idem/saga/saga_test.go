@@ -51,7 +51,7 @@ func (tr *trip) call(ctx context.Context, name string) error {
 	n := tr.calls[name]
 	crash := tr.crash[name] == n
 	err := tr.fail[name][n]
-	if l, ok := idem.LeaseFrom(ctx); ok && l.Takeover() {
+	if l, ok := idem.LeaseFrom(ctx); ok && l.Attempt() > 1 {
 		tr.takeovers = append(tr.takeovers, name)
 	}
 	if !crash && err == nil {
@@ -231,7 +231,7 @@ func TestSagaCrashBetweenSteps(t *testing.T) {
 func TestSagaAbortCompensates(t *testing.T) {
 	cs := idemtest.NewCounting(memstore.New())
 	tr := newTrip()
-	tr.failOn("car", 1, idem.PermanentCode("sold-out", errSoldOut))
+	tr.failOn("car", 1, &idem.PermanentError{Code: "sold-out", Err: errSoldOut})
 	err, _ := runSaga(cs, "trip", tr)
 	var ae *saga.AbortedError
 	if !errors.As(err, &ae) || !errors.Is(err, saga.ErrAborted) || !errors.Is(err, errSoldOut) || ae.Replayed {

@@ -107,7 +107,7 @@ func (c *caller) work(ctx context.Context, t Task, run string) (string, error) {
 	start := Record{Ev: EvStart, Kind: t.Kind, Key: t.Key, Task: t.Index, Run: run, Rec: c.recovery}
 	l, _ := idem.LeaseFrom(ctx)
 	if l != nil {
-		start.Att, start.TK, start.Until = l.Attempt(), l.Takeover(), l.Until().UnixNano()
+		start.Att, start.TK, start.Until = l.Attempt(), l.Attempt() > 1, l.Until().UnixNano()
 	}
 	c.log.Write(start)
 	r, err := c.outcome(ctx, t, run)

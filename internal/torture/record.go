@@ -28,7 +28,7 @@ type Record struct {
 	// that ran one (EvAnswer).
 	Run   string `json:"run,omitempty"`   // the execution's nonce
 	Att   int    `json:"att,omitempty"`   // Lease.Attempt at fn's start
-	TK    bool   `json:"tk,omitempty"`    // Lease.Takeover at fn's start
+	TK    bool   `json:"tk,omitempty"`    // a takeover at fn's start (Lease.Attempt above 1)
 	Until int64  `json:"until,omitempty"` // Lease.Until at fn's start (EvStart) or end (EvOK, EvFail), Unix ns
 	Res   string `json:"res,omitempty"`   // EvOK: fn's result; EvAnswer: the call's result
 

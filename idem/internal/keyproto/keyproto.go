@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idemkit/idemkit/idem/internal/canon"
+
 	"github.com/idemkit/idemkit/idem"
 )
 
@@ -109,11 +111,11 @@ func StoreKey(prefix, scope, key string) string {
 
 // Fingerprint is a request fingerprint: kind (which adapter and form),
 // method and path, then the adapter's other parts, each length-prefixed
-// (idem.FingerprintParts) so that no two requests share one.
+// (canon.Parts) so that no two requests share one.
 func Fingerprint(kind, method, path string, parts ...[]byte) []byte {
 	all := make([][]byte, 0, 3+len(parts))
 	all = append(all, []byte(kind), []byte(method), []byte(path))
-	return idem.FingerprintParts(append(all, parts...)...)
+	return canon.Parts(append(all, parts...)...)
 }
 
 // IsToken reports whether s is a non-empty RFC 9110 token.

@@ -139,7 +139,7 @@ func ForError(key string, err error, retryAfter time.Duration, now time.Time) *P
 	case err == nil:
 		return nil
 	case errors.As(err, &ip):
-		return inProgress(key, ip.RetryAfter(now), retryAfter, err)
+		return inProgress(key, max(ip.LeaseUntil.Sub(now), 0), retryAfter, err)
 	case errors.Is(err, idem.ErrMismatch):
 		return New(http.StatusUnprocessableEntity, CodeMismatch, "Idempotency key reused",
 			fmt.Sprintf("The idempotency key%s was used with a different request; use a new key for a new request.", quoted(key)), err)
