@@ -29,69 +29,89 @@ func (s *Store) Check(ctx context.Context) error {
 	if !ok || g.session == nil {
 		return fmt.Errorf("cassandra: Check %s: the Store has no gocql session to read the schema with", table)
 	}
-	where := table + " (hosts " + hosts(g.session) + ")"
 	ksName, tblName, _ := strings.Cut(table, ".")
-	ks, tbl := schemaName(ksName), schemaName(tblName)
-	query := func(stmt string, args ...any) *gocql.Iter {
-		return g.session.Query(stmt, args...).Consistency(gocql.One).Idempotent(true).IterContext(ctx)
+	c := schemaCheck{
+		session:     g.session,
+		where:       table + " (hosts " + hosts(g.session) + ")",
+		ks:          schemaName(ksName),
+		tbl:         schemaName(tblName),
+		createTable: fmt.Sprintf("cassandra.CreateTable(ctx, session, %q) or the CQL in its documentation", table),
 	}
-	createTable := fmt.Sprintf("cassandra.CreateTable(ctx, session, %q) or the CQL in its documentation", table)
+	if found, err := c.exists(ctx, "keyspaces", `SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?`, c.ks); err != nil {
+		return err
+	} else if !found {
+		return fmt.Errorf("cassandra: Check %s: %w: %w: create keyspace %s (in production with NetworkTopologyStrategy and a replication factor of at least 3; for development cassandra.CreateKeyspace(ctx, session, %q, 1)), then the table with %s",
+			c.where, ErrKeyspaceNotFound, ErrTableNotFound, ksName, ksName, c.createTable)
+	}
+	if found, err := c.exists(ctx, "tables", `SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`, c.ks, c.tbl); err != nil {
+		return err
+	} else if !found {
+		return fmt.Errorf("cassandra: Check %s: %w in keyspace %s: create it with %s", c.where, ErrTableNotFound, ksName, c.createTable)
+	}
+	return c.columns(ctx)
+}
 
+// schemaCheck reads the Store's keyspace and table in system_schema.
+type schemaCheck struct {
+	session     *gocql.Session
+	where       string // the table and the hosts, for errors
+	ks, tbl     string // as system_schema spells them
+	createTable string // how to create the table, for errors
+}
+
+func (c schemaCheck) query(ctx context.Context, stmt string, args ...any) *gocql.Iter {
+	return c.session.Query(stmt, args...).Consistency(gocql.One).Idempotent(true).IterContext(ctx)
+}
+
+// exists reports whether stmt finds a row in system_schema's what.
+func (c schemaCheck) exists(ctx context.Context, what, stmt string, args ...any) (bool, error) {
 	var name string
-	iter := query(`SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?`, ks)
+	iter := c.query(ctx, stmt, args...)
 	found := iter.Scan(&name)
 	if err := iter.Close(); err != nil {
-		return fmt.Errorf("cassandra: Check %s: reading system_schema.keyspaces: %w", where, err)
+		return false, fmt.Errorf("cassandra: Check %s: reading system_schema.%s: %w", c.where, what, err)
 	}
-	if !found {
-		return fmt.Errorf("cassandra: Check %s: %w: %w: create keyspace %s (in production with NetworkTopologyStrategy and a replication factor of at least 3; for development cassandra.CreateKeyspace(ctx, session, %q, 1)), then the table with %s",
-			where, ErrKeyspaceNotFound, ErrTableNotFound, ksName, ksName, createTable)
-	}
-	iter = query(`SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`, ks, tbl)
-	found = iter.Scan(&name)
-	if err := iter.Close(); err != nil {
-		return fmt.Errorf("cassandra: Check %s: reading system_schema.tables: %w", where, err)
-	}
-	if !found {
-		return fmt.Errorf("cassandra: Check %s: %w in keyspace %s: create it with %s", where, ErrTableNotFound, ksName, createTable)
-	}
+	return found, nil
+}
 
+// columns checks the table's columns: the five the Store writes, with their
+// kinds and types, and no other key column.
+func (c schemaCheck) columns(ctx context.Context) error {
 	type column struct{ kind, typ string }
 	got := map[string]column{}
-	iter = query(`SELECT column_name, kind, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?`, ks, tbl)
+	iter := c.query(ctx, `SELECT column_name, kind, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?`, c.ks, c.tbl)
 	var col, kind, typ string
 	for iter.Scan(&col, &kind, &typ) {
 		got[col] = column{kind, typ}
 	}
 	if err := iter.Close(); err != nil {
-		return fmt.Errorf("cassandra: Check %s: reading system_schema.columns: %w", where, err)
+		return fmt.Errorf("cassandra: Check %s: reading system_schema.columns: %w", c.where, err)
 	}
 	var wrong []string
-	for _, c := range []struct{ name, kind, typ string }{
+	for _, want := range []struct{ name, kind, typ string }{
 		{"key", "partition_key", "text"},
 		{"value", "regular", "blob"},
 		{"version", "regular", "bigint"},
 		{"expires_at", "regular", "bigint"},
 		{"write_id", "regular", "blob"},
 	} {
-		switch g, ok := got[c.name]; {
+		switch g, ok := got[want.name]; {
 		case !ok:
-			wrong = append(wrong, fmt.Sprintf("no column %s (%s)", c.name, c.typ))
-		case g.typ != c.typ || g.kind != c.kind:
-			wrong = append(wrong, fmt.Sprintf("column %s is %s %s, not %s %s", c.name, g.kind, g.typ, c.kind, c.typ))
+			wrong = append(wrong, fmt.Sprintf("no column %s (%s)", want.name, want.typ))
+		case g.typ != want.typ || g.kind != want.kind:
+			wrong = append(wrong, fmt.Sprintf("column %s is %s %s, not %s %s", want.name, g.kind, g.typ, want.kind, want.typ))
 		}
 	}
 	var extra []string
-	for n, c := range got {
-		if n != "key" && (c.kind == "partition_key" || c.kind == "clustering") {
-			extra = append(extra, fmt.Sprintf("%s column %s", c.kind, n))
+	for n, col := range got {
+		if n != "key" && (col.kind == "partition_key" || col.kind == "clustering") {
+			extra = append(extra, fmt.Sprintf("%s column %s", col.kind, n))
 		}
 	}
 	slices.Sort(extra)
-	wrong = append(wrong, extra...)
-	if len(wrong) > 0 {
+	if wrong = append(wrong, extra...); len(wrong) > 0 {
 		return fmt.Errorf("cassandra: Check %s: %w: %s; the Store needs key text PRIMARY KEY, value blob, version bigint, expires_at bigint, write_id blob: give the Store a table made by %s",
-			where, ErrSchemaMismatch, strings.Join(wrong, ", "), createTable)
+			c.where, ErrSchemaMismatch, strings.Join(wrong, ", "), c.createTable)
 	}
 	return nil
 }

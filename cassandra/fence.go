@@ -195,43 +195,61 @@ func (w FencedWrite) statements() (*fencedStatements, error) {
 	if !ok {
 		return nil, invalid("fence column %q is not a CQL name", column)
 	}
-	seen := map[string]string{fenceName: "the fence column"}
-	type col struct {
-		name  string
-		value any
+	cols := fencedColumns{seen: map[string]string{fenceName: "the fence column"}, invalid: invalid}
+	key, err := cols.collect("Key", w.Key)
+	if err != nil {
+		return nil, err
 	}
-	collect := func(part string, m map[string]any) ([]col, error) {
-		cols := make([]col, 0, len(m))
-		for c, v := range m {
-			n, ok := columnName(c)
-			if !ok {
-				return nil, invalid("%s column %q is not a CQL name (letters, digits and underscores, starting with a letter unless quoted)", part, c)
-			}
-			if other, dup := seen[n]; dup {
-				return nil, invalid("%s column %q is also %s", part, c, other)
-			}
-			seen[n] = part + " column " + fmt.Sprintf("%q", c)
-			cols = append(cols, col{n, v})
+	set, err := cols.collect("Set", w.Set)
+	if err != nil {
+		return nil, err
+	}
+	return buildFenced(quote(unquote(ks))+"."+quote(unquote(tbl)), fenceName, key, set), nil
+}
+
+// fencedColumns checks the column names of a FencedWrite: each a CQL name,
+// none named twice (seen: the names so far, and what each is).
+type fencedColumns struct {
+	seen    map[string]string
+	invalid func(format string, a ...any) error
+}
+
+type fencedColumn struct {
+	name  string
+	value any
+}
+
+// collect returns the columns of m, the FencedWrite's part (Key or Set),
+// sorted by name so that the statement is the same for the same columns.
+func (fc fencedColumns) collect(part string, m map[string]any) ([]fencedColumn, error) {
+	cols := make([]fencedColumn, 0, len(m))
+	for c, v := range m {
+		n, ok := columnName(c)
+		if !ok {
+			return nil, fc.invalid("%s column %q is not a CQL name (letters, digits and underscores, starting with a letter unless quoted)", part, c)
 		}
-		slices.SortFunc(cols, func(a, b col) int { return strings.Compare(a.name, b.name) })
-		return cols, nil
+		if other, dup := fc.seen[n]; dup {
+			return nil, fc.invalid("%s column %q is also %s", part, c, other)
+		}
+		fc.seen[n] = part + " column " + fmt.Sprintf("%q", c)
+		cols = append(cols, fencedColumn{n, v})
 	}
-	key, err := collect("Key", w.Key)
-	if err != nil {
-		return nil, err
-	}
-	set, err := collect("Set", w.Set)
-	if err != nil {
-		return nil, err
-	}
-	s := &fencedStatements{column: fenceName}
+	slices.SortFunc(cols, func(a, b fencedColumn) int { return strings.Compare(a.name, b.name) })
+	return cols, nil
+}
+
+// buildFenced writes the two statements of a fenced update of table (its
+// quoted keyspace.table): set the columns and the fence where the key's
+// row has a fence not above ours, or none.
+func buildFenced(table, fence string, key, set []fencedColumn) *fencedStatements {
+	s := &fencedStatements{column: fence}
 	var b strings.Builder
-	fmt.Fprintf(&b, "UPDATE %s.%s SET ", quote(unquote(ks)), quote(unquote(tbl)))
+	fmt.Fprintf(&b, "UPDATE %s SET ", table)
 	for _, c := range set {
 		fmt.Fprintf(&b, "%s = ?, ", quote(c.name))
 		s.set = append(s.set, c.value)
 	}
-	fmt.Fprintf(&b, "%s = ? WHERE ", quote(fenceName))
+	fmt.Fprintf(&b, "%s = ? WHERE ", quote(fence))
 	for i, c := range key {
 		if i > 0 {
 			b.WriteString(" AND ")
@@ -239,9 +257,9 @@ func (w FencedWrite) statements() (*fencedStatements, error) {
 		fmt.Fprintf(&b, "%s = ?", quote(c.name))
 		s.key = append(s.key, c.value)
 	}
-	fmt.Fprintf(&b, " IF %s ", quote(fenceName))
+	fmt.Fprintf(&b, " IF %s ", quote(fence))
 	s.notAbove, s.null = b.String()+"<= ?", b.String()+"= null"
-	return s, nil
+	return s
 }
 
 var columnRE = regexp.MustCompile(`^(?:[A-Za-z][A-Za-z0-9_]{0,254}|"[A-Za-z0-9_]{1,255}")$`)

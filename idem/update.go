@@ -223,19 +223,8 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 				"an earlier write of operation %q may have applied, and the counter no longer remembers every operation since", a.opID))
 		}
 		a.unsure = false
-		next, err := a.apply(c)
-		if err != nil {
-			return 0, false, err
-		}
-		if exists {
-			_, err = a.c.Store.CompareAndSwap(ctx, a.c.Key, cur.Version, next, a.c.Expiry)
-		} else {
-			_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.c.Expiry)
-		}
+		err = a.write(ctx, attempt, c, cur, exists)
 		var ce *ConflictError
-		if a.c.Events != nil {
-			a.wrote(ctx, attempt, err)
-		}
 		switch {
 		case err == nil:
 			return c.Total + a.delta, true, nil
@@ -250,16 +239,39 @@ func (a *adder) run(ctx context.Context) (int64, bool, error) {
 		default:
 			return 0, false, err
 		}
-		if attempt >= a.c.Attempts {
-			if a.unsure {
-				return 0, false, unknown(a.c.Key, "Add", fmt.Errorf("gave up after %d attempts", attempt))
-			}
-			return 0, false, fmt.Errorf("idem: add %q: gave up after %d attempts: %w", a.c.Key, attempt, ErrConflict)
-		}
-		if err := sleep(ctx, backoff.next()); err != nil {
+		if err := a.retry(ctx, attempt, backoff); err != nil {
 			return 0, false, err
 		}
 	}
+}
+
+// write writes c with the operation applied over cur (exists: cur is a
+// stored item).
+func (a *adder) write(ctx context.Context, attempt int, c counter, cur Item, exists bool) error {
+	next, err := a.apply(c)
+	if err != nil {
+		return err
+	}
+	if exists {
+		_, err = a.c.Store.CompareAndSwap(ctx, a.c.Key, cur.Version, next, a.c.Expiry)
+	} else {
+		_, err = a.c.Store.PutIfAbsent(ctx, a.c.Key, next, a.c.Expiry)
+	}
+	if a.c.Events != nil {
+		a.wrote(ctx, attempt, err)
+	}
+	return err
+}
+
+// retry gives up after the last attempt, or waits before the next one.
+func (a *adder) retry(ctx context.Context, attempt int, backoff *backoff) error {
+	if attempt >= a.c.Attempts {
+		if a.unsure {
+			return unknown(a.c.Key, "Add", fmt.Errorf("gave up after %d attempts", attempt))
+		}
+		return fmt.Errorf("idem: add %q: gave up after %d attempts: %w", a.c.Key, attempt, ErrConflict)
+	}
+	return sleep(ctx, backoff.next())
 }
 
 // wrote reports a write of attempt that ended with err: completed, or a

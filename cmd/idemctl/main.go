@@ -105,65 +105,19 @@ type flags struct {
 // run is idemctl with args, writing to stdout and stderr; it returns the
 // exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("idemctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
 	var f flags
-	fs.StringVar(&f.store, "store", "", "the backend: dynamodb or cassandra (required)")
-	fs.StringVar(&f.table, "table", "", "the table: a DynamoDB table name, or Cassandra keyspace.table (or a table with -keyspace) (required)")
-	fs.StringVar(&f.region, "region", "", "DynamoDB: the AWS region (default: the AWS config's)")
-	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB: the endpoint URL (default $IDEM_DYNAMODB_ENDPOINT, else the AWS config's)")
-	fs.StringVar(&f.hosts, "hosts", "", "Cassandra: contact points, host:port,... (default $IDEM_CASSANDRA_HOSTS, else 127.0.0.1:9042)")
-	fs.StringVar(&f.keyspace, "keyspace", "", "Cassandra: the keyspace, when -table names no keyspace")
-	fs.StringVar(&f.keyAttr, "key-attribute", dynamo.DefaultKeyAttribute, "DynamoDB: the partition key attribute (dynamo.WithKeyAttribute)")
-	fs.StringVar(&f.sortKey, "sort-key", "", "DynamoDB: the sort key attribute of a single-table layout, with -partition (dynamo.WithSortKey)")
-	fs.StringVar(&f.partition, "partition", "", "DynamoDB: the static partition value of a single-table layout, with -sort-key")
-	fs.StringVar(&f.valAttr, "value-attribute", dynamo.DefaultValueAttribute, "DynamoDB: the value attribute (dynamo.WithValueAttribute)")
-	fs.StringVar(&f.verAttr, "version-attribute", dynamo.DefaultVersionAttribute, "DynamoDB: the version attribute (dynamo.WithVersionAttribute)")
-	fs.StringVar(&f.expAttr, "expiry-attribute", dynamo.DefaultExpiryAttribute, "DynamoDB: the expiry (time to live) attribute (dynamo.WithExpiryAttribute)")
-	fs.StringVar(&f.tokAttr, "token-attribute", dynamo.DefaultTokenAttribute, "DynamoDB: the write token attribute (dynamo.WithTokenAttribute)")
-	fs.BoolVar(&f.json, "json", false, "print the record (get) or the evicted record (evict) as one JSON object")
-	fs.BoolVar(&f.showResult, "show-result", false, "print the stored result too")
-	fs.BoolVar(&f.force, "force", false, "evict: delete a live in-progress record, or a value that is not a claim record")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
-
-	// Flags may come before or after the command and the key; "--" ends
-	// them, for a key that starts with "-".
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitError
+	fs := newFlagSet(&f, stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
 		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		if len(rest) == 0 {
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "idemctl: "+format+"\n\n", a...)
-		fs.Usage()
 		return exitError
 	}
-	switch {
-	case len(pos) != 2:
-		return bad("want a command and a key, got %q", pos)
-	case pos[0] != "get" && pos[0] != "evict":
-		return bad("unknown command %q (want get or evict)", pos[0])
-	case f.store != "dynamodb" && f.store != "cassandra":
-		return bad("-store is %q, want dynamodb or cassandra", f.store)
-	case f.table == "":
-		return bad("-table is required")
+	if problem := check(pos, f); problem != "" {
+		fmt.Fprintf(stderr, "idemctl: %s\n\n", problem)
+		fs.Usage()
+		return exitError
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -196,6 +150,71 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "idemctl: %v\n", err)
 	return exitError
+}
+
+// newFlagSet returns idemctl's flags, set into f, with errors and usage
+// written to stderr.
+func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("idemctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.store, "store", "", "the backend: dynamodb or cassandra (required)")
+	fs.StringVar(&f.table, "table", "", "the table: a DynamoDB table name, or Cassandra keyspace.table (or a table with -keyspace) (required)")
+	fs.StringVar(&f.region, "region", "", "DynamoDB: the AWS region (default: the AWS config's)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "DynamoDB: the endpoint URL (default $IDEM_DYNAMODB_ENDPOINT, else the AWS config's)")
+	fs.StringVar(&f.hosts, "hosts", "", "Cassandra: contact points, host:port,... (default $IDEM_CASSANDRA_HOSTS, else 127.0.0.1:9042)")
+	fs.StringVar(&f.keyspace, "keyspace", "", "Cassandra: the keyspace, when -table names no keyspace")
+	fs.StringVar(&f.keyAttr, "key-attribute", dynamo.DefaultKeyAttribute, "DynamoDB: the partition key attribute (dynamo.WithKeyAttribute)")
+	fs.StringVar(&f.sortKey, "sort-key", "", "DynamoDB: the sort key attribute of a single-table layout, with -partition (dynamo.WithSortKey)")
+	fs.StringVar(&f.partition, "partition", "", "DynamoDB: the static partition value of a single-table layout, with -sort-key")
+	fs.StringVar(&f.valAttr, "value-attribute", dynamo.DefaultValueAttribute, "DynamoDB: the value attribute (dynamo.WithValueAttribute)")
+	fs.StringVar(&f.verAttr, "version-attribute", dynamo.DefaultVersionAttribute, "DynamoDB: the version attribute (dynamo.WithVersionAttribute)")
+	fs.StringVar(&f.expAttr, "expiry-attribute", dynamo.DefaultExpiryAttribute, "DynamoDB: the expiry (time to live) attribute (dynamo.WithExpiryAttribute)")
+	fs.StringVar(&f.tokAttr, "token-attribute", dynamo.DefaultTokenAttribute, "DynamoDB: the write token attribute (dynamo.WithTokenAttribute)")
+	fs.BoolVar(&f.json, "json", false, "print the record (get) or the evicted record (evict) as one JSON object")
+	fs.BoolVar(&f.showResult, "show-result", false, "print the stored result too")
+	fs.BoolVar(&f.force, "force", false, "evict: delete a live in-progress record, or a value that is not a claim record")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
+
+	return fs
+}
+
+// parse parses args and returns the positional arguments: flags may come
+// before or after the command and the key; "--" ends them, for a key that
+// starts with "-".
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// check says what is wrong with the command line, or "".
+func check(pos []string, f flags) string {
+	switch {
+	case len(pos) != 2:
+		return fmt.Sprintf("want a command and a key, got %q", pos)
+	case pos[0] != "get" && pos[0] != "evict":
+		return fmt.Sprintf("unknown command %q (want get or evict)", pos[0])
+	case f.store != "dynamodb" && f.store != "cassandra":
+		return fmt.Sprintf("-store is %q, want dynamodb or cassandra", f.store)
+	case f.table == "":
+		return "-table is required"
+	}
+	return ""
 }
 
 // store is what idemctl uses of a Store.

@@ -324,6 +324,30 @@ func testFenceAcross(t *testing.T, h *harness, between string) {
 	if b.Fence() <= a.Fence() {
 		t.Errorf("B took over with fence %d, not above stale A's %d", b.Fence(), a.Fence())
 	}
+	endIncarnation(t, h, key, b, between)
+	later := at(3*time.Second + time.Since(t0))
+	cl, _, err := idem.Claim(c, h.store, key, later, ttl)
+	if err != nil || cl == nil {
+		t.Fatalf("C's claim: %v, %v", cl, err)
+	}
+	if cl.Fence() <= b.Fence() {
+		t.Errorf("C claimed after %s with fence %d, not above B's %d (and A's %d)", between, cl.Fence(), b.Fence(), a.Fence())
+	}
+	staleWritesRefused(t, a, "after "+between+" and a new claim")
+	if _, _, err := idem.Claim(c, h.store, key, later, ttl); !errors.Is(err, idem.ErrInProgress) {
+		t.Fatalf("a fourth caller while C runs: got %v, want ErrInProgress", err)
+	}
+	if err := cl.Complete(c, []byte(`"c"`)); err != nil {
+		t.Fatalf("C's completion after the stale writes: %v", err)
+	}
+}
+
+// endIncarnation ends the record b holds: b releases it ("release",
+// "expiry", which then waits for the record to expire) or it is deleted
+// ("delete").
+func endIncarnation(t *testing.T, h *harness, key string, b *idem.Lease, between string) {
+	t.Helper()
+	c := ctx(t)
 	switch between {
 	case "release", "expiry":
 		if err := b.Release(c); err != nil {
@@ -345,14 +369,13 @@ func testFenceAcross(t *testing.T, h *harness, between string) {
 		}
 		sleepUntilExpired(it)
 	}
-	later := at(3*time.Second + time.Since(t0))
-	cl, _, err := idem.Claim(c, h.store, key, later, ttl)
-	if err != nil || cl == nil {
-		t.Fatalf("C's claim: %v, %v", cl, err)
-	}
-	if cl.Fence() <= b.Fence() {
-		t.Errorf("C claimed after %s with fence %d, not above B's %d (and A's %d)", between, cl.Fence(), b.Fence(), a.Fence())
-	}
+}
+
+// staleWritesRefused checks that every write of the stale lease a is
+// refused with ErrLeaseLost; when says when, for errors.
+func staleWritesRefused(t *testing.T, a *idem.Lease, when string) {
+	t.Helper()
+	c := ctx(t)
 	for name, call := range map[string]func() error{
 		"Complete":      func() error { return a.Complete(c, []byte(`"stale"`)) },
 		"CompleteError": func() error { return a.CompleteError(c, "x", "stale") },
@@ -360,14 +383,8 @@ func testFenceAcross(t *testing.T, h *harness, between string) {
 		"Release":       func() error { return a.Release(c) },
 	} {
 		if err := call(); !errors.Is(err, idem.ErrLeaseLost) {
-			t.Errorf("stale A's %s after %s and a new claim: got %v, want ErrLeaseLost", name, between, err)
+			t.Errorf("stale A's %s %s: got %v, want ErrLeaseLost", name, when, err)
 		}
-	}
-	if _, _, err := idem.Claim(c, h.store, key, later, ttl); !errors.Is(err, idem.ErrInProgress) {
-		t.Fatalf("a fourth caller while C runs: got %v, want ErrInProgress", err)
-	}
-	if err := cl.Complete(c, []byte(`"c"`)); err != nil {
-		t.Fatalf("C's completion after the stale writes: %v", err)
 	}
 }
 
