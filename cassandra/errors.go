@@ -5,13 +5,13 @@ import (
 	"fmt"
 )
 
-// ErrContention: a PutIfAbsent, an Upsert or a FencedUpdate found the row
+// ErrContention means a PutIfAbsent, an Upsert or a FencedUpdate found the row
 // changing under it (created, deleted, expiring) at every one of the
 // conditional writes it allows itself. Nothing was written; the call can be retried. It takes
 // writers racing on one key in a tight loop to see it.
 var ErrContention = errors.New("cassandra: too much contention")
 
-// ErrFenced: a fenced write was refused because its row carries a higher
+// ErrFenced means a fenced write was refused because its row carries a higher
 // fence, written by a later claim of the key. Nothing was written. The
 // error is a *FencedError.
 var ErrFenced = errors.New("cassandra: fenced out by a later claim")
@@ -32,15 +32,15 @@ func (e *FencedError) Error() string {
 
 func (e *FencedError) Unwrap() error { return ErrFenced }
 
-// ErrKeyspaceNotFound: Check found no keyspace of the Store's table. The
+// ErrKeyspaceNotFound means Check found no keyspace of the Store's table. The
 // error matches ErrTableNotFound too.
 var ErrKeyspaceNotFound = errors.New("cassandra: keyspace not found")
 
-// ErrTableNotFound: Check found no table of the Store's name in its
+// ErrTableNotFound means Check found no table of the Store's name in its
 // keyspace, or no keyspace (then the error matches ErrKeyspaceNotFound
 // too).
 var ErrTableNotFound = errors.New("cassandra: table not found")
 
-// ErrSchemaMismatch: Check found the Store's table without the primary
+// ErrSchemaMismatch means Check found the Store's table without the primary
 // key, the columns or the types CreateTable gives it.
 var ErrSchemaMismatch = errors.New("cassandra: table schema mismatch")

@@ -7,7 +7,7 @@ import (
 	"github.com/idemkit/idemkit/idem/internal/keyproto"
 )
 
-// ErrInvalidKey: an Idempotency-Key value is malformed. See KeyError.
+// ErrInvalidKey means an Idempotency-Key value is malformed. See KeyError.
 // idemlambda reports malformed keys with the same error.
 var ErrInvalidKey = keyproto.ErrInvalidKey
 

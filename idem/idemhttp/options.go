@@ -255,7 +255,7 @@ func WithFingerprint(fp func(r *http.Request, body []byte) ([]byte, error)) Opti
 	return func(c *config) { c.fingerprint = fp }
 }
 
-// WithScopeRequired(true) refuses, with 401 Unauthorized, a request with a
+// WithScopeRequired with true refuses, with 401 Unauthorized, a request with a
 // key whose scope is empty (with the default scope: no Authorization
 // header), instead of storing its key in the scope every such caller
 // shares. Without it such a request is served, and reported as

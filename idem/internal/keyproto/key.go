@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// ErrInvalidKey: an Idempotency-Key value is malformed. See KeyError.
+// ErrInvalidKey means an Idempotency-Key value is malformed. See KeyError.
 var ErrInvalidKey = errors.New("idemkit: invalid idempotency key")
 
 // KeyError reports why an Idempotency-Key value was rejected.
