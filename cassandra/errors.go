@@ -25,11 +25,13 @@ type FencedError struct {
 	Current int64          // the row's fence, above Fence, as the refusal read it
 }
 
+// Error implements error.
 func (e *FencedError) Error() string {
 	return fmt.Sprintf("cassandra: fenced update of %s: the row's fence %d is above the write's %d: %v",
 		describeRow(e.Table, e.Key), e.Current, e.Fence, ErrFenced)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *FencedError) Unwrap() error { return ErrFenced }
 
 // ErrKeyspaceNotFound means Check found no keyspace of the Store's table. The

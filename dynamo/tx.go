@@ -210,10 +210,12 @@ type TxConditionError struct {
 	Err  error // the SDK's *types.TransactionCanceledException
 }
 
+// Error implements error.
 func (e *TxConditionError) Error() string {
 	return fmt.Sprintf("dynamo: DoTx %q: the condition of write %d (table %s) failed; nothing was committed", e.Key, e.Index, e.Table)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *TxConditionError) Unwrap() error { return e.Err }
 
 // TxError reports a transaction DynamoDB cancelled for a reason other than
@@ -226,10 +228,12 @@ type TxError struct {
 	Err     error    // the SDK's error
 }
 
+// Error implements error.
 func (e *TxError) Error() string {
 	return fmt.Sprintf("dynamo: DoTx %q: the transaction was cancelled (reasons %v); nothing was committed: %v", e.Key, e.Reasons, e.Err)
 }
 
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *TxError) Unwrap() error { return e.Err }
 
 // txAttempts bounds how often commit sends a transaction that DynamoDB

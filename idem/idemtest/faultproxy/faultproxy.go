@@ -25,6 +25,7 @@ const (
 	HTTP
 )
 
+// String names it, as test logs show it.
 func (p Protocol) String() string {
 	switch p {
 	case CQL:
@@ -62,6 +63,7 @@ const (
 
 var faultNames = [...]string{"Pass", "DropResponse", "CutAtResponse", "CutNow", "Delay", "DelayRequest", "DropRequest"}
 
+// String names it, as test logs show it.
 func (f Fault) String() string {
 	if f >= 0 && int(f) < len(faultNames) {
 		return faultNames[f]
