@@ -29,6 +29,7 @@ type Lease struct {
 	key      string
 	cfg      *config
 	takeover bool
+	attempt  int   // the claim's, which extensions keep: read without l.mu
 	fence    int64 // the version of the claim's own first write
 
 	mu      sync.Mutex
@@ -43,7 +44,7 @@ type Lease struct {
 }
 
 func newLease(s Store, key string, cfg *config, version int64, rec record, takeover bool) *Lease {
-	return &Lease{store: s, key: key, cfg: cfg, version: version, fence: version, rec: rec, takeover: takeover}
+	return &Lease{store: s, key: key, cfg: cfg, version: version, fence: version, rec: rec, takeover: takeover, attempt: rec.Attempt}
 }
 
 // Fence returns the claim's fence token, for conditional writes to the
@@ -77,7 +78,7 @@ func (l *Lease) Key() string { return l.key }
 // per takeover. Above 1, the claim took over an owner whose lease had
 // passed, and that owner may have done part of the work: make the work
 // itself safe to repeat, or check for its effects.
-func (l *Lease) Attempt() int { return l.rec.Attempt }
+func (l *Lease) Attempt() int { return l.attempt }
 
 // Until returns when the lease passes unless it is extended.
 func (l *Lease) Until() time.Time {
