@@ -104,7 +104,7 @@
 //
 // WithEvents (WithUpdateEvents for Update, Counter.Events for Add, and the
 // WithEvents of saga, idemhttp and idemlambda) reports what happens to a
-// key, synchronously, as an Event: its Kind, the entry point (Op), the
+// key, synchronously, as an event.Event: its Kind, the entry point (Op), the
 // full key, the attempt, a lease deadline, how long the step took and an
 // error. A call reports its claim's outcome once: claimed, takeover,
 // replayed, in progress or mismatch, after waited and unknown settled when
