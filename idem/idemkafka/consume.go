@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"time"
@@ -40,12 +41,13 @@ var running sync.Map // *kgo.Client → *session
 // a rebalance waits for the client's current batch.
 func rebalanceBlocked(_ context.Context, cl *kgo.Client) {
 	if s, ok := running.Load(cl); ok {
-		s.(*session).rebalance()
+		s.(*session).rebalance(cl)
 	}
 }
 
 // session says when a rebalance waits for the batch being handled.
 type session struct {
+	logger *slog.Logger
 	mu     sync.Mutex
 	wanted chan struct{} // closed when a rebalance waits; a new one per poll
 }
@@ -57,15 +59,23 @@ func (s *session) arm() <-chan struct{} {
 	return s.wanted
 }
 
-func (s *session) rebalance() {
+func (s *session) rebalance(cl *kgo.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case <-s.wanted:
 	default:
 		close(s.wanted)
+		group, _ := cl.OptValue(kgo.ConsumerGroup).(string)
+		s.logger.Info(RebalanceWaits, "group", group)
 	}
 }
+
+// RebalanceWaits is the message Consume logs, at level Info, when a
+// rebalance of its group waits for the batch in flight: it starts no new
+// record, and lets the rebalance go on once the records in flight are done
+// and committed.
+const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 
 // Consume polls cl until ctx ends, and runs fn at most once per record key
 // (Offset, or WithKey) with idem.Once on s, through a Handler. It handles
@@ -112,7 +122,7 @@ func Consume(ctx context.Context, cl *kgo.Client, s idem.Store, fn Func, opts ..
 		group, _ := cl.OptValue(kgo.ConsumerGroup).(string)
 		h.cfg.prefix = DefaultKeyPrefix + idem.JoinKey(group) + "/"
 	}
-	sess := &session{}
+	sess := &session{logger: h.cfg.logger}
 	if _, busy := running.LoadOrStore(cl, sess); busy {
 		return invalid("another Consume polls the client")
 	}
