@@ -260,12 +260,3 @@ func (k *kafkaTest) committed(p int32) int64 {
 	}
 	return -1
 }
-
-// describe describes the group.
-func (k *kafkaTest) describe() kadm.DescribedGroup {
-	gs, err := k.adm.DescribeGroups(k.t.Context(), k.group)
-	if err != nil {
-		k.t.Fatalf("describing group %s: %v", k.group, err)
-	}
-	return gs[k.group]
-}

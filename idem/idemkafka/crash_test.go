@@ -46,8 +46,8 @@ type crashSpec struct {
 // never leaves. The child appends each side effect to a file, which
 // outlives it. A consumer started after it in the same group is delivered
 // the child's records again (nothing was committed) and replays them: every
-// event is applied once in all (with six more produced after the crash), the replays are exactly the child's
-// events, and the lag drains to 0.
+// event is applied once in all (with six more produced after the crash),
+// the replays are exactly the child's events, and the lag drains to 0.
 //
 // It runs on the stores a second process can reach: a fresh table of each
 // DynamoDB server and of Cassandra. A memstore dies with its process, and

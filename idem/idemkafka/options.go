@@ -162,10 +162,10 @@ func WithConcurrency(n int) Option {
 }
 
 // WithBackoff sets the pauses before Consume tries a failed record again in
-// place: min after the first failure, doubling up to max (defaults
-// DefaultMinBackoff and DefaultMaxBackoff; 0 < min <= max).
-func WithBackoff(min, max time.Duration) Option {
-	return func(c *config) { c.minBackoff, c.maxBackoff = min, max }
+// place: first after the first failure, doubling up to limit (defaults
+// DefaultMinBackoff and DefaultMaxBackoff; 0 < first <= limit).
+func WithBackoff(first, limit time.Duration) Option {
+	return func(c *config) { c.minBackoff, c.maxBackoff = first, limit }
 }
 
 // WithOnReplay sets a function called, with the record and its full key,
