@@ -157,6 +157,7 @@ func must(t *testing.T, err error) {
 // refused with a conflict whose Current is that very version 1, and Upsert
 // and PutIfAbsent loop until ErrContention. Provoked with plain CQL.
 func TestAttackEmptyWriteIDRow(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t)
 	ctx := context.Background()
 	const live, expired = "emptyid/live", "emptyid/expired"
@@ -211,6 +212,7 @@ var uncertainClasses = []struct {
 // comes all the same. Applied: the own write_id proves it. Not run: unknown.
 // Likewise Upsert over an absent row (raise refused, then create).
 func TestAttackMultiStatementUncertain(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t)
 	e.clock.advance(time.Hour)
 	ctx := context.Background()
@@ -270,6 +272,7 @@ func TestAttackMultiStatementUncertain(t *testing.T) {
 // lost answer (a WriteTimeout), through the seam's hooks. Each case says
 // what the contract allows.
 func TestAttackGapCompetitors(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t)
 	ctx := context.Background()
 	wt := &gocql.RequestErrWriteTimeout{WriteType: "CAS"}
@@ -412,6 +415,7 @@ func TestAttackGapCompetitors(t *testing.T) {
 // and the SERIAL read that settles it fails every time, or hangs past the
 // resolve timeout. Nothing is proven: unknown, and nothing is sent again.
 func TestAttackSettlingReadFails(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t, WithResolveTimeout(700*time.Millisecond))
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -444,6 +448,7 @@ func TestAttackSettlingReadFails(t *testing.T) {
 // expired by the Store's clock). Nothing further may be sent, and the call
 // must neither succeed nor report a conflict.
 func TestAttackCancelBetweenStatements(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t)
 	e.clock.advance(time.Hour)
 	k := "cancel/between"
@@ -469,6 +474,7 @@ func TestAttackCancelBetweenStatements(t *testing.T) {
 // invalid before sending; and a 1ns ttl at every sub-second offset never
 // lets the server delete the row before the item's ExpiresAt.
 func TestAttackTTLBoundaries(t *testing.T) {
+	t.Parallel()
 	e := atkSetup(t)
 	ctx := context.Background()
 	ttl := time.Until(latestExpiry) - 3*time.Second
@@ -529,6 +535,7 @@ func atkProxiedSession(t *testing.T, p *faultproxy.Proxy, timeout time.Duration)
 // lands, proving "not applied" would have been a lie. The store never sends
 // it again.
 func TestAttackWireHeldRequest(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	table := ks + ".wire"
 	must(t, CreateTable(context.Background(), admin, table))
@@ -590,6 +597,7 @@ func TestAttackWireHeldRequest(t *testing.T) {
 // they arrive after the settling read, and late answers meet reused
 // connections). Each kind of fault must have happened.
 func TestAttackLinearizableHarsh(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	table := ks + ".linear"
 	must(t, CreateTable(context.Background(), admin, table))

@@ -15,6 +15,7 @@ import (
 // table says what is wrong, naming keyspace.table and the hosts and what
 // to run.
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	session, ks := testenv.Cassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -80,6 +81,7 @@ func TestCheck(t *testing.T) {
 // TestCreateKeyspace: CreateKeyspace creates a keyspace a Store's table can
 // live in, succeeds again on it, and refuses bad input before sending.
 func TestCreateKeyspace(t *testing.T) {
+	t.Parallel()
 	session, _ := testenv.Cassandra(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -115,6 +117,7 @@ func TestCreateKeyspace(t *testing.T) {
 // TestCreateKeyspaceInvalid: bad names and factors are refused without a
 // session, so before anything could be sent.
 func TestCreateKeyspaceInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, ks string
 		rf       int

@@ -35,6 +35,7 @@ func newStore(t testing.TB, s *gocql.Session, table string, opts ...cassandra.Op
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	session, ks := testenv.Cassandra(t)
 	for _, tc := range []struct {
 		name string

@@ -207,6 +207,7 @@ func checkStored(t *testing.T, ctx context.Context, s *Store, key string, want i
 // deletion leaves nothing to recognise: unknown). Never run, nothing proves
 // it will not still arrive: unknown, and the store sends nothing again.
 func TestFaultsOnCassandra(t *testing.T) {
+	t.Parallel()
 	s, f, plain := realStores(t)
 	for _, o := range realOps {
 		for _, e := range uncertainErrors {
@@ -259,6 +260,7 @@ func TestFaultsOnCassandra(t *testing.T) {
 // prove that the op's write will not still land (it may be in flight): an
 // unknown outcome, and the competitor's item is left alone.
 func TestFaultsCompetitorFirst(t *testing.T) {
+	t.Parallel()
 	s, f, plain := realStores(t)
 	for _, o := range realOps {
 		if o.competitor == nil {
@@ -297,6 +299,7 @@ func TestFaultsCompetitorFirst(t *testing.T) {
 // it must not send the write again: a resend would apply a second time
 // over the newcomer, or delete the newcomer's row.
 func TestFaultsDeleteRecreate(t *testing.T) {
+	t.Parallel()
 	s, f, plain := realStores(t)
 	for _, o := range realOps {
 		t.Run(o.name, func(t *testing.T) {

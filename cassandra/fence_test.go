@@ -161,6 +161,7 @@ func ahead(d time.Duration) idem.Option {
 // stalled A wakes after B wrote; "earlier first", A wrote before B, B's
 // write lands over it, and A's next one is refused.
 func TestFenceStaleWorker(t *testing.T) {
+	t.Parallel()
 	e := newFenceEnv(t)
 	for _, order := range []string{"later first", "earlier first"} {
 		t.Run(order, func(t *testing.T) {
@@ -200,6 +201,7 @@ func TestFenceStaleWorker(t *testing.T) {
 // over, writes the entry and completes. When A wakes, its write is refused,
 // its Do fails with ErrFenced, and every later caller gets B's answer.
 func TestFenceDo(t *testing.T) {
+	t.Parallel()
 	e := newFenceEnv(t)
 	ctx, key := t.Context(), "do/order-7"
 	started, wake := make(chan int64), make(chan struct{})
@@ -258,6 +260,7 @@ func TestFenceDo(t *testing.T) {
 // releases it, or its record is deleted by hand) and C claims it afresh
 // with a higher fence. C's write lands over A's; A's next one is refused.
 func TestFenceAcrossIncarnations(t *testing.T) {
+	t.Parallel()
 	e := newFenceEnv(t)
 	for _, between := range []string{"release", "delete"} {
 		t.Run(between, func(t *testing.T) {
@@ -305,6 +308,7 @@ func TestFenceAcrossIncarnations(t *testing.T) {
 // (written before the column was fenced) is below every fence; a lower
 // fence never lands, on a row written once or many times.
 func TestFenceWrites(t *testing.T) {
+	t.Parallel()
 	e := newFenceEnv(t)
 	ctx := t.Context()
 	const f = 1_000_000
@@ -365,6 +369,7 @@ func TestFenceWrites(t *testing.T) {
 // TestFenceNames: a case-sensitive column and one named like a CQL keyword,
 // in a table whose fence column has its own name.
 func TestFenceNames(t *testing.T) {
+	t.Parallel()
 	session, ks := testenv.Cassandra(t)
 	table := createTable(t, session, ks, `CREATE TABLE %s ("Id" text PRIMARY KEY, "select" text, "Amount" bigint, epoch bigint)`)
 	w := cassandra.FencedWrite{
@@ -397,6 +402,7 @@ func TestFenceNames(t *testing.T) {
 // anything is sent. There is no session at all: a write that got past the
 // checks would fail for want of one instead.
 func TestFenceInvalid(t *testing.T) {
+	t.Parallel()
 	ok := cassandra.FencedWrite{
 		Table: "ks.ledger",
 		Key:   map[string]any{"account": "a", "entry": 1},
@@ -468,6 +474,7 @@ func clone(m map[string]any) map[string]any {
 // fence again succeeds over its own copy, and nothing else changes; once a
 // later claim has written, the copy is refused.
 func TestFenceResendAfterLostResponse(t *testing.T) {
+	t.Parallel()
 	session, ks := testenv.Cassandra(t)
 	e := &fenceEnv{session: session, ledger: createTable(t, session, ks, ledgerCQL)}
 	p := newArmedProxy(t)

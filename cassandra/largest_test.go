@@ -20,6 +20,7 @@ import (
 // a []byte result (base64 in JSON) takes about 4/3 of its size and an ASCII
 // string its size plus 2.
 func TestLargestResult(t *testing.T) {
+	t.Parallel()
 	const (
 		largestBytes  = 786_384
 		largestString = 1_048_514

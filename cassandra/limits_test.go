@@ -19,6 +19,7 @@ import (
 // takes the other takes (and Cassandra stores), and one byte or nanosecond
 // more is refused by both.
 func TestLimitsMatchMemstore(t *testing.T) {
+	t.Parallel()
 	l := memstore.CassandraLimits
 	if l.MaxKeyBytes != cassandra.MaxKeySize || l.MaxValueBytes != cassandra.DefaultMaxValueSize || l.MaxTTL != cassandra.MaxTTL || l.MaxItemBytes != 0 {
 		t.Errorf("memstore.CassandraLimits = %+v, want MaxKeyBytes %d, MaxValueBytes %d, MaxTTL %v and no item limit",

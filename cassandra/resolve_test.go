@@ -137,6 +137,7 @@ var preSendErrors = []struct {
 }
 
 func TestUncertainGocql(t *testing.T) {
+	t.Parallel()
 	for _, tc := range uncertainErrors {
 		if !uncertainGocql(tc.err) {
 			t.Errorf("%s: got certain, want uncertain", tc.name)
@@ -238,6 +239,7 @@ func wantUnknown(t *testing.T, err error, cause error) {
 // TestResolveOwnWrite: every uncertain error on every op, where the write
 // did apply: one SERIAL read finds its write_id and the call succeeds.
 func TestResolveOwnWrite(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		if !o.mine.found {
 			continue // CompareAndDelete: see TestResolveDelete
@@ -263,6 +265,7 @@ func TestResolveOwnWrite(t *testing.T) {
 // TestResolveOwnWriteExpired: the write applied and its item expired before
 // the settling read: it applied all the same.
 func TestResolveOwnWriteExpired(t *testing.T) {
+	t.Parallel()
 	s, _ := scriptedStore(t, casFails(gocql.ErrTimeoutNoResponse), readsRow(own(expiredRow("new", 5))))
 	if _, err := s.CompareAndSwap(context.Background(), key, 4, []byte("new"), time.Second); err != nil {
 		t.Fatalf("got %v, want the own write recognised", err)
@@ -275,6 +278,7 @@ func TestResolveOwnWriteExpired(t *testing.T) {
 // made its condition true again (the script fails the test on any call
 // after the read).
 func TestResolveNeverResends(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		for i, cur := range o.others {
 			t.Run(fmt.Sprintf("%s/%d", o.name, i), func(t *testing.T) {
@@ -290,6 +294,7 @@ func TestResolveNeverResends(t *testing.T) {
 // TestResolveDelete: a CompareAndDelete leaves nothing to recognise, so
 // its unknown outcome is reported at once: no read, no resend.
 func TestResolveDelete(t *testing.T) {
+	t.Parallel()
 	for _, e := range uncertainErrors {
 		t.Run(e.name, func(t *testing.T) {
 			s, _ := scriptedStore(t, casFails(e.err))
@@ -301,6 +306,7 @@ func TestResolveDelete(t *testing.T) {
 // TestResolveReadFails: the SERIAL read is tried three times; when it never
 // answers, the outcome is unknown and the error keeps the driver's error.
 func TestResolveReadFails(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		if !o.mine.found {
 			continue
@@ -316,6 +322,7 @@ func TestResolveReadFails(t *testing.T) {
 
 // TestResolveReadRecovers: a SERIAL read that times out once is tried again.
 func TestResolveReadRecovers(t *testing.T) {
+	t.Parallel()
 	s, _ := scriptedStore(t, casFails(gocql.ErrConnectionClosed), readFails(&gocql.RequestErrReadTimeout{}), readsRow(own(row("new", 1))))
 	if _, err := s.PutIfAbsent(context.Background(), key, []byte("new"), 0); err != nil {
 		t.Fatal(err)
@@ -325,6 +332,7 @@ func TestResolveReadRecovers(t *testing.T) {
 // TestPreSendErrors: errors that prove nothing was executed are returned as
 // they are: no read, no retry, not ErrUnknownOutcome.
 func TestPreSendErrors(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		for _, e := range preSendErrors {
 			t.Run(o.name+"/"+e.name, func(t *testing.T) {
@@ -343,6 +351,7 @@ func TestPreSendErrors(t *testing.T) {
 
 // TestCancelledBeforeSend: a context that is already done sends nothing.
 func TestCancelledBeforeSend(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		t.Run(o.name, func(t *testing.T) {
 			s, _ := scriptedStore(t)
@@ -372,6 +381,7 @@ func (c cancelling) cas(ctx context.Context, stmt string, args ...any) (bool, re
 // The settling read still runs (detached from the cancellation); the write
 // is recognised if it applied, and is never sent again.
 func TestCancelledAfterSend(t *testing.T) {
+	t.Parallel()
 	for _, o := range ops {
 		if !o.mine.found {
 			continue // CompareAndDelete: no read, see TestResolveDelete
@@ -408,6 +418,7 @@ func TestCancelledAfterSend(t *testing.T) {
 
 // TestStatements checks each op's first statement and its conditions.
 func TestStatements(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		o    op
 		want string
@@ -429,6 +440,7 @@ func TestStatements(t *testing.T) {
 
 // TestUpsertSteps walks Upsert through the rows it may meet.
 func TestUpsertSteps(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		steps       []answer
@@ -457,6 +469,7 @@ func TestUpsertSteps(t *testing.T) {
 
 // TestPutIfAbsentSteps walks PutIfAbsent through the rows it may meet.
 func TestPutIfAbsentSteps(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		steps       []answer
@@ -489,6 +502,7 @@ func TestPutIfAbsentSteps(t *testing.T) {
 // TestContention: a row that keeps changing under PutIfAbsent ends in
 // ErrContention after maxStatements writes, with nothing written.
 func TestContention(t *testing.T) {
+	t.Parallel()
 	var steps []answer
 	for i := range maxStatements {
 		if i%2 == 0 {
@@ -526,6 +540,7 @@ func checkSteps(t *testing.T, s *Store, ex *scripted, want []string) {
 // same one in each statement of its attempt (here over an expired row),
 // and returns it.
 func TestPutIfAbsentFreshVersion(t *testing.T) {
+	t.Parallel()
 	before := time.Now().Add(-time.Second).UnixMicro() // the process clock may drift a little from the wall clock
 	s, ex := scriptedStore(t, casApplied(), casRefused(expiredRow("old", 4)), casApplied())
 	first, err := s.PutIfAbsent(context.Background(), key, []byte("a"), 0)

@@ -14,6 +14,7 @@ import (
 )
 
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	base := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name    string
@@ -57,6 +58,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestParseTable(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in, want string
 	}{
@@ -98,6 +100,7 @@ func FuzzParseTable(f *testing.F) {
 }
 
 func TestOptions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		opts    []Option
@@ -139,6 +142,7 @@ func TestOptions(t *testing.T) {
 
 // TestReadConsistency: Get reads at the serial level unless told otherwise.
 func TestReadConsistency(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		opts []Option
 		want gocql.Consistency
@@ -164,6 +168,7 @@ func TestReadConsistency(t *testing.T) {
 // TestLimits: input over Cassandra's limits is rejected before anything is
 // sent (the scripted executor fails the test on any call).
 func TestLimits(t *testing.T) {
+	t.Parallel()
 	ex := &scripted{t: t}
 	s, err := New(nil, "ks.tbl", withExecutor(ex), WithMaxValueSize(10))
 	if err != nil {
@@ -214,6 +219,7 @@ func TestLimits(t *testing.T) {
 // that carries it applied all the same, and nothing else counts, however
 // alike it looks.
 func TestOurs(t *testing.T) {
+	t.Parallel()
 	id := []byte("0123456789abcdef")
 	w := &write{kind: compareAndSwap, key: key, value: []byte("new"), expect: 4, version: 5, id: id}
 	withID := func(r record, id []byte) record { r.writeID = id; return r }
@@ -241,6 +247,7 @@ func TestOurs(t *testing.T) {
 // TestConflictFromRow: the conflict carries the row the LWT returned, with
 // expiry; an expired row is reported as absent.
 func TestConflictFromRow(t *testing.T) {
+	t.Parallel()
 	at := time.Now().Add(time.Hour).Truncate(time.Second)
 	live := record{found: true, value: []byte("cur"), version: 3, expiresAt: at.UnixMilli()}
 	for _, tc := range []struct {

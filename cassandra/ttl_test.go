@@ -54,6 +54,7 @@ func realTable(t *testing.T) (*gocql.Session, string) {
 // disappears entirely (an INSERT would have left an empty row behind that
 // blocks IF NOT EXISTS forever).
 func TestServerTTL(t *testing.T) {
+	t.Parallel()
 	session, table := realTable(t)
 	s, err := New(session, table)
 	if err != nil {
@@ -102,6 +103,7 @@ func TestServerTTL(t *testing.T) {
 // operation, and the statements that replace an expired row run against a
 // real server.
 func TestClientClockAhead(t *testing.T) {
+	t.Parallel()
 	session, table := realTable(t)
 	ctx := context.Background()
 	s, err := New(session, table)
@@ -151,6 +153,7 @@ func TestClientClockAhead(t *testing.T) {
 // rejects such a ttl with ErrInvalid, naming the limit, before sending
 // anything; a ttl a minute inside its limit is accepted by the server.
 func TestTTLPast2038(t *testing.T) {
+	t.Parallel()
 	session, table := realTable(t)
 	s, err := New(session, table)
 	if err != nil {
@@ -210,6 +213,7 @@ func TestTTLPast2038(t *testing.T) {
 // PutIfAbsent and Upsert replace it with an item, which then behaves as
 // any other.
 func TestRowsWithNulls(t *testing.T) {
+	t.Parallel()
 	session, table := realTable(t)
 	s, err := New(session, table)
 	if err != nil {

@@ -82,6 +82,7 @@ func observedSession(t testing.TB, o *observer, config func(*gocql.ClusterConfig
 // as the driver sees them: the floor the design promises (a first Do is 2
 // writes, a duplicate 1) and one LWT per kernel write.
 func TestRoundTrips(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	for _, tc := range []struct {
 		name           string
@@ -168,6 +169,7 @@ func TestRoundTrips(t *testing.T) {
 // store sends nothing again: ErrUnknownOutcome, and the row is as it was. A CompareAndDelete leaves nothing to recognise: unknown
 // either way.
 func TestLostOnTheWire(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
@@ -274,6 +276,7 @@ func TestLostOnTheWire(t *testing.T) {
 // cancellation, and does not show the write: the store says the outcome is
 // unknown (the request might still be in flight), and nothing is stored.
 func TestLostRequestCallerGone(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	plain := newStore(t, admin, table)
@@ -308,6 +311,7 @@ func TestLostRequestCallerGone(t *testing.T) {
 // count as "may or may not have happened"; everything the store reports as
 // applied or refused must fit one sequential order.
 func TestLinearizableLossyWire(t *testing.T) {
+	t.Parallel()
 	admin, ks := testenv.Cassandra(t)
 	table := newTable(t, admin, ks)
 	p := newProxy(t, faultproxy.Config{Drop: 0.07, CutAtResponse: 0.01})
