@@ -20,18 +20,6 @@ const maxConflicts = 32
 // off between them.
 const maxUnknown = 8
 
-// writeTimeout bounds each write that Claim and Lease make detached from
-// the caller's context, and the writes Do makes after fn returns: a caller
-// that gives up mid-write must not leave its key blocked.
-const writeTimeout = 10 * time.Second
-
-// detach returns a context for a write that must finish even when ctx
-// ends: it keeps ctx's values, not its cancellation, and is bounded by
-// writeTimeout.
-func detach(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-}
-
 // Claim takes key for the caller: the low-level half of Do, for adapters
 // that store more than a Go value (the HTTP middleware stores status,
 // headers and body).
@@ -173,8 +161,8 @@ func (c *claimer) run(ctx context.Context) (*Lease, *record, error) {
 
 // create writes a fresh claim.
 func (c *claimer) create(ctx context.Context) step {
-	wctx, cancel := detach(ctx)
-	defer cancel()
+	wctx := detach(ctx)
+	defer wctx.end()
 	it, err := c.s.PutIfAbsent(wctx, c.key, encodeRecord(c.mine), c.cfg.inProgressTTL(c.cfg.lease))
 	if err == nil {
 		return step{lease: newLease(c.s, c.key, c.cfg, it.Version, c.mine, false)}
@@ -248,8 +236,8 @@ func (c *claimer) decide(ctx context.Context, cur Item) step {
 
 // swap takes the key over from the item at version.
 func (c *claimer) swap(ctx context.Context, version int64, next record, takeover bool) step {
-	wctx, cancel := detach(ctx)
-	defer cancel()
+	wctx := detach(ctx)
+	defer wctx.end()
 	it, err := c.s.CompareAndSwap(wctx, c.key, version, encodeRecord(next), c.cfg.inProgressTTL(c.cfg.lease))
 	if err == nil {
 		return step{lease: newLease(c.s, c.key, c.cfg, it.Version, next, takeover)}
@@ -298,8 +286,8 @@ func (c *claimer) won(ctx context.Context, l *Lease) (*Lease, *record, error) {
 	if ctx.Err() == nil {
 		return l, nil, nil
 	}
-	rctx, cancel := detach(ctx)
-	defer cancel()
+	rctx := detach(ctx)
+	defer rctx.end()
 	if err := l.release(rctx, context.Cause(ctx)); err != nil {
 		return nil, nil, errors.Join(context.Cause(ctx), fmt.Errorf("idem: releasing %q after the caller gave up: %w", c.key, err))
 	}

@@ -71,8 +71,8 @@ func do[T any](ctx context.Context, op string, s Store, key string, fn func(cont
 // finish stores the answer of fn, which returned v and ferr, and returns
 // Do's error.
 func finish[T any](ctx context.Context, lease *Lease, cfg *config, key string, v T, ferr error) error {
-	cctx, cancel := detach(ctx)
-	defer cancel()
+	cctx := detach(ctx)
+	defer cctx.end()
 	if ferr != nil {
 		return settleError(cctx, lease, key, ferr)
 	}
@@ -102,23 +102,25 @@ func finish[T any](ctx context.Context, lease *Lease, cfg *config, key string, v
 // goroutine (runtime.Goexit), the claim stays, as if the process had died,
 // for a takeover once the lease passes.
 func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(context.Context) (T, error)) (v T, err error) {
-	fctx, stop := ctx, func() {}
+	var hb *heartbeat
+	var fctx context.Context
 	if every := cfg.heartbeatEvery(); every > 0 {
-		fctx, stop = lease.KeepAlive(ctx, every) // its context carries the lease
+		hb = lease.keepAlive(ctx, every)
+		fctx = hb.ctx // it carries the lease
 	} else {
 		fctx = context.WithValue(ctx, leaseKey{}, lease)
 	}
-	defer stop()
+	defer hb.stop()
 	returned := false
 	defer func() {
 		if returned {
 			return
 		}
 		if r := recover(); r != nil {
-			stop()
-			cctx, cancel := detach(ctx)
+			hb.stop()
+			cctx := detach(ctx)
 			_ = lease.release(cctx, fmt.Errorf("idem: fn panicked: %v", r)) // best effort: the panic matters more
-			cancel()
+			cctx.end()
 			panic(r)
 		}
 	}()

@@ -504,6 +504,51 @@ func TestKeepAlive(t *testing.T) {
 	})
 }
 
+// TestKeepAliveStop: the heartbeat starts nothing before its first tick,
+// so a stop before it leaves no extension to come; a stop during an
+// extension waits for it, so no heartbeat write outlives stop. On
+// synctest's fake clock.
+func TestKeepAliveStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := idemtest.NewFaulty(memstore.New())
+		s := idemtest.NewCounting(f)
+		ctx := context.Background()
+		lease, _, err := idem.Claim(ctx, s, "k", idem.WithLease(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stop := lease.KeepAlive(ctx, 10*time.Millisecond)
+		time.Sleep(9 * time.Millisecond)
+		stop()
+		time.Sleep(time.Second)
+		if n := s.Counts().CompareAndSwap; n != 0 {
+			t.Fatalf("got %d extensions after a stop before the first tick, want 0", n)
+		}
+
+		slow := make(chan struct{})
+		f.On("CompareAndSwap", func(ctx context.Context, c idemtest.Call, send func() error) error {
+			<-slow
+			return send()
+		})
+		_, stop = lease.KeepAlive(ctx, 10*time.Millisecond)
+		time.Sleep(15 * time.Millisecond) // the first extension is in flight
+		var stopped atomic.Bool
+		go func() { stop(); stopped.Store(true) }()
+		synctest.Wait()
+		if stopped.Load() {
+			t.Fatal("stop returned while an extension was in flight")
+		}
+		close(slow)
+		synctest.Wait()
+		if !stopped.Load() {
+			t.Fatal("stop did not return once the extension was over")
+		}
+		if n := s.Counts().CompareAndSwap; n != 1 {
+			t.Errorf("got %d extensions, want the one in flight", n)
+		}
+	})
+}
+
 // TestClaimGivesUp: a claim whose writes keep ending in unknown outcomes
 // (each followed by a read that finds nothing) backs off between them and
 // gives up after a bounded number of tries with an error matching

@@ -341,51 +341,8 @@ func (l *Lease) lost(op string) error {
 // stop ends the heartbeat and waits for it; it may be called more than
 // once.
 func (l *Lease) KeepAlive(ctx context.Context, every time.Duration) (_ context.Context, stop func()) {
-	if every <= 0 {
-		every = l.cfg.lease / 3
-	}
-	every = max(min(every, l.cfg.lease/2), time.Millisecond)
-	kctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, l))
-	done := make(chan struct{})
-	quit := make(chan struct{})
-	go func() {
-		defer close(done)
-		var bg context.Context // ctx without its cancellation, made at the first tick
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-			}
-			if bg == nil {
-				bg = context.WithoutCancel(ctx)
-			}
-			ectx, ecancel := context.WithTimeout(bg, every)
-			err := l.Extend(ectx, l.cfg.lease)
-			ecancel()
-			if errors.Is(err, ErrLeaseLost) || (err != nil && !l.cfg.now().Before(l.Until())) {
-				cause := fmt.Errorf("idem: %q: %w (extend: %v)", l.key, ErrLeaseLost, err)
-				if l.cfg.events != nil { // once: Extend may have reported it
-					l.mu.Lock()
-					attempt := l.rec.Attempt
-					l.mu.Unlock()
-					l.reportLost(bg, attempt, cause)
-				}
-				cancel(cause)
-				return
-			}
-		}
-	}()
-	var once sync.Once
-	return kctx, func() {
-		once.Do(func() {
-			close(quit)
-			<-done
-			cancel(nil)
-		})
-	}
+	hb := l.keepAlive(ctx, every)
+	return hb.ctx, hb.stop
 }
 
 type leaseKey struct{}
