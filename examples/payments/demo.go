@@ -156,213 +156,285 @@ func (r *Report) Print(w io.Writer) {
 
 // Run plays every scenario against store.
 func Run(ctx context.Context, store idem.Store, cfg Config) (*Report, error) {
-	rep := &Report{}
-	st := &stats{}
-	var networkCalls, deduped, executed int64
-	runID := crand.Text()[:13] // keys of two runs on one server never meet
+	d := &demo{ctx: ctx, store: store, cfg: cfg, rep: &Report{}, st: &stats{}}
+	d.runID = crand.Text()[:13] // keys of two runs on one server never meet
+	d.rng = rand.New(rand.NewPCG(cfg.Seed, 42))
 
-	scenario := func(name string, outage func() bool, body func(svc *Service, key func(string) string) (int, string, []string)) {
-		net := newCardNetwork(outage)
-		svc := &Service{Store: store, Network: net, Lease: 300 * time.Millisecond, Events: cfg.Events, crashes: map[string]bool{}}
-		key := func(s string) string { return runID + "/" + s }
-		n, detail, failures := body(svc, key)
-		net.mu.Lock()
-		charged := 0
-		for k, x := range net.executed {
-			charged += x
-			if x > 1 {
-				failures = append(failures, fmt.Sprintf("%s charged %d times", k, x))
-			}
-		}
-		networkCalls += int64(net.calls)
-		deduped += int64(net.deduped)
-		executed += int64(charged)
-		net.mu.Unlock()
-		rep.Scenarios = append(rep.Scenarios, report.Scenario{
-			Name:     name,
-			Outcome:  fmt.Sprintf("payments %-4d charged %-4d %s", n, charged, detail),
-			Failures: failures,
-		})
-	}
-	faultSeq := func(seq ...fault) func() fault {
-		var mu sync.Mutex
-		return func() fault {
-			mu.Lock()
-			defer mu.Unlock()
-			if len(seq) == 0 {
-				return deliver
-			}
-			f := seq[0]
-			seq = seq[1:]
-			return f
-		}
-	}
-	expect := func(o outcome, amount int) []string {
-		if o.err != nil {
-			return []string{fmt.Sprintf("got error %v, want a receipt", o.err)}
-		}
-		if o.receipt.Amount != amount {
-			return []string{fmt.Sprintf("receipt for %d, want %d", o.receipt.Amount, amount)}
-		}
-		return nil
-	}
+	d.scenario("clean payment", nil, d.cleanPayment)
+	d.scenario("lost response, client retries", nil, d.lostResponse)
+	d.scenario("lost request, client retries", nil, d.lostRequest)
+	d.scenario("crash after charging", nil, d.crashThenTakeover)
+	d.scenario("10 concurrent duplicates", nil, d.concurrentDuplicates)
+	d.scenario("key reused, different amount", nil, d.keyReused)
+	d.scenario("card declined, client retries", nil, d.cardDeclined)
+	d.scenario("card network outage", firstOutages(2), d.networkOutage)
+	d.scenario("storm", func() bool { return d.chance(0.05) }, d.storm)
+	d.rep.Totals = d.totals()
+	return d.rep, nil
+}
 
-	scenario("clean payment", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq()}
-		o := c.pay(ctx, PayRequest{Key: key("clean"), Customer: "cus_1", Amount: 1250})
-		return 1, "one attempt, one charge", expect(o, 1250)
-	})
-	scenario("lost response, client retries", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq(dropResponse, dropResponse)}
-		o := c.pay(ctx, PayRequest{Key: key("lost-resp"), Customer: "cus_2", Amount: 990})
-		return 1, "2 answers lost; the retry got the stored receipt", expect(o, 990)
-	})
-	scenario("lost request, client retries", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq(dropRequest)}
-		o := c.pay(ctx, PayRequest{Key: key("lost-req"), Customer: "cus_3", Amount: 500})
-		return 1, "the retry ran it for the first time", expect(o, 500)
-	})
-	scenario("crash after charging", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		k := key("crash")
-		svc.crashAfterCharging(k)
-		c := &client{svc: svc, st: st, faults: faultSeq()}
-		o := c.pay(ctx, PayRequest{Key: k, Customer: "cus_4", Amount: 4200})
-		f := expect(o, 4200)
-		if o.err == nil && o.receipt.Attempt != 2 {
-			f = append(f, fmt.Sprintf("completed by attempt %d, want 2 (a takeover)", o.receipt.Attempt))
-		}
-		return 1, "409 until the lease passed, then a takeover (attempt 2)", f
-	})
-	scenario("10 concurrent duplicates", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		var wg sync.WaitGroup
-		outs := make([]outcome, 10)
-		k := key("concurrent")
-		for i := range outs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := &client{svc: svc, st: st, faults: faultSeq()}
-				outs[i] = c.pay(ctx, PayRequest{Key: k, Customer: "cus_5", Amount: 700})
-			}()
-		}
-		wg.Wait()
-		var f []string
-		for i, o := range outs {
-			f = append(f, expect(o, 700)...)
-			if o.receipt.ChargeID != outs[0].receipt.ChargeID {
-				f = append(f, fmt.Sprintf("duplicate %d got charge %s, the first got %s", i, o.receipt.ChargeID, outs[0].receipt.ChargeID))
-			}
-		}
-		return 1, "all 10 got the same receipt", f
-	})
-	scenario("key reused, different amount", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq()}
-		k := key("reused")
-		f := expect(c.pay(ctx, PayRequest{Key: k, Customer: "cus_6", Amount: 500}), 500)
-		if o := c.pay(ctx, PayRequest{Key: k, Customer: "cus_6", Amount: 900}); !errors.Is(o.err, idem.ErrMismatch) {
-			f = append(f, fmt.Sprintf("reused key: got %v, want ErrMismatch", o.err))
-		}
-		return 1, "the 900 request was rejected, 500 charged", f
-	})
-	scenario("card declined, client retries", nil, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq()}
-		k := key("declined")
-		var f []string
-		for range 3 {
-			if o := c.pay(ctx, PayRequest{Key: k, Customer: "cus_broke", Amount: 100}); !errors.As(o.err, new(*idem.PermanentError)) {
-				f = append(f, fmt.Sprintf("got %v, want the stored decline", o.err))
-			}
-		}
-		svc.Network.mu.Lock()
-		if svc.Network.calls != 1 {
-			f = append(f, fmt.Sprintf("the network was asked %d times, want 1", svc.Network.calls))
-		}
-		svc.Network.mu.Unlock()
-		return 0, "3 tries, 1 network call, the same decline", f
-	})
-	outages := 2
-	scenario("card network outage", func() bool { outages--; return outages >= 0 }, func(svc *Service, key func(string) string) (int, string, []string) {
-		c := &client{svc: svc, st: st, faults: faultSeq()}
-		o := c.pay(ctx, PayRequest{Key: key("outage"), Customer: "cus_7", Amount: 3100})
-		return 1, "2 failures released the key; the 3rd try charged", expect(o, 3100)
-	})
+// demo is what the scenarios of one run share: what the client saw, what
+// the card networks did, and the storm's random source.
+type demo struct {
+	ctx   context.Context
+	store idem.Store
+	cfg   Config
+	runID string
+	rep   *Report
+	st    *stats
 
-	// The storm: many payments, concurrent clients, random faults.
-	rng := rand.New(rand.NewPCG(cfg.Seed, 42))
-	var rngMu sync.Mutex
-	chance := func(p float64) bool {
-		rngMu.Lock()
-		defer rngMu.Unlock()
-		return rng.Float64() < p
+	networkCalls, deduped, executed int64
+
+	rng   *rand.Rand
+	rngMu sync.Mutex
+}
+
+// scene plays one scenario on svc, its keys made by key, and returns how
+// many payments it made, what came of them and the promises it broke.
+type scene func(svc *Service, key func(string) string) (int, string, []string)
+
+// scenario plays body on a service of its own, on a card network that has
+// an outage whenever outage says so, and checks that the network charged
+// no key twice.
+func (d *demo) scenario(name string, outage func() bool, body scene) {
+	net := newCardNetwork(outage)
+	svc := &Service{Store: d.store, Network: net, Lease: 300 * time.Millisecond, Events: d.cfg.Events, crashes: map[string]bool{}}
+	key := func(s string) string { return d.runID + "/" + s }
+	n, detail, failures := body(svc, key)
+	net.mu.Lock()
+	charged := 0
+	for k, x := range net.executed {
+		charged += x
+		if x > 1 {
+			failures = append(failures, fmt.Sprintf("%s charged %d times", k, x))
+		}
 	}
-	randomFaults := func() fault {
-		switch {
-		case chance(0.10):
-			return dropRequest
-		case chance(0.15):
-			return dropResponse
-		}
-		return deliver
-	}
-	scenario("storm", func() bool { return chance(0.05) }, func(svc *Service, key func(string) string) (int, string, []string) {
-		type job struct {
-			req    PayRequest
-			copies int
-		}
-		jobs := make([]job, cfg.Payments)
-		crashes := 0
-		for i := range jobs {
-			jobs[i] = job{req: PayRequest{Key: key(fmt.Sprintf("storm-%d", i)), Customer: fmt.Sprintf("cus_%d", i%17), Amount: 100 + i}, copies: 1}
-			if chance(0.2) {
-				jobs[i].copies = 2 // the client double-submits
-			}
-			if chance(0.03) {
-				svc.crashAfterCharging(jobs[i].req.Key)
-				crashes++
-			}
-		}
-		var (
-			wg   sync.WaitGroup
-			mu   sync.Mutex
-			seen = map[string]string{}
-			f    []string
-		)
-		sem := make(chan struct{}, 16)
-		for _, j := range jobs {
-			for range j.copies {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					c := &client{svc: svc, st: st, faults: randomFaults}
-					o := c.pay(ctx, j.req)
-					mu.Lock()
-					defer mu.Unlock()
-					f = append(f, expect(o, j.req.Amount)...)
-					if prev, ok := seen[j.req.Key]; ok && prev != o.receipt.ChargeID {
-						f = append(f, fmt.Sprintf("%s: two different receipts %s and %s", j.req.Key, prev, o.receipt.ChargeID))
-					}
-					seen[j.req.Key] = o.receipt.ChargeID
-				}()
-			}
-		}
-		wg.Wait()
-		svc.Network.mu.Lock()
-		for _, j := range jobs {
-			if n := svc.Network.executed[j.req.Key]; n != 1 {
-				f = append(f, fmt.Sprintf("%s charged %d times, want 1", j.req.Key, n))
-			}
-		}
-		svc.Network.mu.Unlock()
-		sort.Strings(f)
-		return len(jobs), fmt.Sprintf("16 clients, random faults, %d crashes armed", crashes), f
+	d.networkCalls += int64(net.calls)
+	d.deduped += int64(net.deduped)
+	d.executed += int64(charged)
+	net.mu.Unlock()
+	d.rep.Scenarios = append(d.rep.Scenarios, report.Scenario{
+		Name:     name,
+		Outcome:  fmt.Sprintf("payments %-4d charged %-4d %s", n, charged, detail),
+		Failures: failures,
 	})
-	rep.Totals = Totals{
+}
+
+// totals sums the client's view and the card networks'.
+func (d *demo) totals() Totals {
+	st := d.st
+	return Totals{
 		Attempts: st.attempts.Load(), LostRequests: st.lostRequests.Load(), LostResponses: st.lostResponses.Load(),
 		Crashes: st.crashes.Load(), InProgress: st.inProgress.Load(), Replays: st.replays.Load(),
 		Rejected: st.rejected.Load(), Declined: st.declined.Load(), Transient: st.transient.Load(),
-		NetworkCalls: networkCalls, Deduped: deduped, Executed: executed,
+		NetworkCalls: d.networkCalls, Deduped: d.deduped, Executed: d.executed,
 	}
-	return rep, nil
+}
+
+// faultSeq does to the deliveries what seq says, one by one, then
+// delivers.
+func faultSeq(seq ...fault) func() fault {
+	var mu sync.Mutex
+	return func() fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seq) == 0 {
+			return deliver
+		}
+		f := seq[0]
+		seq = seq[1:]
+		return f
+	}
+}
+
+// firstOutages is an outage for the first n charges, and none after.
+func firstOutages(n int) func() bool {
+	return func() bool { n--; return n >= 0 }
+}
+
+// expect checks that o is a receipt for amount.
+func expect(o outcome, amount int) []string {
+	if o.err != nil {
+		return []string{fmt.Sprintf("got error %v, want a receipt", o.err)}
+	}
+	if o.receipt.Amount != amount {
+		return []string{fmt.Sprintf("receipt for %d, want %d", o.receipt.Amount, amount)}
+	}
+	return nil
+}
+
+func (d *demo) cleanPayment(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq()}
+	o := c.pay(d.ctx, PayRequest{Key: key("clean"), Customer: "cus_1", Amount: 1250})
+	return 1, "one attempt, one charge", expect(o, 1250)
+}
+
+func (d *demo) lostResponse(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq(dropResponse, dropResponse)}
+	o := c.pay(d.ctx, PayRequest{Key: key("lost-resp"), Customer: "cus_2", Amount: 990})
+	return 1, "2 answers lost; the retry got the stored receipt", expect(o, 990)
+}
+
+func (d *demo) lostRequest(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq(dropRequest)}
+	o := c.pay(d.ctx, PayRequest{Key: key("lost-req"), Customer: "cus_3", Amount: 500})
+	return 1, "the retry ran it for the first time", expect(o, 500)
+}
+
+func (d *demo) crashThenTakeover(svc *Service, key func(string) string) (int, string, []string) {
+	k := key("crash")
+	svc.crashAfterCharging(k)
+	c := &client{svc: svc, st: d.st, faults: faultSeq()}
+	o := c.pay(d.ctx, PayRequest{Key: k, Customer: "cus_4", Amount: 4200})
+	f := expect(o, 4200)
+	if o.err == nil && o.receipt.Attempt != 2 {
+		f = append(f, fmt.Sprintf("completed by attempt %d, want 2 (a takeover)", o.receipt.Attempt))
+	}
+	return 1, "409 until the lease passed, then a takeover (attempt 2)", f
+}
+
+func (d *demo) concurrentDuplicates(svc *Service, key func(string) string) (int, string, []string) {
+	var wg sync.WaitGroup
+	outs := make([]outcome, 10)
+	k := key("concurrent")
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &client{svc: svc, st: d.st, faults: faultSeq()}
+			outs[i] = c.pay(d.ctx, PayRequest{Key: k, Customer: "cus_5", Amount: 700})
+		}()
+	}
+	wg.Wait()
+	var f []string
+	for i, o := range outs {
+		f = append(f, expect(o, 700)...)
+		if o.receipt.ChargeID != outs[0].receipt.ChargeID {
+			f = append(f, fmt.Sprintf("duplicate %d got charge %s, the first got %s", i, o.receipt.ChargeID, outs[0].receipt.ChargeID))
+		}
+	}
+	return 1, "all 10 got the same receipt", f
+}
+
+func (d *demo) keyReused(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq()}
+	k := key("reused")
+	f := expect(c.pay(d.ctx, PayRequest{Key: k, Customer: "cus_6", Amount: 500}), 500)
+	if o := c.pay(d.ctx, PayRequest{Key: k, Customer: "cus_6", Amount: 900}); !errors.Is(o.err, idem.ErrMismatch) {
+		f = append(f, fmt.Sprintf("reused key: got %v, want ErrMismatch", o.err))
+	}
+	return 1, "the 900 request was rejected, 500 charged", f
+}
+
+func (d *demo) cardDeclined(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq()}
+	k := key("declined")
+	var f []string
+	for range 3 {
+		if o := c.pay(d.ctx, PayRequest{Key: k, Customer: "cus_broke", Amount: 100}); !errors.As(o.err, new(*idem.PermanentError)) {
+			f = append(f, fmt.Sprintf("got %v, want the stored decline", o.err))
+		}
+	}
+	svc.Network.mu.Lock()
+	if svc.Network.calls != 1 {
+		f = append(f, fmt.Sprintf("the network was asked %d times, want 1", svc.Network.calls))
+	}
+	svc.Network.mu.Unlock()
+	return 0, "3 tries, 1 network call, the same decline", f
+}
+
+func (d *demo) networkOutage(svc *Service, key func(string) string) (int, string, []string) {
+	c := &client{svc: svc, st: d.st, faults: faultSeq()}
+	o := c.pay(d.ctx, PayRequest{Key: key("outage"), Customer: "cus_7", Amount: 3100})
+	return 1, "2 failures released the key; the 3rd try charged", expect(o, 3100)
+}
+
+// chance is true with probability p, drawn from the run's seeded source.
+func (d *demo) chance(p float64) bool {
+	d.rngMu.Lock()
+	defer d.rngMu.Unlock()
+	return d.rng.Float64() < p
+}
+
+func (d *demo) randomFaults() fault {
+	switch {
+	case d.chance(0.10):
+		return dropRequest
+	case d.chance(0.15):
+		return dropResponse
+	}
+	return deliver
+}
+
+// stormJob is one payment of the storm, and how many times the client
+// submits it.
+type stormJob struct {
+	req    PayRequest
+	copies int
+}
+
+// The storm: many payments, concurrent clients, random faults.
+func (d *demo) storm(svc *Service, key func(string) string) (int, string, []string) {
+	jobs, crashes := d.stormJobs(svc, key)
+	f := d.stormPay(svc, jobs)
+	svc.Network.mu.Lock()
+	for _, j := range jobs {
+		if n := svc.Network.executed[j.req.Key]; n != 1 {
+			f = append(f, fmt.Sprintf("%s charged %d times, want 1", j.req.Key, n))
+		}
+	}
+	svc.Network.mu.Unlock()
+	sort.Strings(f)
+	return len(jobs), fmt.Sprintf("16 clients, random faults, %d crashes armed", crashes), f
+}
+
+// stormJobs draws the storm's payments, some submitted twice, and arms a
+// crash after charging for a few; it returns how many crashes it armed.
+func (d *demo) stormJobs(svc *Service, key func(string) string) ([]stormJob, int) {
+	jobs := make([]stormJob, d.cfg.Payments)
+	crashes := 0
+	for i := range jobs {
+		jobs[i] = stormJob{req: PayRequest{Key: key(fmt.Sprintf("storm-%d", i)), Customer: fmt.Sprintf("cus_%d", i%17), Amount: 100 + i}, copies: 1}
+		if d.chance(0.2) {
+			jobs[i].copies = 2 // the client double-submits
+		}
+		if d.chance(0.03) {
+			svc.crashAfterCharging(jobs[i].req.Key)
+			crashes++
+		}
+	}
+	return jobs, crashes
+}
+
+// stormPay sends every copy of every job, 16 clients at a time over a
+// network with random faults, and checks that each key got one receipt.
+func (d *demo) stormPay(svc *Service, jobs []stormJob) []string {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seen = map[string]string{}
+		f    []string
+	)
+	sem := make(chan struct{}, 16)
+	for _, j := range jobs {
+		for range j.copies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				c := &client{svc: svc, st: d.st, faults: d.randomFaults}
+				o := c.pay(d.ctx, j.req)
+				mu.Lock()
+				defer mu.Unlock()
+				f = append(f, expect(o, j.req.Amount)...)
+				if prev, ok := seen[j.req.Key]; ok && prev != o.receipt.ChargeID {
+					f = append(f, fmt.Sprintf("%s: two different receipts %s and %s", j.req.Key, prev, o.receipt.ChargeID))
+				}
+				seen[j.req.Key] = o.receipt.ChargeID
+			}()
+		}
+	}
+	wg.Wait()
+	return f
 }
