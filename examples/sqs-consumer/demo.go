@@ -87,85 +87,135 @@ func (r *Report) Print(w io.Writer) {
 // first delete, runs two more until every event is applied and the queue is
 // empty, and deletes the queue.
 func Run(ctx context.Context, store idem.Store, client *sqs.Client, cfg Config) (*Report, error) {
+	url, err := createQueue(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	defer deleteQueue(ctx, client, url)
+
+	d := &demo{store: store, client: client, url: url, rep: &Report{Applied: map[string]int{}, SkippedOf: map[string]int{}}}
+	if err := d.sendEvents(ctx); err != nil {
+		return nil, err
+	}
+	d.opts = d.options(cfg)
+	died, err := d.consumerDies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dr, err := d.drain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.verdict(died, dr)
+	return d.rep, nil
+}
+
+// demo is what the steps of one run share: the queue, the consumers'
+// options and the report they fill.
+type demo struct {
+	store  idem.Store
+	client *sqs.Client
+	url    string
+	rep    *Report
+	mu     sync.Mutex // guards rep.Applied
+	opts   []idemsqs.Option
+
+	skipped sync.Map // event ID → deliveries skipped
+	prefix  string   // of every key
+}
+
+// createQueue creates the demo's queue, its visibility timeout short.
+func createQueue(ctx context.Context, client *sqs.Client) (string, error) {
 	q, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName:  aws.String("idemkit-sqs-consumer-" + rand.Text()[:10]),
 		Attributes: map[string]string{"VisibilityTimeout": fmt.Sprint(int(visibility / time.Second))},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the queue: %w", err)
+		return "", fmt.Errorf("creating the queue: %w", err)
 	}
-	url := aws.ToString(q.QueueUrl)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
-	}()
+	return aws.ToString(q.QueueUrl), nil
+}
 
-	rep := &Report{Applied: map[string]int{}, SkippedOf: map[string]int{}}
-	var mu sync.Mutex
-	apply := func(ctx context.Context, m types.Message) error {
-		var ev OrderEvent
-		if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
-			return idem.Permanent(fmt.Errorf("message %s: %w", aws.ToString(m.MessageId), err))
-		}
-		if ev.ID == slow {
-			select { // slow work: three visibility timeouts
-			case <-time.After(3 * visibility):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		mu.Lock()
-		rep.Applied[ev.ID]++ // the side effect: order ev.Order is now ev.Kind
-		mu.Unlock()
-		return nil
+// deleteQueue deletes the queue, even after ctx is done.
+func deleteQueue(ctx context.Context, client *sqs.Client, url string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
+}
+
+// apply is the consumers' handler: it applies the message's event.
+func (d *demo) apply(ctx context.Context, m types.Message) error {
+	var ev OrderEvent
+	if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
+		return idem.Permanent(fmt.Errorf("message %s: %w", aws.ToString(m.MessageId), err))
 	}
+	if ev.ID == slow {
+		select { // slow work: three visibility timeouts
+		case <-time.After(3 * visibility):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	d.mu.Lock()
+	d.rep.Applied[ev.ID]++ // the side effect: order ev.Order is now ev.Kind
+	d.mu.Unlock()
+	return nil
+}
 
+// sendEvents sends every event, then the copies the producer re-sent.
+func (d *demo) sendEvents(ctx context.Context) error {
 	for _, ev := range orderEvents {
-		if err := send(ctx, client, url, ev); err != nil {
-			return nil, err
+		if err := send(ctx, d.client, d.url, ev); err != nil {
+			return err
 		}
 	}
 	for _, id := range resent {
 		for _, ev := range orderEvents {
 			if ev.ID == id {
-				if err := send(ctx, client, url, ev); err != nil {
-					return nil, err
+				if err := send(ctx, d.client, d.url, ev); err != nil {
+					return err
 				}
 			}
 		}
 	}
-	rep.Sent = len(orderEvents) + len(resent)
+	d.rep.Sent = len(orderEvents) + len(resent)
+	return nil
+}
 
+// options are the consumers' options: keys by event ID in a run of their
+// own, and every skipped delivery counted.
+func (d *demo) options(cfg Config) []idemsqs.Option {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var skipped sync.Map                               // event ID → deliveries skipped
-	prefix := "sqs-consumer/" + rand.Text()[:10] + "/" // a run of its own in a shared table
-	opts := []idemsqs.Option{
+	d.prefix = "sqs-consumer/" + rand.Text()[:10] + "/" // a run of its own in a shared table
+	return []idemsqs.Option{
 		idemsqs.WithKey(idemsqs.Attribute("event-id")),
-		idemsqs.WithKeyPrefix(prefix),
+		idemsqs.WithKeyPrefix(d.prefix),
 		idemsqs.WithVisibility(visibility),
 		idemsqs.WithWaitTime(cfg.Wait),
 		idemsqs.WithLogger(quiet),
 		idemsqs.WithOnReplay(func(_ context.Context, key string) {
-			n, _ := skipped.LoadOrStore(strings.TrimPrefix(key, prefix), new(atomic.Int32))
+			n, _ := d.skipped.LoadOrStore(strings.TrimPrefix(key, d.prefix), new(atomic.Int32))
 			n.(*atomic.Int32).Add(1)
 		}),
 	}
+}
 
-	// 1. A consumer that dies after applying its first event and before
-	// deleting its message: its transport fails from its first
-	// DeleteMessage on, and its context ends there.
+// 1. A consumer that dies after applying its first event and before
+// deleting its message: its transport fails from its first
+// DeleteMessage on, and its context ends there. consumerDies returns the
+// event ID it applied.
+func (d *demo) consumerDies(ctx context.Context) (string, error) {
 	dyingCtx, die := context.WithCancel(ctx)
 	var diedWith atomic.Value // the event ID it applied
-	dying := client.Options().Copy()
+	dying := d.client.Options().Copy()
 	dying.HTTPClient = &http.Client{Transport: &dieAtDelete{next: http.DefaultTransport, die: die}}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- idemsqs.Consume(dyingCtx, sqs.New(dying), url, store, func(ctx context.Context, m types.Message) error {
-			err := apply(ctx, m)
+		errc <- idemsqs.Consume(dyingCtx, sqs.New(dying), d.url, d.store, func(ctx context.Context, m types.Message) error {
+			err := d.apply(ctx, m)
 			diedWith.Store(aws.ToString(m.MessageAttributes["event-id"].StringValue))
 			return err
-		}, append(opts, idemsqs.WithMaxMessages(1))...)
+		}, append(d.opts, idemsqs.WithMaxMessages(1))...)
 	}()
 	select {
 	case <-dyingCtx.Done():
@@ -173,63 +223,78 @@ func Run(ctx context.Context, store idem.Store, client *sqs.Client, cfg Config) 
 		die()
 	}
 	if err := <-errc; err != nil {
-		return nil, fmt.Errorf("the consumer that dies: %w", err)
+		return "", fmt.Errorf("the consumer that dies: %w", err)
 	}
 	died, _ := diedWith.Load().(string)
+	return died, nil
+}
 
-	// 2. Two consumers until every event is applied and the queue is
-	// empty.
-	live := &counting{Client: client, deliveries: map[string]int{}}
+// drained is what the live consumers left: the deliveries they got and
+// the queue at the end.
+type drained struct {
+	live              *counting
+	visible, inFlight int
+	err               error // the queue did not drain
+}
+
+// 2. Two consumers until every event is applied and the queue is
+// empty.
+func (d *demo) drain(ctx context.Context) (drained, error) {
+	live := &counting{Client: d.client, deliveries: map[string]int{}}
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var consumeErr error
 	var errOnce sync.Once
 	for range 2 {
 		wg.Go(func() {
-			if err := idemsqs.Consume(runCtx, live, url, store, apply, opts...); err != nil {
+			if err := idemsqs.Consume(runCtx, live, d.url, d.store, d.apply, d.opts...); err != nil {
 				errOnce.Do(func() { consumeErr = err })
 			}
 		})
 	}
-	visible, inFlight, waitErr := waitDrained(ctx, client, url, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(rep.Applied) == len(orderEvents)
+	visible, inFlight, waitErr := waitDrained(ctx, d.client, d.url, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.rep.Applied) == len(orderEvents)
 	})
 	stop()
 	wg.Wait()
 	if consumeErr != nil {
-		return nil, consumeErr
+		return drained{}, consumeErr
 	}
-	rep.Received = live.total()
-	skipped.Range(func(id, n any) bool {
-		rep.SkippedOf[id.(string)] = int(n.(*atomic.Int32).Load())
-		rep.Skipped += rep.SkippedOf[id.(string)]
+	d.rep.Received = live.total()
+	d.skipped.Range(func(id, n any) bool {
+		d.rep.SkippedOf[id.(string)] = int(n.(*atomic.Int32).Load())
+		d.rep.Skipped += d.rep.SkippedOf[id.(string)]
 		return true
 	})
+	return drained{live: live, visible: visible, inFlight: inFlight, err: waitErr}, nil
+}
 
-	// What came of it.
-	once := func(ids ...string) (fails []string) {
-		for _, id := range ids {
-			if n := rep.Applied[id]; n != 1 {
-				fails = append(fails, fmt.Sprintf("%s applied %d times, want once", id, n))
-			}
-		}
-		return fails
-	}
+// What came of it.
+func (d *demo) verdict(died string, dr drained) {
 	var all []string
 	for _, ev := range orderEvents {
 		all = append(all, ev.ID)
 	}
-	rep.Scenarios = append(rep.Scenarios,
+	d.rep.Scenarios = append(d.rep.Scenarios,
 		Scenario{Name: "producer re-sent ev-2 and ev-5 as new messages",
-			Outcome:  fmt.Sprintf("%d messages, %d events, the copies skipped by event ID", rep.Sent, len(orderEvents)),
-			Failures: once(resent...)},
-		diedScenario(died, rep, once),
-		slowScenario(live, rep, once),
-		drainedScenario(visible, inFlight, waitErr, once(all...)),
+			Outcome:  fmt.Sprintf("%d messages, %d events, the copies skipped by event ID", d.rep.Sent, len(orderEvents)),
+			Failures: d.once(resent...)},
+		diedScenario(died, d.rep, d.once),
+		slowScenario(dr.live, d.rep, d.once),
+		drainedScenario(dr.visible, dr.inFlight, dr.err, d.once(all...)),
 	)
-	return rep, nil
+}
+
+// once checks that each of ids was applied once.
+func (d *demo) once(ids ...string) (fails []string) {
+	for _, id := range ids {
+		if n := d.rep.Applied[id]; n != 1 {
+			fails = append(fails, fmt.Sprintf("%s applied %d times, want once", id, n))
+		}
+	}
+	return fails
 }
 
 // Scenario is one named situation and what came of it.
