@@ -265,113 +265,126 @@ func (r *run) takeover() (a, bw *Worker, req OrderRequest, stale answer, f []str
 	return a, bw, req, stale, f
 }
 
+// txScenarios plays the dynamo.DoTx scenarios, counting round trips on
+// b's Wire.
 func (r *run) txScenarios() {
+	r.b.Wire.Take()
+	r.scenario("client retry (duplicate key)", r.txRetry)
+	r.scenario("lost response of the transaction", r.txLostResponse)
+	r.scenario("stalled worker, takeover", r.txTakeover)
+	r.scenario("order id taken already", r.txOrderIDTaken)
+}
+
+// txStored reads the order committed under orderID.
+func (r *run) txStored(orderID string) (StoredOrder, []string) {
 	b := r.b
-	stored := func(orderID string) (StoredOrder, []string) {
-		o, found, err := b.Tx.Read(r.ctx, b.Client, orderID)
-		switch {
-		case err != nil:
-			return o, []string{err.Error()}
-		case !found:
-			return o, []string{fmt.Sprintf("order %s was never written", orderID)}
-		}
-		return o, nil
+	o, found, err := b.Tx.Read(r.ctx, b.Client, orderID)
+	switch {
+	case err != nil:
+		return o, []string{err.Error()}
+	case !found:
+		return o, []string{fmt.Sprintf("order %s was never written", orderID)}
 	}
-	once := func(orderID, worker string) (StoredOrder, []string) {
-		o, f := stored(orderID)
-		if f == nil && (o.Writes != 1 || o.Worker != worker) {
-			f = append(f, fmt.Sprintf("order %s: %d writes by %q, want 1 by %s", orderID, o.Writes, o.Worker, worker))
-		}
-		return o, f
+	return o, nil
+}
+
+// txOnce reads the order committed under orderID and checks that worker
+// wrote it, once.
+func (r *run) txOnce(orderID, worker string) (StoredOrder, []string) {
+	o, f := r.txStored(orderID)
+	if f == nil && (o.Writes != 1 || o.Worker != worker) {
+		f = append(f, fmt.Sprintf("order %s: %d writes by %q, want 1 by %s", orderID, o.Writes, o.Worker, worker))
 	}
-	b.Wire.Take()
+	return o, f
+}
 
-	r.scenario("client retry (duplicate key)", func() (string, []string) {
-		w := &Worker{Name: "worker-1"}
-		req := OrderRequest{Key: r.key("retry"), OrderID: r.key("ord-1"), Customer: "cus_1", Amount: 1250}
-		var f []string
-		var trips []string
-		for i := range 3 {
-			o, ran, err := r.place(w, req)
-			c, _ := b.Wire.Take()
-			trips = append(trips, fmt.Sprint(total(c)))
-			switch {
-			case err != nil:
-				f = append(f, fmt.Sprintf("call %d: %v", i+1, err))
-			case ran != (i == 0):
-				f = append(f, fmt.Sprintf("call %d: fn ran %v, want only the first to run it", i+1, ran))
-			case o.Worker != w.Name || o.Amount != req.Amount:
-				f = append(f, fmt.Sprintf("call %d: got %+v", i+1, o))
-			}
-			if i > 0 && c["TransactWriteItems"] > 0 {
-				f = append(f, fmt.Sprintf("duplicate %d sent a transaction", i))
-			}
-		}
-		_, sf := once(req.OrderID, w.Name)
-		return fmt.Sprintf("3 calls, fn ran once, order written 1 time; round trips %s", strings.Join(trips, "+")), append(f, sf...)
-	})
-
-	r.scenario("lost response of the transaction", func() (string, []string) {
-		w := &Worker{Name: "worker-1"}
-		req := OrderRequest{Key: r.key("lost"), OrderID: r.key("ord-2"), Customer: "cus_2", Amount: 990}
-		b.Wire.Take() // the reads of the scenario before
-		b.Wire.DropResponse("TransactWriteItems")
+func (r *run) txRetry() (string, []string) {
+	b := r.b
+	w := &Worker{Name: "worker-1"}
+	req := OrderRequest{Key: r.key("retry"), OrderID: r.key("ord-1"), Customer: "cus_1", Amount: 1250}
+	var f []string
+	var trips []string
+	for i := range 3 {
 		o, ran, err := r.place(w, req)
-		c, dropped := b.Wire.Take()
-		var f []string
+		c, _ := b.Wire.Take()
+		trips = append(trips, fmt.Sprint(total(c)))
 		switch {
-		case dropped != 1:
-			f = append(f, fmt.Sprintf("%d responses dropped, want the transaction's", dropped))
 		case err != nil:
-			f = append(f, fmt.Sprintf("got %v, want the lost response settled", err))
-		case !ran || o.Worker != w.Name:
-			f = append(f, fmt.Sprintf("got %+v (fn ran %v)", o, ran))
+			f = append(f, fmt.Sprintf("call %d: %v", i+1, err))
+		case ran != (i == 0):
+			f = append(f, fmt.Sprintf("call %d: fn ran %v, want only the first to run it", i+1, ran))
+		case o.Worker != w.Name || o.Amount != req.Amount:
+			f = append(f, fmt.Sprintf("call %d: got %+v", i+1, o))
 		}
-		if _, ran, err := r.place(w, req); err != nil || ran {
-			f = append(f, fmt.Sprintf("the client's retry: fn ran %v, %v; want the stored answer", ran, err))
+		if i > 0 && c["TransactWriteItems"] > 0 {
+			f = append(f, fmt.Sprintf("duplicate %d sent a transaction", i))
 		}
-		_, sf := once(req.OrderID, w.Name)
-		return fmt.Sprintf("response dropped after the commit; settled (%d TransactWriteItems, %d GetItem), order written 1 time",
-			c["TransactWriteItems"], c["GetItem"]), append(f, sf...)
-	})
+	}
+	_, sf := r.txOnce(req.OrderID, w.Name)
+	return fmt.Sprintf("3 calls, fn ran once, order written 1 time; round trips %s", strings.Join(trips, "+")), append(f, sf...)
+}
 
-	r.scenario("stalled worker, takeover", func() (string, []string) {
-		_, bw, req, stale, f := r.takeover()
-		if !errors.Is(stale.err, idem.ErrLeaseLost) {
-			f = append(f, fmt.Sprintf("worker-A's commit: %v, want idem.ErrLeaseLost", stale.err))
-		}
-		_, sf := once(req.OrderID, bw.Name)
-		return "worker-A held past its 1 s lease; worker-B took over and committed; A's commit refused (idem.ErrLeaseLost); order written 1 time, by B",
-			append(f, sf...)
-	})
+func (r *run) txLostResponse() (string, []string) {
+	b := r.b
+	w := &Worker{Name: "worker-1"}
+	req := OrderRequest{Key: r.key("lost"), OrderID: r.key("ord-2"), Customer: "cus_2", Amount: 990}
+	b.Wire.Take() // the reads of the scenario before
+	b.Wire.DropResponse("TransactWriteItems")
+	o, ran, err := r.place(w, req)
+	c, dropped := b.Wire.Take()
+	var f []string
+	switch {
+	case dropped != 1:
+		f = append(f, fmt.Sprintf("%d responses dropped, want the transaction's", dropped))
+	case err != nil:
+		f = append(f, fmt.Sprintf("got %v, want the lost response settled", err))
+	case !ran || o.Worker != w.Name:
+		f = append(f, fmt.Sprintf("got %+v (fn ran %v)", o, ran))
+	}
+	if _, ran, err := r.place(w, req); err != nil || ran {
+		f = append(f, fmt.Sprintf("the client's retry: fn ran %v, %v; want the stored answer", ran, err))
+	}
+	_, sf := r.txOnce(req.OrderID, w.Name)
+	return fmt.Sprintf("response dropped after the commit; settled (%d TransactWriteItems, %d GetItem), order written 1 time",
+		c["TransactWriteItems"], c["GetItem"]), append(f, sf...)
+}
 
-	r.scenario("order id taken already", func() (string, []string) {
-		w := &Worker{Name: "worker-1"}
-		first := OrderRequest{Key: r.key("taken-1"), OrderID: r.key("ord-4"), Customer: "cus_4", Amount: 300}
-		second := OrderRequest{Key: r.key("taken-2"), OrderID: first.OrderID, Customer: "cus_5", Amount: 800}
-		var f []string
-		if _, _, err := r.place(w, first); err != nil {
-			f = append(f, fmt.Sprintf("the first order: %v", err))
+func (r *run) txTakeover() (string, []string) {
+	_, bw, req, stale, f := r.takeover()
+	if !errors.Is(stale.err, idem.ErrLeaseLost) {
+		f = append(f, fmt.Sprintf("worker-A's commit: %v, want idem.ErrLeaseLost", stale.err))
+	}
+	_, sf := r.txOnce(req.OrderID, bw.Name)
+	return "worker-A held past its 1 s lease; worker-B took over and committed; A's commit refused (idem.ErrLeaseLost); order written 1 time, by B",
+		append(f, sf...)
+}
+
+func (r *run) txOrderIDTaken() (string, []string) {
+	w := &Worker{Name: "worker-1"}
+	first := OrderRequest{Key: r.key("taken-1"), OrderID: r.key("ord-4"), Customer: "cus_4", Amount: 300}
+	second := OrderRequest{Key: r.key("taken-2"), OrderID: first.OrderID, Customer: "cus_5", Amount: 800}
+	var f []string
+	if _, _, err := r.place(w, first); err != nil {
+		f = append(f, fmt.Sprintf("the first order: %v", err))
+	}
+	for i := range 2 {
+		_, ran, err := r.place(w, second)
+		var ce *dynamo.TxConditionError
+		switch {
+		case !errors.As(err, &ce):
+			f = append(f, fmt.Sprintf("attempt %d: %v, want a *dynamo.TxConditionError", i+1, err))
+		case !ran:
+			f = append(f, fmt.Sprintf("attempt %d did not run fn: the key was not released", i+1))
+		case ce.Item != nil && storedOrder(ce.Item).IdemKey != first.Key:
+			f = append(f, fmt.Sprintf("the refusal shows the order of key %q, want %q", storedOrder(ce.Item).IdemKey, first.Key))
 		}
-		for i := range 2 {
-			_, ran, err := r.place(w, second)
-			var ce *dynamo.TxConditionError
-			switch {
-			case !errors.As(err, &ce):
-				f = append(f, fmt.Sprintf("attempt %d: %v, want a *dynamo.TxConditionError", i+1, err))
-			case !ran:
-				f = append(f, fmt.Sprintf("attempt %d did not run fn: the key was not released", i+1))
-			case ce.Item != nil && storedOrder(ce.Item).IdemKey != first.Key:
-				f = append(f, fmt.Sprintf("the refusal shows the order of key %q, want %q", storedOrder(ce.Item).IdemKey, first.Key))
-			}
-		}
-		o, sf := once(first.OrderID, w.Name)
-		if sf == nil && o.IdemKey != first.Key {
-			sf = append(sf, fmt.Sprintf("order %s now belongs to key %q", first.OrderID, o.IdemKey))
-		}
-		return "*dynamo.TxConditionError, nothing committed; the retry ran fn again (key released) and was refused again; order written 1 time",
-			append(f, sf...)
-	})
+	}
+	o, sf := r.txOnce(first.OrderID, w.Name)
+	if sf == nil && o.IdemKey != first.Key {
+		sf = append(sf, fmt.Sprintf("order %s now belongs to key %q", first.OrderID, o.IdemKey))
+	}
+	return "*dynamo.TxConditionError, nothing committed; the retry ran fn again (key released) and was refused again; order written 1 time",
+		append(f, sf...)
 }
 
 func total(c map[string]int) int {
