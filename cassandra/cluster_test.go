@@ -36,7 +36,6 @@ import (
 // leaves a quorum, so the Store must stay linearizable: no violation is allowed. The test fails
 // if the kill or the restart did not happen inside the run.
 func TestClusterLinearizableNodeKill(t *testing.T) {
-	t.Parallel()
 	c := testenv.CassandraCluster(t)
 	s, ks := c.Keyspace(t)
 	table := newTable(t, s, ks)
@@ -246,7 +245,6 @@ func errorKind(err error) string {
 // outage: a Paxos round that cannot gather a quorum of promises proposes nothing, so none of
 // the refused writes may have landed.
 func TestClusterTwoNodesDown(t *testing.T) {
-	t.Parallel()
 	c := testenv.CassandraCluster(t)
 	s, ks := c.Keyspace(t)
 	table := newTable(t, s, ks)

@@ -55,6 +55,7 @@ func newPlan(t *testing.T, backend string) Plan {
 // deliver every key several times, concurrently and later. It fails on
 // any violation Check counts.
 func TestTortureMemstore(t *testing.T) {
+	t.Parallel()
 	p := newPlan(t, "memstore")
 	Torture(t, Backend{Kind: "memory", Name: "memstore"}, p, Options{Store: memstore.New()})
 }
@@ -65,8 +66,10 @@ func TestTortureMemstore(t *testing.T) {
 // drops responses, cuts connections and delays answers. It fails on any
 // violation Check counts, and when a fault never happened.
 func TestTortureDynamoDB(t *testing.T) {
+	t.Parallel()
 	for _, srv := range testenv.DynamoDBServers(t) {
 		t.Run(srv.Name, func(t *testing.T) {
+			t.Parallel()
 			p := newPlan(t, srv.Name)
 			store := storetest.DynamoDB(t, srv).(*dynamo.Store)
 			wire, endpoint := startHTTPWire(t, p, srv.Endpoint)
@@ -80,6 +83,7 @@ func TestTortureDynamoDB(t *testing.T) {
 // node, as TestTortureDynamoDB does, the children's sessions going through
 // a CQL fault proxy (protocol v4, every node address translated to it).
 func TestTortureCassandra(t *testing.T) {
+	t.Parallel()
 	p := newPlan(t, "cassandra")
 	session, ks := testenv.Cassandra(t)
 	table := ks + ".idem"
@@ -105,7 +109,8 @@ func TestTortureCassandra(t *testing.T) {
 // into the chaos phase, and the node is started again after a few seconds
 // more, while the workload runs. It fails on any violation (it must report
 // 0 double executions and 0 stuck keys), and when no call succeeded while
-// the node was down.
+// the node was down. It is the one torture test not run in parallel with
+// the others: node kills and restarts are timed, and want the machine.
 func TestTortureClusterNodeKill(t *testing.T) {
 	cl := testenv.CassandraCluster(t)
 	p := newPlan(t, "cluster")
