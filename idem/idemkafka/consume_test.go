@@ -37,6 +37,7 @@ func TestProducerDuplicates(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eachStore(t, func(k *kafkaTest) {
+				t := k.t
 				k.produce(sent...)
 				var replays atomic.Int32
 				opts := append(tc.opts, idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) }))
@@ -66,6 +67,7 @@ func TestProducerDuplicates(t *testing.T) {
 // done.
 func TestTransientThenSuccess(t *testing.T) {
 	eachStore(t, func(k *kafkaTest) {
+		t := k.t
 		evs := events(9)
 		k.produce(evs...)
 		flaky := evs[4] // the second event of partition 1
@@ -113,6 +115,7 @@ func TestTransientThenSuccess(t *testing.T) {
 // the stored error without running fn.
 func TestPermanentError(t *testing.T) {
 	eachStore(t, func(k *kafkaTest) {
+		t := k.t
 		evs := events(6)
 		k.produce(evs...)
 		poison := evs[2]
@@ -163,6 +166,7 @@ func TestPermanentError(t *testing.T) {
 // drains to 0.
 func TestRebalanceMidBatch(t *testing.T) {
 	eachStore(t, func(k *kafkaTest) {
+		t := k.t
 		first, second := events(12), events(24)[12:]
 		k.produce(first...)
 		release := make(chan struct{})
