@@ -112,3 +112,44 @@ func counterTotals(ctx context.Context, s idem.Store, p Plan, log *Log) error {
 	}
 	return nil
 }
+
+// EachShared runs fn, in parallel subtests, on a fresh table of each
+// DynamoDB server and of the Cassandra node, with the Backend a child
+// process opens the same table with: the stores a second process shares.
+// (A memstore dies with its process, and with it every record of what was
+// done.)
+func EachShared(t *testing.T, fn func(t *testing.T, s idem.Store, b Backend)) {
+	for _, srv := range testenv.DynamoDBServers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			t.Parallel()
+			c := srv.Client(t)
+			table := testenv.UniqueName(t, "idem")
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			if err := dynamo.CreateTable(ctx, c, table); err != nil {
+				t.Fatalf("CreateTable %s: %v", table, err)
+			}
+			testenv.DeleteTableOnCleanup(t, c, table)
+			s, err := dynamo.New(c, table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(t, s, Backend{Kind: "dynamodb", Name: srv.Name, Endpoint: srv.Endpoint, Table: table})
+		})
+	}
+	t.Run("cassandra", func(t *testing.T) {
+		t.Parallel()
+		session, ks := testenv.Cassandra(t)
+		table := ks + ".idem"
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		if err := cassandra.CreateTable(ctx, session, table); err != nil {
+			t.Fatalf("CreateTable %s: %v", table, err)
+		}
+		s, err := cassandra.New(session, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, s, Backend{Kind: "cassandra", Name: "cassandra", Endpoint: testenv.CassandraHosts(t)[0], Table: table})
+	})
+}
