@@ -2,7 +2,6 @@ package idemkafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -138,9 +137,7 @@ func Consume(ctx context.Context, cl *kgo.Client, s idem.Store, fn Func, opts ..
 			cl.AllowRebalance()
 			return nil
 		}
-		fs.EachError(func(topic string, p int32, err error) {
-			c.cfg.logger.WarnContext(ctx, "idemkafka: fetch failed; the client tries again", "topic", topic, "partition", p, "err", err)
-		})
+		c.fetchErrors(ctx, fs)
 		c.batch(ctx, fs, wanted)
 		cl.AllowRebalance()
 	}
@@ -163,6 +160,25 @@ func checkClient(cl *kgo.Client) error {
 		return invalid("the client's OnPartitionsCallbackBlocked is not Consume's: give it ClientOpts() last")
 	}
 	return nil
+}
+
+// fetchErrors logs the errors of a fetch, and pauses for the shortest
+// backoff after one that brought nothing else, so a broker that keeps
+// failing is not polled in a tight loop.
+func (c *consumer) fetchErrors(ctx context.Context, fs kgo.Fetches) {
+	errs := fs.Errors()
+	for _, e := range errs {
+		c.cfg.logger.WarnContext(ctx, "idemkafka: fetch failed; the client tries again", "topic", e.Topic, "partition", e.Partition, "err", e.Err)
+	}
+	if len(errs) == 0 || fs.NumRecords() > 0 {
+		return
+	}
+	t := time.NewTimer(c.cfg.minBackoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // consumer is what Consume needs for each fetch.
@@ -299,7 +315,7 @@ func (c *consumer) commit(ctx context.Context, parts []*partition) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if err := c.cl.CommitRecords(ctx, last...); err != nil && !errors.Is(err, context.Canceled) {
+	if err := c.cl.CommitRecords(ctx, last...); err != nil {
 		c.cfg.logger.WarnContext(ctx, "idemkafka: committing handled records failed; their redelivery will be replayed", "records", len(last), "err", err)
 	}
 }

@@ -172,7 +172,7 @@ func TestRebalanceMidBatch(t *testing.T) {
 		release := make(chan struct{})
 		var releaseOnce sync.Once
 		releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-		t.Cleanup(releaseAll) // before the consumers stop: cleanups run last-in, first-out
+		defer releaseAll() // before the consumers stop (in cleanups) on a failure
 		held := make(chan struct{}, partitions)
 		heldOnce := make([]sync.Once, partitions)
 		var byFirst, bySecond, replays atomic.Int32
@@ -190,37 +190,16 @@ func TestRebalanceMidBatch(t *testing.T) {
 			byFirst.Add(1)
 			return nil
 		}, onReplay, idemkafka.WithLogger(logger))
-		select {
-		case <-held: // the first consumer is inside a handler, its fetch not done
-		case <-time.After(30 * time.Second):
-			t.Fatal("the first consumer never got a record")
-		}
+		await(t, held, "the first consumer to hold a record") // inside a handler, its fetch not done
 
-		assigned := make(chan struct{}, 1)
-		joined := k.consumer(kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
-			if len(a[k.topic]) > 0 {
-				select {
-				case assigned <- struct{}{}:
-				default:
-				}
-			}
-		}))
-		k.consume(joined, func(ctx context.Context, r *kgo.Record) error {
+		assigned := k.join(func(ctx context.Context, r *kgo.Record) error {
 			k.apply(r)
 			bySecond.Add(1)
 			return nil
 		}, onReplay)
-		select {
-		case <-waits: // the first consumer's Consume knows
-		case <-time.After(30 * time.Second):
-			t.Fatal("the first consumer never heard of the rebalance")
-		}
+		await(t, waits, "the first consumer to hear of the rebalance") // its Consume knows
 		releaseAll()
-		select {
-		case <-assigned:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the second consumer was never assigned a partition")
-		}
+		await(t, assigned, "the second consumer to be assigned a partition")
 		k.produce(second...)
 		k.drained(append(ids(first), ids(second)...)...)
 		if bySecond.Load() == 0 {
@@ -231,6 +210,32 @@ func TestRebalanceMidBatch(t *testing.T) {
 		}
 		t.Logf("first consumer applied %d, second %d", byFirst.Load(), bySecond.Load())
 	})
+}
+
+// join starts a consumer that joins the group, and returns a channel that
+// receives when it is assigned a partition.
+func (k *kafkaTest) join(fn idemkafka.Func, opts ...idemkafka.Option) <-chan struct{} {
+	assigned := make(chan struct{}, 1)
+	cl := k.consumer(kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+		if len(a[k.topic]) > 0 {
+			select {
+			case assigned <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	k.consume(cl, fn, opts...)
+	return assigned
+}
+
+// await waits up to 30 s for c, failing the test if it never comes.
+func await(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("after 30s: still waiting for %s", what)
+	}
 }
 
 // TestConsumeRefuses: bad input and clients Consume cannot commit for
