@@ -554,3 +554,63 @@ func (c *extending) slowest() time.Duration {
 	defer c.mu.Unlock()
 	return c.worst
 }
+
+// TestFIFOAfterDedupWindow: a FIFO queue drops a re-sent message only
+// while its deduplication ID is remembered (five minutes). A producer that
+// re-sends event e1 after that window, or with a new deduplication ID,
+// gets a second message through; so does one whose retry the queue did
+// drop, here e2 sent twice with one ID. The queue delivers e1 twice and e2
+// once; keyed by the event ID, each event is applied once, in the group's
+// order.
+func TestFIFOAfterDedupWindow(t *testing.T) {
+	for _, srv := range testenv.SQSServers(t) {
+		t.Run(srv.Name, func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, s idem.Store) {
+				c := srv.Client(t)
+				url := testenv.Queue(t, c, map[string]string{"FifoQueue": "true", "VisibilityTimeout": "1"})
+				q := &queueTest{t: t, client: c, url: url, store: s, applied: map[string]int{}}
+				for _, m := range []struct{ id, dedup string }{{"e1", "e1-first"}, {"e2", "e2"}, {"e2", "e2"}, {"e1", "e1-after-the-window"}, {"e3", "e3"}} {
+					q.sendFIFO(m.id, m.dedup)
+				}
+				counted := &counting{Client: c, deliveries: map[string]int{}}
+				var order []string
+				var mu sync.Mutex
+				q.consume(counted, func(ctx context.Context, m types.Message) error {
+					mu.Lock()
+					order = append(order, aws.ToString(m.MessageAttributes["event-id"].StringValue))
+					mu.Unlock()
+					q.apply(m)
+					return nil
+				}, idemsqs.WithKey(idemsqs.Attribute("event-id")))
+				q.drained()
+				q.checkOnce("e1", "e2", "e3")
+				if messages, _ := counted.count(); messages != 4 {
+					t.Errorf("the queue delivered %d messages, want 4 (e1 twice, e2's retry dropped)", messages)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if fmt.Sprint(order) != "[e1 e2 e3]" {
+					t.Errorf("applied in the order %v, want [e1 e2 e3]", order)
+				}
+			})
+		})
+	}
+}
+
+// sendFIFO sends event id to a FIFO queue, in one message group, with the
+// deduplication ID dedup.
+func (q *queueTest) sendFIFO(id, dedup string) {
+	q.t.Helper()
+	_, err := q.client.SendMessage(q.t.Context(), &sqs.SendMessageInput{
+		QueueUrl:               aws.String(q.url),
+		MessageBody:            aws.String(`{"event":"` + id + `"}`),
+		MessageGroupId:         aws.String("orders"),
+		MessageDeduplicationId: aws.String(dedup),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			"event-id": {DataType: aws.String("String"), StringValue: aws.String(id)},
+		},
+	})
+	if err != nil {
+		q.t.Fatalf("sending %s (deduplication ID %s): %v", id, dedup, err)
+	}
+}

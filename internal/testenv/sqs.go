@@ -86,14 +86,19 @@ func (s SQSServer) Client(t testing.TB, optFns ...func(*sqs.Options)) *sqs.Clien
 	return sqs.New(sqsOptions(s), optFns...)
 }
 
-// Queue creates a standard queue of the test's own (named by UniqueName) with attrs (e.g.
-// "VisibilityTimeout": "1") and returns its URL. It is deleted when t ends; a failure other
+// Queue creates a queue of the test's own (named by UniqueName) with attrs (e.g.
+// "VisibilityTimeout": "1") and returns its URL: a standard queue, or a FIFO queue (its
+// name ending in ".fifo") when attrs has "FifoQueue": "true". It is deleted when t ends; a failure other
 // than "does not exist" is reported with t.Errorf.
 func Queue(t testing.TB, c *sqs.Client, attrs map[string]string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(UniqueName(t, "q")), Attributes: attrs})
+	name := UniqueName(t, "q")
+	if attrs["FifoQueue"] == "true" {
+		name += ".fifo" // UniqueName is 48 characters at most, SQS allows 80
+	}
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err != nil {
 		t.Fatalf("testenv: creating a queue: %v", err)
 	}
