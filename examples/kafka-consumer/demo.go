@@ -31,7 +31,7 @@ type OrderEvent struct {
 	Kind  string `json:"kind"`
 }
 
-// The events, in two waves. ev-2 and ev-5 are produced twice (the producer
+// The events, in three waves. ev-2 and ev-5 are produced twice (the producer
 // retried a send whose answer it lost); ev-6 is held in its handler while
 // a second consumer joins the group.
 var (
@@ -41,6 +41,11 @@ var (
 	secondWave = []OrderEvent{
 		{"ev-5", "o-2", "paid"}, {"ev-6", "o-3", "paid"}, {"ev-7", "o-1", "shipped"},
 		{"ev-8", "o-4", "created"}, {"ev-9", "o-2", "shipped"},
+	}
+	// The third wave is produced once the second consumer has a partition.
+	thirdWave = []OrderEvent{
+		{"ev-10", "o-5", "created"}, {"ev-11", "o-6", "created"}, {"ev-12", "o-7", "created"},
+		{"ev-13", "o-8", "created"}, {"ev-14", "o-9", "created"}, {"ev-15", "o-10", "created"},
 	}
 	resent = []string{"ev-2", "ev-5"}
 	slow   = "ev-6"
@@ -69,7 +74,7 @@ func (r *Report) Print(w io.Writer) {
 	for _, n := range r.Applied {
 		total += n
 	}
-	fmt.Fprintf(w, "\nrecords produced         %4d  (%d events)\n", r.Produced, len(firstWave)+len(secondWave))
+	fmt.Fprintf(w, "\nrecords produced         %4d  (%d events)\n", r.Produced, allEvents())
 	fmt.Fprintf(w, "  skipped as handled     %4d\n", r.Replayed)
 	fmt.Fprintf(w, "events applied           %4d  (%d by the consumer that joined)\n", total, r.BySecond)
 	fmt.Fprintf(w, "group lag at the end     %4d\n", r.Lag)
@@ -99,8 +104,9 @@ type demo struct {
 
 // Run creates a topic, produces the first wave, lets a consumer apply it
 // and die before its commit, produces the second wave, runs a consumer
-// that is held on ev-6 while a second one joins, waits until every event
-// is applied and the group's lag is 0, and deletes the topic and group.
+// that is held on ev-6 while a second one joins, produces the third wave,
+// waits until every event is applied and the group's lag is 0, and deletes
+// the topic and group.
 func Run(ctx context.Context, store idem.Store, brokers []string) (*Report, error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -140,6 +146,9 @@ func Run(ctx context.Context, store idem.Store, brokers []string) (*Report, erro
 	d.rep.Scenarios = append(d.rep.Scenarios, d.resentScenario(), d.diedScenario(died), rebalance, d.drainedScenario())
 	return d.rep, nil
 }
+
+// allEvents is how many events the waves hold.
+func allEvents() int { return len(firstWave) + len(secondWave) + len(thirdWave) }
 
 // produce produces the events of wave, then again those of it named in
 // again, and waits for the acks.

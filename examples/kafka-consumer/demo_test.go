@@ -28,7 +28,7 @@ func TestDemo(t *testing.T) {
 		if !rep.OK() {
 			t.Fatalf("\n%s", out)
 		}
-		if rep.Produced != 11 || len(rep.DiedWith) == 0 || rep.Replayed < len(rep.DiedWith)+2 || len(rep.Scenarios) != 4 {
+		if rep.Produced != 17 || len(rep.DiedWith) == 0 || rep.Replayed < len(rep.DiedWith)+2 || len(rep.Scenarios) != 4 {
 			t.Errorf("produced %d, died with %v, replayed %d, scenarios %d: the faults did not happen as planned\n%s",
 				rep.Produced, rep.DiedWith, rep.Replayed, len(rep.Scenarios), out)
 		}

@@ -17,8 +17,9 @@ import (
 
 // rebalanceMidBatch runs the restarted consumer, holds it inside ev-6's
 // handler until a second consumer has joined and the first one's Consume
-// knows the rebalance waits (it logs idemkafka.RebalanceWaits), then lets
-// both run until every event is applied and the lag is 0.
+// knows the rebalance waits (it logs idemkafka.RebalanceWaits), produces
+// the third wave once the second consumer has a partition, and lets both
+// run until every event is applied and the lag is 0.
 func (d *demo) rebalanceMidBatch(ctx context.Context) (Scenario, error) {
 	s := Scenario{Name: "second consumer joined while " + slow + " was in its handler"}
 	held, release := make(chan struct{}), make(chan struct{})
@@ -42,17 +43,23 @@ func (d *demo) rebalanceMidBatch(ctx context.Context) (Scenario, error) {
 		return err
 	}, idemkafka.WithLogger(slog.New(&signal{msg: idemkafka.RebalanceWaits, c: waits})))
 	heard, secondDone := false, func() error { return nil }
+	assigned := make(chan struct{}, 1)
 	if d.await(held, "the restarted consumer never got to "+slow, &s) {
-		heard, secondDone = d.join(runCtx, &s, waits)
+		heard, secondDone = d.join(runCtx, &s, waits, assigned)
 	}
 	releaseAll()
+	if heard && d.await(assigned, "the second consumer was never assigned a partition", &s) {
+		if err := d.produce(ctx, thirdWave, nil); err != nil {
+			return s, errors.Join(err, secondDone())
+		}
+	}
 	d.waitDrained(ctx, &s)
 	stop()
 	if err := errors.Join(<-firstErr, secondDone()); err != nil {
 		return s, err
 	}
 	if heard {
-		s.Outcome = fmt.Sprintf("%s finished and committed before its partition could move; the joiner applied %d", slow, d.rep.BySecond)
+		s.Outcome = fmt.Sprintf("%s finished and committed before its partition could move; then the joiner applied %d", slow, d.rep.BySecond)
 	}
 	if n := d.rep.Applied[slow]; n != 1 {
 		s.Failures = append(s.Failures, fmt.Sprintf("%s applied %d times, want once", slow, n))
@@ -60,11 +67,19 @@ func (d *demo) rebalanceMidBatch(ctx context.Context) (Scenario, error) {
 	return s, nil
 }
 
-// join starts the second consumer, which runs until ctx ends, and waits
-// until the first one hears of the rebalance. done waits for the second
-// consumer to return and closes it.
-func (d *demo) join(ctx context.Context, s *Scenario, waits <-chan struct{}) (heard bool, done func() error) {
-	second, err := d.client()
+// join starts the second consumer, which runs until ctx ends and sends on
+// assigned when it gets a partition, and waits until the first one hears
+// of the rebalance. done waits for the second consumer to return and
+// closes it.
+func (d *demo) join(ctx context.Context, s *Scenario, waits <-chan struct{}, assigned chan<- struct{}) (heard bool, done func() error) {
+	second, err := d.client(kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+		if len(a[d.topic]) > 0 {
+			select {
+			case assigned <- struct{}{}:
+			default:
+			}
+		}
+	}))
 	if err != nil {
 		return false, func() error { return err }
 	}
@@ -102,7 +117,7 @@ func (d *demo) await(c <-chan struct{}, failure string, s *Scenario) bool {
 // waitDrained waits up to a minute until every event is applied and the
 // group's lag is 0.
 func (d *demo) waitDrained(ctx context.Context, s *Scenario) {
-	all := len(firstWave) + len(secondWave)
+	all := allEvents()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		d.mu.Lock()
@@ -125,7 +140,7 @@ func (d *demo) waitDrained(ctx context.Context, s *Scenario) {
 
 func (d *demo) resentScenario() Scenario {
 	return Scenario{Name: "producer re-sent " + strings.Join(resent, " and ") + " at new offsets",
-		Outcome:  fmt.Sprintf("%d records, %d events, the copies skipped by event-id", d.rep.Produced, len(firstWave)+len(secondWave)),
+		Outcome:  fmt.Sprintf("%d records, %d events, the copies skipped by event-id", d.rep.Produced, allEvents()),
 		Failures: d.once(resent...)}
 }
 
@@ -134,7 +149,7 @@ func (d *demo) diedScenario(s Scenario) Scenario {
 		s.Failures = append(s.Failures, "the consumer died before applying an event")
 		return s
 	}
-	s.Outcome = fmt.Sprintf("%s came back from the last commit and were skipped", strings.Join(d.rep.DiedWith, " "))
+	s.Outcome = fmt.Sprintf("its events (%s) came back from the last commit and were skipped", strings.Join(d.rep.DiedWith, " "))
 	s.Failures = append(s.Failures, d.once(d.rep.DiedWith...)...)
 	for _, id := range d.rep.DiedWith {
 		if d.replayed[id] == 0 {
@@ -146,7 +161,7 @@ func (d *demo) diedScenario(s Scenario) Scenario {
 
 func (d *demo) drainedScenario() Scenario {
 	var all []string
-	for _, ev := range append(append([]OrderEvent(nil), firstWave...), secondWave...) {
+	for _, ev := range append(append(append([]OrderEvent(nil), firstWave...), secondWave...), thirdWave...) {
 		all = append(all, ev.ID)
 	}
 	s := Scenario{Name: "every record committed", Outcome: fmt.Sprintf("group lag %d", d.rep.Lag), Failures: d.once(all...)}
