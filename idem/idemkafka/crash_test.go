@@ -21,6 +21,7 @@ import (
 	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemkafka"
+	"github.com/idemkit/idemkit/idem/memstore"
 	"github.com/idemkit/idemkit/internal/testenv"
 	"github.com/idemkit/idemkit/internal/torture"
 )
@@ -49,16 +50,20 @@ type crashSpec struct {
 // event is applied once in all (with six more produced after the crash),
 // the replays are exactly the child's events, and the lag drains to 0.
 //
-// It runs on the stores a second process can reach: a fresh table of each
-// DynamoDB server and of Cassandra. A memstore dies with its process, and
-// with it every record of what was done: the restarted consumer of a
-// memstore remembers nothing, which is not a promise memstore makes.
+// The child runs on the stores a second process can reach: a fresh table
+// of each DynamoDB server and of Cassandra. A memstore dies with its
+// process, so on memstore the consumer that dies is in this process: its
+// broker connection refuses to write its first OffsetCommit and ends its
+// context there, and the restarted consumer shares its memstore.
 func TestCrashBeforeCommit(t *testing.T) {
 	if spec := os.Getenv(crashChildEnv); spec != "" {
 		crashChild(t, spec)
 		return
 	}
 	brokers := testenv.KafkaBrokers(t)
+	t.Run("memory", func(t *testing.T) {
+		crashBeforeCommit(t, brokers, memstore.New(), torture.Backend{Kind: "memory"})
+	})
 	t.Run("dynamodb", func(t *testing.T) {
 		t.Parallel()
 		for _, srv := range testenv.DynamoDBServers(t) {
@@ -102,13 +107,14 @@ func crashBeforeCommit(t *testing.T, brokers []string, s idem.Store, b torture.B
 	evs := events(9)
 	k.produce(evs...)
 	spec := crashSpec{Brokers: brokers, Topic: k.topic, Group: k.group, Backend: b, Effects: filepath.Join(t.TempDir(), "effects")}
-	killed := runCrashChild(t, spec)
-	if !killed {
+	if b.Kind == "memory" {
+		dieInProcess(k, spec.Effects)
+	} else if !runCrashChild(t, spec) {
 		t.Fatal("the child was not killed by SIGKILL")
 	}
 	byChild := readEffects(t, spec.Effects)
 	if len(byChild) == 0 {
-		t.Fatal("the child applied no event before it was killed")
+		t.Fatal("the consumer that died applied no event before it died")
 	}
 	if got := k.committed(0) + k.committed(1) + k.committed(2); got != -3 {
 		t.Fatalf("the child committed (offsets sum %d), want no commit", got)
@@ -132,7 +138,7 @@ func crashBeforeCommit(t *testing.T, brokers []string, s idem.Store, b torture.B
 	if got := int(replays.Load()); got != len(byChild) {
 		t.Errorf("%d replays, want %d (the child's events %v)", got, len(byChild), byChild)
 	}
-	t.Logf("the child applied %d events and was killed before its commit; the restarted consumer replayed %d and applied %d", len(byChild), replays.Load(), len(evs)-len(byChild))
+	t.Logf("the consumer that died (%s) applied %d events before its commit; the restarted consumer replayed %d and applied %d", b.Kind, len(byChild), replays.Load(), len(evs)-len(byChild))
 }
 
 // runCrashChild runs this test in a child process told spec, and reports
@@ -209,6 +215,55 @@ func (c dieAtCommit) Write(b []byte) (int, error) {
 	if len(b) >= 6 && binary.BigEndian.Uint16(b[4:6]) == 8 {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
+	}
+	return c.Conn.Write(b)
+}
+
+// dieInProcess runs a consumer on k's store whose broker connection
+// refuses to write its first OffsetCommit (nothing of it is sent) and ends
+// the consumer there, after its side effects (appended to the effects
+// file, as the child's).
+func dieInProcess(k *kafkaTest, effects string) {
+	f, err := os.OpenFile(effects, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, die := context.WithCancel(k.t.Context())
+	defer die()
+	dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		return refuseCommit{Conn: c, die: die}, nil
+	}
+	cl := k.consumer(kgo.Dialer(dial), kgo.RequestRetries(0))
+	errc := make(chan error, 1)
+	go func() {
+		errc <- idemkafka.Consume(ctx, cl, k.store, func(ctx context.Context, r *kgo.Record) error {
+			_, err := f.Write(append(r.Value, '\n'))
+			return err
+		}, idemkafka.WithLogger(quiet))
+	}()
+	await(k.t, ctx.Done(), "the consumer to reach its commit")
+	if err := <-errc; err != nil {
+		k.t.Fatalf("Consume: %v", err)
+	}
+	cl.Close()
+}
+
+// refuseCommit is a broker connection that fails a write of an
+// OffsetCommit request without sending a byte of it, and calls die.
+type refuseCommit struct {
+	net.Conn
+	die func()
+}
+
+func (c refuseCommit) Write(b []byte) (int, error) {
+	if len(b) >= 6 && binary.BigEndian.Uint16(b[4:6]) == 8 {
+		c.die()
+		return 0, errors.New("the consumer died before its commit")
 	}
 	return c.Conn.Write(b)
 }
