@@ -61,6 +61,9 @@ func (s *session) arm() <-chan struct{} {
 func (s *session) rebalance(cl *kgo.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wanted == nil {
+		return // before Consume's first poll: it holds no batch yet
+	}
 	select {
 	case <-s.wanted:
 	default:
@@ -86,7 +89,7 @@ const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 //
 // A record that fails otherwise (fn's error, the store unreachable, its
 // key claimed by another consumer) is tried again in place, after a pause
-// doubling from WithBackoff's min to its max, and holds the rest of its
+// doubling from WithBackoff's first to its limit, and holds the rest of its
 // partition back, until it is done, ctx ends, or a rebalance waits for the
 // batch. Then the record and those after it in the fetch stay uncommitted,
 // and the partition is rewound to it (kgo's SetOffsets), so that it is
@@ -99,6 +102,11 @@ const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 // partition: never a record that is not done, nor one after it. A commit
 // that fails is logged: the records are done, a redelivery is a replay,
 // and the next commit covers them.
+//
+// fn's context is derived from ctx: when ctx ends, a record whose fn returns an error is
+// released and stays uncommitted, to be delivered again; one whose fn
+// returns nil is stored and committed (Consume's last commit runs after
+// ctx ended, with a timeout of its own).
 //
 // cl must consume in a consumer group with ClientOpts' options, and no
 // other Consume may run on it. Consume returns nil when ctx ends, and an
