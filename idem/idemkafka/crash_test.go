@@ -1,14 +1,12 @@
 package idemkafka_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/idemkit/idemkit/cassandra"
-	"github.com/idemkit/idemkit/dynamo"
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/idemkafka"
 	"github.com/idemkit/idemkit/idem/memstore"
@@ -64,41 +60,8 @@ func TestCrashBeforeCommit(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		crashBeforeCommit(t, brokers, memstore.New(), torture.Backend{Kind: "memory"})
 	})
-	t.Run("dynamodb", func(t *testing.T) {
-		t.Parallel()
-		for _, srv := range testenv.DynamoDBServers(t) {
-			t.Run(srv.Name, func(t *testing.T) {
-				t.Parallel()
-				c := srv.Client(t)
-				table := testenv.UniqueName(t, "idem")
-				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-				defer cancel()
-				if err := dynamo.CreateTable(ctx, c, table); err != nil {
-					t.Fatalf("CreateTable %s: %v", table, err)
-				}
-				testenv.DeleteTableOnCleanup(t, c, table)
-				s, err := dynamo.New(c, table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				crashBeforeCommit(t, brokers, s, torture.Backend{Kind: "dynamodb", Name: srv.Name, Endpoint: srv.Endpoint, Table: table})
-			})
-		}
-	})
-	t.Run("cassandra", func(t *testing.T) {
-		t.Parallel()
-		session, ks := testenv.Cassandra(t)
-		table := ks + ".idem"
-		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-		defer cancel()
-		if err := cassandra.CreateTable(ctx, session, table); err != nil {
-			t.Fatalf("CreateTable %s: %v", table, err)
-		}
-		s, err := cassandra.New(session, table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crashBeforeCommit(t, brokers, s, torture.Backend{Kind: "cassandra", Name: "cassandra", Endpoint: testenv.CassandraHosts(t)[0], Table: table})
+	torture.EachShared(t, func(t *testing.T, s idem.Store, b torture.Backend) {
+		crashBeforeCommit(t, brokers, s, b)
 	})
 }
 
@@ -109,10 +72,10 @@ func crashBeforeCommit(t *testing.T, brokers []string, s idem.Store, b torture.B
 	spec := crashSpec{Brokers: brokers, Topic: k.topic, Group: k.group, Backend: b, Effects: filepath.Join(t.TempDir(), "effects")}
 	if b.Kind == "memory" {
 		dieInProcess(k, spec.Effects)
-	} else if !runCrashChild(t, spec) {
+	} else if !torture.RunKilled(t, "TestCrashBeforeCommit", crashChildEnv, spec) {
 		t.Fatal("the child was not killed by SIGKILL")
 	}
-	byChild := readEffects(t, spec.Effects)
+	byChild := torture.ReadLines(t, spec.Effects)
 	if len(byChild) == 0 {
 		t.Fatal("the consumer that died applied no event before it died")
 	}
@@ -139,29 +102,6 @@ func crashBeforeCommit(t *testing.T, brokers []string, s idem.Store, b torture.B
 		t.Errorf("%d replays, want %d (the child's events %v)", got, len(byChild), byChild)
 	}
 	t.Logf("the consumer that died (%s) applied %d events before its commit; the restarted consumer replayed %d and applied %d", b.Kind, len(byChild), replays.Load(), len(evs)-len(byChild))
-}
-
-// runCrashChild runs this test in a child process told spec, and reports
-// whether SIGKILL ended it.
-func runCrashChild(t *testing.T, spec crashSpec) (killed bool) {
-	t.Helper()
-	js, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashBeforeCommit$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(js))
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && ctx.Err() == nil {
-			return true
-		}
-	}
-	t.Logf("child: %v\n%s", err, out)
-	return false
 }
 
 // crashChild is the child's body: a consumer whose side effects go to the
@@ -266,23 +206,4 @@ func (c refuseCommit) Write(b []byte) (int, error) {
 		return 0, errors.New("the consumer died before its commit")
 	}
 	return c.Conn.Write(b)
-}
-
-// readEffects returns the event IDs in the effects file, one a line.
-func readEffects(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var ids []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		ids = append(ids, sc.Text())
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
 }

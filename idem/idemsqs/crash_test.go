@@ -1,13 +1,10 @@
 package idemsqs_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -69,10 +66,10 @@ func TestKilledBeforeDelete(t *testing.T) {
 func killedBeforeDelete(t *testing.T, q *queueTest, spec killSpec) {
 	before := []string{"e1", "e2", "e3", "e4"}
 	q.send(before...)
-	if !runKillChild(t, spec) {
+	if !torture.RunKilled(t, "TestKilledBeforeDelete", killChildEnv, spec) {
 		t.Fatal("the child was not killed by SIGKILL")
 	}
-	byChild := readEffects(t, spec.Effects)
+	byChild := torture.ReadLines(t, spec.Effects)
 	// A batch is handled in order, each message deleted after its outcome
 	// is stored: the first delete comes right after the first event.
 	if len(byChild) != 1 {
@@ -100,28 +97,6 @@ func killedBeforeDelete(t *testing.T, q *queueTest, spec killSpec) {
 		t.Errorf("%d replays, want 1: the message whose delete was cut comes back and is skipped", n)
 	}
 	t.Logf("the child applied %v and was killed at its first delete; the next consumer replayed %d and applied %d", byChild, replays.Load(), len(all)-len(byChild))
-}
-
-// runKillChild runs this test in a child process told spec, and reports
-// whether SIGKILL ended it.
-func runKillChild(t *testing.T, spec killSpec) (killed bool) {
-	t.Helper()
-	js, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKilledBeforeDelete$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+string(js))
-	out, err := cmd.CombinedOutput()
-	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && ctx.Err() == nil {
-			return true
-		}
-	}
-	t.Logf("child: %v\n%s", err, out)
-	return false
 }
 
 // killChild is the child's body: a consumer whose side effects go to the
@@ -165,23 +140,4 @@ func (d dieAtDelete) RoundTrip(r *http.Request) (*http.Response, error) {
 		select {} // the signal is on its way
 	}
 	return d.next.RoundTrip(r)
-}
-
-// readEffects returns the event IDs in the effects file, one a line.
-func readEffects(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var ids []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		ids = append(ids, sc.Text())
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
 }
