@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/idemkit/idemkit/idem"
 	"github.com/idemkit/idemkit/idem/memstore"
@@ -98,4 +99,89 @@ func benchDo[T any](b *testing.B, name string, result T) {
 			}
 		}
 	})
+}
+
+// BenchmarkDoRatio puts Do beside the bare kernel calls it is made of in
+// one run, alternating chunks of calls of each so that load on a shared
+// machine hits both alike, and reports both sides' ns/op and their ratio
+// (x): a first Do over PutIfAbsent + CompareAndSwap, and a replay from an
+// idem.Cache over a Get of the key. The Cache's ratio is shown for an int
+// result and for a small struct, whose decoding by encoding/json is most
+// of the replay's time.
+func BenchmarkDoRatio(b *testing.B) {
+	ctx := context.Background()
+	charge := func(context.Context) (Charge, error) { return Charge{ID: "ch_1", Amount: 1250}, nil }
+	number := func(context.Context) (int, error) { return 1250, nil }
+	b.Run("first", func(b *testing.B) {
+		s, bare := memstore.New(), memstore.New()
+		claim := []byte("in progress, owner token and lease: 64 bytes, as a claim record")
+		encoded, _ := json.Marshal(Charge{ID: "ch_1", Amount: 1250})
+		interleave(b, func(i int) error {
+			_, err := idem.Do(ctx, s, strconv.Itoa(i), charge)
+			return err
+		}, func(i int) error {
+			key := strconv.Itoa(i)
+			it, err := bare.PutIfAbsent(ctx, key, claim, 0)
+			if err == nil {
+				_, err = bare.CompareAndSwap(ctx, key, it.Version, encoded, 0)
+			}
+			return err
+		})
+	})
+	b.Run("cached/int", func(b *testing.B) { benchCachedRatio(b, number) })
+	b.Run("cached/small", func(b *testing.B) { benchCachedRatio(b, charge) })
+}
+
+// benchCachedRatio is BenchmarkDoRatio's cached replay of fn's result.
+func benchCachedRatio[T any](b *testing.B, fn func(context.Context) (T, error)) {
+	ctx := context.Background()
+	s, c := memstore.New(), idem.NewCache(10, 0)
+	if _, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c)); err != nil {
+		b.Fatal(err)
+	}
+	bare := memstore.New()
+	v, _ := fn(ctx)
+	encoded, _ := json.Marshal(v)
+	if _, err := bare.PutIfAbsent(ctx, "k", encoded, 0); err != nil {
+		b.Fatal(err)
+	}
+	interleave(b, func(int) error {
+		_, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c))
+		return err
+	}, func(int) error {
+		_, err := bare.Get(ctx, "k")
+		return err
+	})
+}
+
+// interleave runs lib and bare, each b.N times, in alternating chunks,
+// and reports their ns/op (lib-ns/op, bare-ns/op) and ratio (x); i
+// numbers each side's calls.
+func interleave(b *testing.B, lib, bare func(i int) error) {
+	const chunk = 256
+	var libT, bareT time.Duration
+	run := func(f func(int) error, from, n int) time.Duration {
+		start := time.Now()
+		for i := from; i < from+n; i++ {
+			if err := f(i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	for done := 0; done < b.N; done += chunk {
+		n := min(chunk, b.N-done)
+		if done/chunk%2 == 0 {
+			libT += run(lib, done, n)
+			bareT += run(bare, done, n)
+		} else {
+			bareT += run(bare, done, n)
+			libT += run(lib, done, n)
+		}
+	}
+	libNs, bareNs := float64(libT)/float64(b.N), float64(bareT)/float64(b.N)
+	b.ReportMetric(0, "ns/op") // both sides: read the metrics below
+	b.ReportMetric(libNs, "lib-ns/op")
+	b.ReportMetric(bareNs, "bare-ns/op")
+	b.ReportMetric(libNs/bareNs, "x")
 }

@@ -1,7 +1,9 @@
 package idem_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -249,8 +251,8 @@ func TestCacheAllocations(t *testing.T) {
 	}
 	n := testing.AllocsPerRun(100, func() { _, _ = idem.Do(ctx, s, "k", fn, idem.WithCache(c)) })
 	t.Logf("a cached replay: %.0f allocations", n)
-	if n > 10 {
-		t.Errorf("a cached replay allocates %.0f times, want at most 10", n)
+	if n > 1 { // the claim's options; an int result is decoded without encoding/json
+		t.Errorf("a cached replay of an int allocates %.0f times, want at most 1 (the issue's bound is 10)", n)
 	}
 }
 
@@ -267,5 +269,44 @@ func TestNewCachePanicsOnBadBounds(t *testing.T) {
 			}()
 			f()
 		}()
+	}
+}
+
+// TestCacheReplaysNotShared: every caller replayed from a Cache gets a
+// value of its own, so one that changes its result changes nobody else's,
+// for results decoded by encoding/json (a map, a struct holding a slice)
+// and by the fast path ([]byte) alike.
+func TestCacheReplaysNotShared(t *testing.T) {
+	type order struct{ Items []string }
+	t.Run("bytes", func(t *testing.T) {
+		replaysNotShared(t, []byte("abc"), func(b []byte) { b[0] = 'X' })
+	})
+	t.Run("map", func(t *testing.T) {
+		replaysNotShared(t, map[string]int{"a": 1}, func(m map[string]int) { m["a"] = 2 })
+	})
+	t.Run("struct", func(t *testing.T) {
+		replaysNotShared(t, order{Items: []string{"a"}}, func(o order) { o.Items[0] = "X" })
+	})
+}
+
+func replaysNotShared[T any](t *testing.T, result T, change func(T)) {
+	s, c := memstore.New(), idem.NewCache(10, 0)
+	ctx := context.Background()
+	fn := func(context.Context) (T, error) { return result, nil }
+	want, _ := json.Marshal(result)
+	if _, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(first)
+	second, err := idem.Do(ctx, s, "k", fn, idem.WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := json.Marshal(second); !bytes.Equal(got, want) {
+		t.Errorf("after the first caller changed its replay, the second got %s, want %s", got, want)
 	}
 }

@@ -58,7 +58,7 @@ func (w *writeCtx) Err() error {
 		return w.timed.Err()
 	case w.err != nil:
 		return w.err
-	case !time.Now().Before(w.deadline):
+	case time.Until(w.deadline) <= 0: // the monotonic clock only: cheaper than time.Now
 		return context.DeadlineExceeded
 	}
 	return nil
@@ -96,7 +96,7 @@ func (w *writeCtx) end() {
 	case w.timed != nil:
 		w.cancel()
 	case w.err != nil:
-	case time.Now().Before(w.deadline):
+	case time.Until(w.deadline) > 0:
 		w.err = context.Canceled
 	default:
 		w.err = context.DeadlineExceeded

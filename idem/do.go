@@ -161,13 +161,24 @@ func notStored(ctx context.Context, lease *Lease, key string, cause error) error
 	return fmt.Errorf("%w (stored as a permanent error, code %s: fn will not run again for this key)", cause, CodeResultNotStored)
 }
 
-// replay decodes the answer stored in rec.
+// replay decodes the answer stored in rec into a T of the caller's own:
+// nothing of it is shared with another caller or with a Cache.
 func replay[T any](key string, rec *record) (T, error) {
-	var v T
 	if rec.Error != nil {
-		return v, replayError(rec.Error)
+		var zero T
+		return zero, replayError(rec.Error)
 	}
-	if err := json.Unmarshal(rec.Result, &v); err != nil {
+	var v T // stays on the stack: decodeFast keeps no pointer to it
+	if decodeFast(rec.Result, &v) {
+		return v, nil
+	}
+	return decodeJSON[T](key, rec.Result)
+}
+
+// decodeJSON decodes a stored result with encoding/json.
+func decodeJSON[T any](key string, data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
 		return v, corrupt(key, fmt.Errorf("decoding the stored result: %w", err))
 	}
 	return v, nil
