@@ -1,0 +1,383 @@
+package idemkafka_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idemkit/idemkit/idem"
+	"github.com/idemkit/idemkit/idem/idemkafka"
+	"github.com/idemkit/idemkit/idem/memstore"
+	"github.com/idemkit/idemkit/internal/testenv"
+)
+
+// Attacks on Consume's promises: faults on the wire (a kgo.Dialer's
+// connection), in the store (a wrapping idem.Store), and in the handler,
+// with the interleavings forced by channels and Consume's own log lines.
+
+// logTap is a slog.Handler that sends on c when a record with message msg
+// is logged, and remembers whether any record's "err" matched
+// idem.ErrInProgress.
+type logTap struct {
+	msg        string
+	c          chan struct{}
+	inProgress atomic.Int32
+}
+
+func newLogTap(msg string) *logTap { return &logTap{msg: msg, c: make(chan struct{}, 1)} }
+
+func (h *logTap) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logTap) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logTap) WithGroup(string) slog.Handler            { return h }
+func (h *logTap) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.c <- struct{}{}:
+		default:
+		}
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "err" && errors.Is(err, idem.ErrInProgress) {
+			h.inProgress.Add(1)
+		}
+		return true
+	})
+	return nil
+}
+
+// TestAttackRebalanceDuringBackoff: the first record of partition 0 fails
+// (fn returns a plain error) on every attempt until the second consumer is
+// assigned; a second consumer joins while the first is backing off before
+// its next attempt (the fault: a rebalance mid-backoff). The first
+// consumer gives the record up (RebalanceWaits), rewinds partition 0 to it,
+// and lets the rebalance go; its claim was released by the failure, so
+// whoever owns partition 0 next runs it at once: no consumer ever meets it
+// in progress (ErrInProgress), it is never skipped, and every event is
+// applied once, the lag 0.
+func TestAttackRebalanceDuringBackoff(t *testing.T) {
+	eachStore(t, func(k *kafkaTest) {
+		t := k.t
+		first, second := events(6), events(12)[6:]
+		k.produce(first...)
+		var healed atomic.Bool
+		var attempts atomic.Int32
+		backingOff := make(chan struct{}, 1)
+		fn := func(ctx context.Context, r *kgo.Record) error {
+			if string(r.Value) == "e0" && !healed.Load() {
+				if attempts.Add(1) == 2 {
+					backingOff <- struct{}{}
+				}
+				return errors.New("e0: not yet")
+			}
+			k.apply(r)
+			return nil
+		}
+		tap := newLogTap(idemkafka.RebalanceWaits)
+		var replays atomic.Int32
+		opts := []idemkafka.Option{idemkafka.WithLogger(slog.New(tap)), idemkafka.WithBackoff(50*time.Millisecond, 50*time.Millisecond),
+			idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })}
+		k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), fn, opts...)
+		await(t, backingOff, "e0 to fail twice, retried in place")
+		assigned := k.join(fn, opts...)
+		await(t, tap.c, "the first consumer to hear of the rebalance mid-backoff")
+		await(t, assigned, "the second consumer to be assigned a partition")
+		healed.Store(true)
+		k.produce(second...)
+		k.drained(append(ids(first), ids(second)...)...)
+		if n := tap.inProgress.Load(); n != 0 {
+			t.Errorf("%d attempts found a record in progress, want 0: the failed claim was released", n)
+		}
+		if n := replays.Load(); n != 0 {
+			t.Errorf("%d replays, want 0", n)
+		}
+		t.Logf("e0 failed %d times before the rebalance", attempts.Load())
+	})
+}
+
+// lossyStore answers the CompareAndSwap of a key ending in suffix with
+// idem.ErrUnknownOutcome after it is applied (the response lost), left
+// times: idem's Lease sends a completion again four times after a lost
+// response, so five losses make idem.Once fail with the completion stored.
+// at is called on the last one.
+type lossyStore struct {
+	idem.Store
+	suffix string
+	left   atomic.Int32
+	at     func()
+}
+
+func (s *lossyStore) CompareAndSwap(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (idem.Item, error) {
+	it, err := s.Store.CompareAndSwap(ctx, key, version, value, ttl)
+	if strings.HasSuffix(key, s.suffix) {
+		if n := s.left.Add(-1); n >= 0 {
+			if n == 0 {
+				s.at()
+			}
+			return idem.Item{}, fmt.Errorf("lossy: the response was lost: %w", idem.ErrUnknownOutcome)
+		}
+	}
+	return it, err
+}
+
+// TestAttackLostCompletion: the store applies e4's completion and loses
+// the response, on the first write and every resend of it (the fault: a
+// wrapping store returns idem.ErrUnknownOutcome after delegating), so
+// idem.Once returns an unknown outcome. Consume must not commit e4 then
+// (its partition's commit is at most e4's offset, 1, when the last
+// response is lost), and its retry in place finds the completion stored:
+// a replay, fn not run again. Every event is applied once, the lag 0.
+func TestAttackLostCompletion(t *testing.T) {
+	eachStore(t, func(k *kafkaTest) {
+		t := k.t
+		evs := events(9)
+		k.produce(evs...)
+		var committedAtLoss atomic.Int64
+		s := &lossyStore{Store: k.store, suffix: "/e4", at: func() { committedAtLoss.Store(k.committed(1)) }}
+		s.left.Store(5)
+		k.store = s
+		var replayed atomic.Pointer[string]
+		k.consume(k.consumer(), func(ctx context.Context, r *kgo.Record) error {
+			k.apply(r)
+			return nil
+		}, idemkafka.WithKey(idemkafka.Header("event-id")), idemkafka.WithOnReplay(func(_ context.Context, r *kgo.Record, _ string) {
+			id := string(r.Value)
+			replayed.Store(&id)
+		}))
+		k.drained(ids(evs)...)
+		if left := s.left.Load(); left > 0 {
+			t.Fatalf("%d lost responses left, want all five spent", left)
+		}
+		if c := committedAtLoss.Load(); c > 1 {
+			t.Errorf("partition 1 committed to %d while e4 (offset 1) had an unknown outcome", c)
+		}
+		if id := replayed.Load(); id == nil || *id != "e4" {
+			t.Errorf("replayed %v, want e4 (its completion was stored)", id)
+		}
+	})
+}
+
+// TestAttackCancelMidHandler: Consume's ctx ends while fn runs for e1, the
+// first record of partition 1 (the fault: the test cancels it while fn
+// waits on a channel, then lets fn return). If fn returns nil, e1 is
+// stored and committed (partition 1 committed to 1), and a consumer
+// started next in the group replays nothing; if fn returns ctx's error,
+// e1 stays uncommitted and the next consumer applies it. Either way every
+// event is applied once and the lag drains to 0.
+func TestAttackCancelMidHandler(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	for _, tc := range []struct {
+		name     string
+		fails    bool
+		wantNext int64 // partition 1's commit when the first consumer returns
+	}{
+		{"fn returns nil", false, 1},
+		{"fn returns ctx's error", true, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newKafkaTest(t, brokers, memstore.New())
+			evs := events(6)
+			k.produce(evs...)
+			inside, proceed := make(chan struct{}), make(chan struct{})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			cl := k.consumer()
+			errc := make(chan error, 1)
+			go func() {
+				errc <- idemkafka.Consume(ctx, cl, k.store, func(ctx context.Context, r *kgo.Record) error {
+					if string(r.Value) == "e1" {
+						close(inside)
+						<-proceed
+						if tc.fails {
+							return ctx.Err()
+						}
+					}
+					k.apply(r)
+					return nil
+				}, idemkafka.WithLogger(quiet))
+			}()
+			await(t, inside, "fn to run for e1")
+			cancel()
+			close(proceed)
+			if err := <-errc; err != nil {
+				t.Fatalf("Consume: %v", err)
+			}
+			cl.Close()
+			if got := k.committed(1); got != tc.wantNext {
+				t.Errorf("partition 1 committed to %d, want %d", got, tc.wantNext)
+			}
+			var replays atomic.Int32
+			k.consume(k.consumer(), func(ctx context.Context, r *kgo.Record) error {
+				k.apply(r)
+				return nil
+			}, idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) }))
+			k.drained(ids(evs)...)
+			if n := replays.Load(); n != 0 {
+				t.Errorf("%d replays, want 0: what was done was committed", n)
+			}
+		})
+	}
+}
+
+// commitFault is a broker connection that either refuses to send every
+// OffsetCommit request (API key 8, after the 4-byte length) of its client
+// (refuse: kgo sends a request that never left again, so refusing only the
+// first would not fail the commit), or sends the first and then closes the
+// connection, so the broker applies it and its response is lost.
+type commitFault struct {
+	net.Conn
+	refuse bool
+	hit    *atomic.Int32
+}
+
+func (c commitFault) Write(b []byte) (int, error) {
+	if len(b) >= 6 && binary.BigEndian.Uint16(b[4:6]) == 8 && (c.hit.Add(1) == 1 || c.refuse) {
+		if c.refuse {
+			return 0, errors.New("the OffsetCommit was not sent")
+		}
+		n, err := c.Conn.Write(b)
+		_ = c.Conn.Close()
+		return n, err
+	}
+	return c.Conn.Write(b)
+}
+
+// TestAttackCommitFails: the first consumer's offset commit fails on the
+// wire (every one refused before a byte of it is sent, or the first
+// applied by the broker with its response lost). Consume logs it; the consumer is stopped right
+// after, before another commit could cover it, and a second consumer of
+// the group handles what follows. Nothing is skipped nor applied twice:
+// a record whose commit was lost is replayed (the outcome was stored
+// first), every event is applied once, the lag 0.
+func TestAttackCommitFails(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	for _, refuse := range []bool{true, false} {
+		t.Run(fmt.Sprintf("refused=%v", refuse), func(t *testing.T) {
+			k := newKafkaTest(t, brokers, memstore.New())
+			first, second := events(6), events(12)[6:]
+			k.produce(first...)
+			var hit atomic.Int32
+			dial := func(ctx context.Context, network, host string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+				if err != nil {
+					return nil, err
+				}
+				return commitFault{Conn: c, refuse: refuse, hit: &hit}, nil
+			}
+			tap := newLogTap("idemkafka: committing handled records failed; their redelivery will be replayed")
+			fn := func(ctx context.Context, r *kgo.Record) error {
+				k.apply(r)
+				return nil
+			}
+			stop := k.consume(k.consumer(kgo.Dialer(dial), kgo.RequestRetries(0)), fn, idemkafka.WithLogger(slog.New(tap)))
+			await(t, tap.c, "the first commit to fail")
+			stop()
+			byFirst := k.total()
+			var replays atomic.Int32
+			k.consume(k.consumer(), fn, idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) }))
+			k.produce(second...)
+			k.drained(append(ids(first), ids(second)...)...)
+			if got := int(replays.Load()); refuse && got != byFirst {
+				t.Errorf("%d replays after every commit was refused, want %d (each record the first consumer did)", got, byFirst)
+			}
+			t.Logf("the first consumer applied %d; the second replayed %d", byFirst, replays.Load())
+		})
+	}
+}
+
+// TestAttackKeyError: the key function fails for e2 (the fault: a
+// poison record with no usable key). e2 is logged and committed without
+// running fn, never tried again, and holds nothing back: every other
+// event is applied once and the lag drains to 0.
+func TestAttackKeyError(t *testing.T) {
+	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
+	evs := events(9)
+	k.produce(evs...)
+	var keyCalls atomic.Int32
+	key := func(r *kgo.Record) (string, error) {
+		if string(r.Value) == "e2" {
+			keyCalls.Add(1)
+			return "", errors.New("poison: no order ID in the value")
+		}
+		return idemkafka.Header("event-id")(r)
+	}
+	k.consume(k.consumer(), func(ctx context.Context, r *kgo.Record) error {
+		k.apply(r)
+		return nil
+	}, idemkafka.WithKey(key))
+	var others []string
+	for _, e := range evs {
+		if e.id != "e2" {
+			others = append(others, e.id)
+		}
+	}
+	k.drained(others...)
+	if n := keyCalls.Load(); n != 1 {
+		t.Errorf("e2's key asked %d times, want 1", n)
+	}
+}
+
+// TestAttackSameClientTwice: a second Consume on a client that a first
+// Consume polls (the fault: one client given to two poll loops) is refused
+// with idem.ErrInvalid before it polls, and the first goes on: every event
+// applied once, the lag 0.
+func TestAttackSameClientTwice(t *testing.T) {
+	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
+	first, second := events(3), events(9)[3:]
+	k.produce(first...)
+	cl := k.consumer()
+	k.consume(cl, func(ctx context.Context, r *kgo.Record) error {
+		k.apply(r)
+		return nil
+	})
+	waitFor(t, 30*time.Second, "the first Consume to apply an event", func() bool { return k.total() > 0 })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	err := idemkafka.Consume(ctx, cl, k.store, func(context.Context, *kgo.Record) error {
+		t.Error("the second Consume ran fn")
+		return nil
+	}, idemkafka.WithLogger(quiet))
+	if !errors.Is(err, idem.ErrInvalid) {
+		t.Errorf("the second Consume on a polled client: %v, want idem.ErrInvalid", err)
+	}
+	k.produce(second...)
+	k.drained(append(ids(first), ids(second)...)...)
+}
+
+// TestAttackSimultaneousStart: two consumers of the group start at the
+// same moment with records already waiting on every partition (the fault:
+// both race to join, the first may get every partition and start before
+// the second's join revokes some). No record is run twice nor delivered
+// again after it was done (no replay), every event is applied once, the
+// lag 0.
+func TestAttackSimultaneousStart(t *testing.T) {
+	eachStore(t, func(k *kafkaTest) {
+		t := k.t
+		evs := events(30)
+		k.produce(evs...)
+		var replays atomic.Int32
+		opts := []idemkafka.Option{idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) }), idemkafka.WithConcurrency(1)}
+		fn := func(ctx context.Context, r *kgo.Record) error {
+			k.apply(r)
+			return nil
+		}
+		a, b := k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), k.consumer(kgo.HeartbeatInterval(100*time.Millisecond))
+		var start sync.WaitGroup
+		start.Go(func() { k.consume(a, fn, opts...) })
+		start.Go(func() { k.consume(b, fn, opts...) })
+		start.Wait()
+		k.drained(ids(evs)...)
+		if n := replays.Load(); n != 0 {
+			t.Errorf("%d replays, want 0", n)
+		}
+	})
+}
