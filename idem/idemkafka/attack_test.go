@@ -26,15 +26,18 @@ import (
 // with the interleavings forced by channels and Consume's own log lines.
 
 // logTap is a slog.Handler that sends on c when a record with message msg
-// is logged, and remembers whether any record's "err" matched
-// idem.ErrInProgress.
+// is logged, and counts the records whose "err" matches idem.ErrInProgress
+// (sending on busy for each).
 type logTap struct {
 	msg        string
 	c          chan struct{}
+	busy       chan struct{}
 	inProgress atomic.Int32
 }
 
-func newLogTap(msg string) *logTap { return &logTap{msg: msg, c: make(chan struct{}, 1)} }
+func newLogTap(msg string) *logTap {
+	return &logTap{msg: msg, c: make(chan struct{}, 1), busy: make(chan struct{}, 1)}
+}
 
 func (h *logTap) Enabled(context.Context, slog.Level) bool { return true }
 func (h *logTap) WithAttrs([]slog.Attr) slog.Handler       { return h }
@@ -49,6 +52,10 @@ func (h *logTap) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if err, ok := a.Value.Any().(error); ok && a.Key == "err" && errors.Is(err, idem.ErrInProgress) {
 			h.inProgress.Add(1)
+			select {
+			case h.busy <- struct{}{}:
+			default:
+			}
 		}
 		return true
 	})
@@ -380,4 +387,146 @@ func TestAttackSimultaneousStart(t *testing.T) {
 			t.Errorf("%d replays, want 0", n)
 		}
 	})
+}
+
+// TestAttackHandlerOutlivesRebalanceTimeout: the first consumer's fn holds
+// e0 (on a channel) past the group's rebalance timeout of 1 s (the fault:
+// a second consumer joins while fn is held, and the first cannot rejoin
+// in time, so the broker throws it out and hands every partition to the
+// second mid-work). The second finds e0 in progress (the first's lease,
+// extended while fn runs; its Consume logs idem.ErrInProgress) and retries
+// it; fn is released only then. e0 is applied once, by the first, and
+// replayed by the second; every event is applied once, the lag 0.
+func TestAttackHandlerOutlivesRebalanceTimeout(t *testing.T) {
+	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
+	first, second := events(6), events(12)[6:]
+	k.produce(first...)
+	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseAll()
+	var byFirst atomic.Int32
+	short := []kgo.Opt{kgo.RebalanceTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond)}
+	k.consume(k.consumer(short...), func(ctx context.Context, r *kgo.Record) error {
+		if string(r.Value) == "e0" {
+			close(held)
+			<-release
+		}
+		k.apply(r)
+		byFirst.Add(1)
+		return nil
+	})
+	await(t, held, "the first consumer to hold e0")
+	tap := newLogTap("")
+	var replayed sync.Map
+	cl := k.consumer(short...)
+	k.consume(cl, func(ctx context.Context, r *kgo.Record) error {
+		k.apply(r)
+		return nil
+	}, idemkafka.WithLogger(slog.New(tap)), idemkafka.WithOnReplay(func(_ context.Context, r *kgo.Record, _ string) {
+		replayed.Store(string(r.Value), true)
+	}))
+	await(t, tap.busy, "the second consumer to find e0 in progress")
+	releaseAll()
+	k.produce(second...)
+	k.drained(append(ids(first), ids(second)...)...)
+	if _, ok := replayed.Load("e0"); !ok {
+		t.Error("the second consumer did not replay e0, want a replay of the first's outcome")
+	}
+	t.Logf("the first consumer applied %d; the second met e0 in progress %d times", byFirst.Load(), tap.inProgress.Load())
+}
+
+// TestAttackRebalanceWaitsForSemaphore: with WithConcurrency(1), one
+// partition's first record is held in fn while the fetch's other
+// partitions wait for the semaphore, and a second consumer joins (the
+// fault: a rebalance while partitions are queued, not started). Once
+// Consume logs RebalanceWaits and fn is released, the queued partitions
+// start no record: nothing is run twice or delivered again after it was
+// done (no replay), every event is applied once, the lag 0.
+func TestAttackRebalanceWaitsForSemaphore(t *testing.T) {
+	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
+	first, second := events(9), events(18)[9:]
+	k.produce(first...)
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseAll()
+	var byFirst, replays atomic.Int32
+	onReplay := idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })
+	tap := newLogTap(idemkafka.RebalanceWaits)
+	k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), func(ctx context.Context, r *kgo.Record) error {
+		heldOnce.Do(func() {
+			close(held)
+			<-release
+		})
+		k.apply(r)
+		byFirst.Add(1)
+		return nil
+	}, onReplay, idemkafka.WithConcurrency(1), idemkafka.WithLogger(slog.New(tap)))
+	await(t, held, "the first consumer to hold its first record")
+	assigned := k.join(func(ctx context.Context, r *kgo.Record) error {
+		k.apply(r)
+		return nil
+	}, onReplay)
+	await(t, tap.c, "the first consumer to hear of the rebalance")
+	releaseAll()
+	await(t, assigned, "the second consumer to be assigned a partition")
+	k.produce(second...)
+	k.drained(append(ids(first), ids(second)...)...)
+	if n := replays.Load(); n != 0 {
+		t.Errorf("%d replays, want 0", n)
+	}
+	t.Logf("the first consumer applied %d of %d", byFirst.Load(), len(first)+len(second))
+}
+
+// TestAttackRevokedThenReassigned: the first consumer holds a record of
+// its first fetch while a second joins; once the rebalance waits and fn is
+// released, the second is stopped (it leaves the group) as soon as it is
+// assigned, so the partitions it took come straight back to the first
+// (the fault: a partition revoked and at once re-assigned to the consumer
+// that gave it up). The first starts each of them at its commit: no record
+// done is delivered again (no replay), none is skipped, every event is
+// applied once, the lag 0.
+func TestAttackRevokedThenReassigned(t *testing.T) {
+	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
+	first, second := events(9), events(18)[9:]
+	k.produce(first...)
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseAll()
+	var replays, bySecond atomic.Int32
+	onReplay := idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })
+	tap := newLogTap(idemkafka.RebalanceWaits)
+	k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), func(ctx context.Context, r *kgo.Record) error {
+		heldOnce.Do(func() {
+			close(held)
+			<-release
+		})
+		k.apply(r)
+		return nil
+	}, onReplay, idemkafka.WithLogger(slog.New(tap)))
+	await(t, held, "the first consumer to hold a record")
+	assigned := make(chan struct{})
+	var assignedOnce sync.Once
+	cl := k.consumer(kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+		if len(a[k.topic]) > 0 {
+			assignedOnce.Do(func() { close(assigned) })
+		}
+	}))
+	stopSecond := k.consume(cl, func(ctx context.Context, r *kgo.Record) error {
+		k.apply(r)
+		bySecond.Add(1)
+		return nil
+	}, onReplay)
+	await(t, tap.c, "the first consumer to hear of the rebalance")
+	releaseAll()
+	await(t, assigned, "the second consumer to be assigned a partition")
+	stopSecond()
+	k.produce(second...)
+	k.drained(append(ids(first), ids(second)...)...)
+	if n := replays.Load(); n != 0 {
+		t.Errorf("%d replays, want 0", n)
+	}
+	t.Logf("the second consumer applied %d before it left", bySecond.Load())
 }
