@@ -530,3 +530,53 @@ func TestAttackRevokedThenReassigned(t *testing.T) {
 	}
 	t.Logf("the second consumer applied %d before it left", bySecond.Load())
 }
+
+// TestAttackHandlerWithoutConsume: a Handler in a poll loop of one's own,
+// given one record twice at once (the fault: two pollers handed the same
+// record, as a partition moved mid-work). While the first runs fn (held on
+// a channel), the second is refused for now (commit false,
+// idem.ErrInProgress), fn not run; after it, a third delivery is a replay
+// (commit true, WithOnReplay called with the full key), fn run once in all.
+func TestAttackHandlerWithoutConsume(t *testing.T) {
+	inside, release := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int32
+	var replayedKey atomic.Pointer[string]
+	h, err := idemkafka.NewHandler(memstore.New(), func(ctx context.Context, r *kgo.Record) error {
+		runs.Add(1)
+		close(inside)
+		<-release
+		return nil
+	}, idemkafka.WithKeyPrefix("own-loop/"), idemkafka.WithOnReplay(func(_ context.Context, _ *kgo.Record, key string) {
+		replayedKey.Store(&key)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: "orders", Partition: 2, Offset: 41, Value: []byte("e41")}
+	type result struct {
+		commit bool
+		err    error
+	}
+	first := make(chan result, 1)
+	go func() {
+		commit, err := h.Handle(t.Context(), r)
+		first <- result{commit, err}
+	}()
+	await(t, inside, "fn to run for the first delivery")
+	if commit, err := h.Handle(t.Context(), r); commit || !errors.Is(err, idem.ErrInProgress) {
+		t.Errorf("a second delivery while fn runs: commit %v, err %v; want false, idem.ErrInProgress", commit, err)
+	}
+	close(release)
+	if got := <-first; !got.commit || got.err != nil {
+		t.Errorf("the first delivery: commit %v, err %v; want true, nil", got.commit, got.err)
+	}
+	if commit, err := h.Handle(t.Context(), r); !commit || err != nil {
+		t.Errorf("a third delivery: commit %v, err %v; want a replay, true, nil", commit, err)
+	}
+	if key, want := replayedKey.Load(), "own-loop/"+idem.JoinKey("orders", "2", "41"); key == nil || *key != want {
+		t.Errorf("replay reported key %v, want %q", key, want)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("fn ran %d times, want 1", n)
+	}
+}
