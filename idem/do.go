@@ -129,7 +129,10 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 	// The heartbeat may only presume the lease lost (the store was out of
 	// reach for a whole lease): a result is still stored, fenced by the
 	// version, and that write tells whether another caller took over.
-	if cause := context.Cause(fctx); err != nil && errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
+	if err == nil {
+		return v, nil // the cause is looked up only for an error to explain
+	}
+	if cause := context.Cause(fctx); errors.Is(cause, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
 		err = fmt.Errorf("%w (%w)", err, cause)
 	}
 	return v, err
