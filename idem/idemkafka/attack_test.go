@@ -65,9 +65,9 @@ func (h *logTap) Handle(_ context.Context, r slog.Record) error {
 // TestAttackRebalanceDuringBackoff: the first record of partition 0 fails
 // (fn returns a plain error) on every attempt until the second consumer is
 // assigned; a second consumer joins while the first is backing off before
-// its next attempt (the fault: a rebalance mid-backoff). The first
-// consumer gives the record up (RebalanceWaits), rewinds partition 0 to it,
-// and lets the rebalance go; its claim was released by the failure, so
+// its next attempt (the fault: a rebalance mid-backoff). Partition 0 is
+// rewound to the record and paused, and no batch holds the rebalance; the
+// claim was released by the failure, so
 // whoever owns partition 0 next runs it at once: no consumer ever meets it
 // in progress (ErrInProgress), it is never skipped, and every event is
 // applied once, the lag 0.
@@ -94,9 +94,8 @@ func TestAttackRebalanceDuringBackoff(t *testing.T) {
 		opts := []idemkafka.Option{idemkafka.WithLogger(slog.New(tap)), idemkafka.WithBackoff(50*time.Millisecond, 50*time.Millisecond),
 			idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })}
 		k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), fn, opts...)
-		await(t, backingOff, "e0 to fail twice, retried in place")
+		await(t, backingOff, "e0 to fail twice, its partition paused between tries")
 		assigned := k.join(fn, opts...)
-		await(t, tap.c, "the first consumer to hear of the rebalance mid-backoff")
 		await(t, assigned, "the second consumer to be assigned a partition")
 		healed.Store(true)
 		k.produce(second...)
@@ -394,9 +393,9 @@ func TestAttackSimultaneousStart(t *testing.T) {
 // a second consumer joins while fn is held, and the first cannot rejoin
 // in time, so the broker throws it out and hands every partition to the
 // second mid-work). The second finds e0 in progress (the first's lease,
-// extended while fn runs; its Consume logs idem.ErrInProgress) and retries
-// it; fn is released only then. e0 is applied once, by the first, and
-// replayed by the second; every event is applied once, the lag 0.
+// extended while fn runs; its Consume logs idem.ErrInProgress), pauses the
+// partition and tries again; fn is released only then. e0 is applied once,
+// by the first; every event is applied once, the lag 0.
 func TestAttackHandlerOutlivesRebalanceTimeout(t *testing.T) {
 	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
 	first, second := events(6), events(12)[6:]
@@ -430,9 +429,9 @@ func TestAttackHandlerOutlivesRebalanceTimeout(t *testing.T) {
 	releaseAll()
 	k.produce(second...)
 	k.drained(append(ids(first), ids(second)...)...)
-	if _, ok := replayed.Load("e0"); !ok {
-		t.Error("the second consumer did not replay e0, want a replay of the first's outcome")
-	}
+	// e0 is replayed by whichever consumer owns partition 0 once the first
+	// has stored it: the second, or the first again after a rebalance (the
+	// second gives the partition up while it pauses it).
 	t.Logf("the first consumer applied %d; the second met e0 in progress %d times", byFirst.Load(), tap.inProgress.Load())
 }
 

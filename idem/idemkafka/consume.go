@@ -88,12 +88,14 @@ const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 // permanently (idem.Permanent; logged), or the record has no key.
 //
 // A record that fails otherwise (fn's error, the store unreachable, its
-// key claimed by another consumer) is tried again in place, after a pause
-// doubling from WithBackoff's first to its limit, and holds the rest of its
-// partition back, until it is done, ctx ends, or a rebalance waits for the
-// batch. Then the record and those after it in the fetch stay uncommitted,
-// and the partition is rewound to it (kgo's SetOffsets), so that it is
-// delivered again: here on the next poll, or to the partition's next owner.
+// key claimed by another consumer) stays uncommitted with those after it
+// in the fetch, and its partition is rewound to it (kgo's SetOffsets) and
+// paused (PauseFetchPartitions) for a backoff doubling from WithBackoff's
+// first to its limit with each failure of the partition in a row; then it
+// is fetched and tried again, here or at the partition's next owner. The
+// rest of its partition waits; the other partitions go on. A record not
+// started when ctx ends or a rebalance waits is rewound the same way, and
+// so are the records of a poll that returns as ctx ends.
 // When a rebalance waits, Consume starts no new record, lets the records
 // in flight finish, commits and rewinds, then lets the rebalance go on.
 //
@@ -134,7 +136,8 @@ func Consume(ctx context.Context, cl *kgo.Client, s idem.Store, fn Func, opts ..
 		return invalid("another Consume polls the client")
 	}
 	defer running.Delete(cl)
-	c := &consumer{cl: cl, h: h, cfg: h.cfg}
+	c := &consumer{cl: cl, h: h, cfg: h.cfg, retries: map[topicPartition]*retry{}}
+	defer c.resumeAll()
 	for {
 		wanted := sess.arm()
 		fs := cl.PollFetches(ctx)
@@ -142,6 +145,14 @@ func Consume(ctx context.Context, cl *kgo.Client, s idem.Store, fn Func, opts ..
 		case fs.IsClientClosed():
 			return fmt.Errorf("idemkafka: polling: %w", kgo.ErrClientClosed)
 		case ctx.Err() != nil:
+			// What the poll brought is not handled: rewind it, so that a
+			// client used again (or a commit of its uncommitted offsets)
+			// does not pass over it.
+			parts := byPartition(fs)
+			for _, p := range parts {
+				p.next = p.recs[0]
+			}
+			c.rewind(parts)
 			cl.AllowRebalance()
 			return nil
 		}
@@ -194,14 +205,33 @@ type consumer struct {
 	cl  *kgo.Client
 	h   *Handler
 	cfg *config
+
+	mu      sync.Mutex
+	retries map[topicPartition]*retry // partitions whose record failed
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// retry is the backoff of a partition whose next record failed: the
+// partition is paused until the pause has passed, then fetched again from
+// that record.
+type retry struct {
+	pause  time.Duration // the last pause; the next doubles it
+	until  time.Time
+	resume *time.Timer
 }
 
 // partition is the records of one partition in a fetch, in offset order,
 // and what came of them.
 type partition struct {
-	recs []*kgo.Record
-	last *kgo.Record // the last record done, or nil
-	next *kgo.Record // the first record not done, or nil
+	tp     topicPartition
+	recs   []*kgo.Record
+	last   *kgo.Record // the last record done, or nil
+	next   *kgo.Record // the first record not done, or nil
+	failed bool        // next failed (rather than not being started)
 }
 
 // batch handles a fetch, commits what is done and rewinds each partition
@@ -222,6 +252,13 @@ func (c *consumer) batch(ctx context.Context, fs kgo.Fetches, wanted <-chan stru
 	}
 	wg.Wait()
 	c.commit(ctx, parts)
+	c.rewind(parts)
+	c.pauseFailed(parts)
+}
+
+// rewind sets each partition's fetch offset back to its first record not
+// done, so that it is delivered again.
+func (c *consumer) rewind(parts []*partition) {
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 	for _, p := range parts {
 		if p.next == nil {
@@ -233,6 +270,39 @@ func (c *consumer) batch(ctx context.Context, fs kgo.Fetches, wanted <-chan stru
 		rewind[p.next.Topic][p.next.Partition] = kgo.EpochOffset{Epoch: p.next.LeaderEpoch, Offset: p.next.Offset}
 	}
 	c.cl.SetOffsets(rewind)
+}
+
+// pauseFailed pauses the fetching of each partition whose record failed,
+// for its pause: the other partitions go on meanwhile.
+func (c *consumer) pauseFailed(parts []*partition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range parts {
+		rt := c.retries[p.tp]
+		if !p.failed || rt == nil || rt.resume != nil {
+			continue
+		}
+		tps := map[string][]int32{p.tp.topic: {p.tp.partition}}
+		c.cl.PauseFetchPartitions(tps)
+		rt.resume = time.AfterFunc(time.Until(rt.until), func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			rt.resume = nil
+			c.cl.ResumeFetchPartitions(tps)
+		})
+	}
+}
+
+// resumeAll stops the pauses' timers and resumes their partitions, as
+// Consume returns: a client used again is not left paused.
+func (c *consumer) resumeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for tp, rt := range c.retries {
+		if rt.resume != nil && rt.resume.Stop() {
+			c.cl.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
+		}
+	}
 }
 
 // byPartition groups a fetch's records by partition, in offset order.
@@ -250,7 +320,7 @@ func byPartition(fs kgo.Fetches) []*partition {
 		k := tp{ftp.Topic, ftp.Partition}
 		p := index[k]
 		if p == nil {
-			p = &partition{}
+			p = &partition{tp: topicPartition{ftp.Topic, ftp.Partition}}
 			index[k] = p
 			parts = append(parts, p)
 		}
@@ -259,11 +329,21 @@ func byPartition(fs kgo.Fetches) []*partition {
 	return parts
 }
 
-// partition handles p's records one after the other until one is not done.
+// partition handles p's records one after the other until one is not
+// done. A partition still pausing after a failure (its records fetched
+// before the pause) waits for its pause to pass.
 func (c *consumer) partition(ctx context.Context, p *partition, wanted <-chan struct{}) {
+	if c.pausing(p.tp) {
+		p.next = p.recs[0]
+		return
+	}
 	for _, r := range p.recs {
-		if stopped(ctx, wanted) || !c.record(ctx, r, wanted) {
+		if stopped(ctx, wanted) {
 			p.next = r
+			return
+		}
+		if !c.record(ctx, p.tp, r) {
+			p.next, p.failed = r, true
 			return
 		}
 		p.last = r
@@ -281,32 +361,39 @@ func stopped(ctx context.Context, wanted <-chan struct{}) bool {
 	}
 }
 
-// record handles r, trying again in place with backoff, and reports
-// whether it is done; false when ctx ended or a rebalance waits first.
-func (c *consumer) record(ctx context.Context, r *kgo.Record, wanted <-chan struct{}) bool {
-	pause := c.cfg.minBackoff
-	for attempt := 1; ; attempt++ {
-		commit, err := c.h.Handle(ctx, r)
-		if commit {
-			if err != nil {
-				c.cfg.logger.ErrorContext(ctx, "idemkafka: record failed for good; it is committed",
-					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-			}
-			return true
+// pausing reports whether tp's last failure is still in its pause.
+func (c *consumer) pausing(tp topicPartition) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt := c.retries[tp]
+	return rt != nil && time.Now().Before(rt.until)
+}
+
+// record handles r, of partition tp, and reports whether it is done. One
+// that failed is tried again after a pause, doubling from WithBackoff's
+// first to its limit with each failure of the partition in a row.
+func (c *consumer) record(ctx context.Context, tp topicPartition, r *kgo.Record) bool {
+	commit, err := c.h.Handle(ctx, r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if commit {
+		delete(c.retries, tp)
+		if err != nil {
+			c.cfg.logger.ErrorContext(ctx, "idemkafka: record failed for good; it is committed",
+				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		}
-		c.cfg.logger.WarnContext(ctx, "idemkafka: record failed; it is tried again",
-			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "in", pause, "err", err)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-		case <-wanted:
-		case <-t.C:
-			pause = min(2*pause, c.cfg.maxBackoff)
-			continue
-		}
-		t.Stop()
-		return false
+		return true
 	}
+	rt := c.retries[tp]
+	if rt == nil {
+		rt = &retry{}
+		c.retries[tp] = rt
+	}
+	rt.pause = min(max(2*rt.pause, c.cfg.minBackoff), c.cfg.maxBackoff)
+	rt.until = time.Now().Add(rt.pause)
+	c.cfg.logger.WarnContext(ctx, "idemkafka: record failed; its partition is paused and it is tried again",
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "in", rt.pause, "err", err)
+	return false
 }
 
 // commit commits the last done record of each partition, even if ctx has

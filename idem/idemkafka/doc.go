@@ -33,10 +33,12 @@
 //     sets (WithKey(Header("event-id")), or a field of the value) and the
 //     second is skipped. The default key, Offset (topic, partition and
 //     offset), tells the two copies apart.
-//   - fn fails: the key is released and the record tried again in place,
-//     with backoff, holding its partition back, until it succeeds, fails
-//     permanently, or the consumer must give the partition up; then it is
-//     left uncommitted and delivered again. A permanent error
+//   - fn fails: the key is released, the record left uncommitted, and its
+//     partition rewound to it and paused for a backoff (WithBackoff,
+//     doubling with each failure in a row), then fetched again from it:
+//     the rest of that partition waits, the other partitions go on, and
+//     so does their commit. It is tried again until it succeeds or fails
+//     permanently, here or at the partition's next owner. A permanent error
 //     (idem.Permanent) is stored, logged and committed: Kafka has no
 //     dead-letter queue, so return one for a record that can never succeed,
 //     or it holds its partition for good.
@@ -44,8 +46,10 @@
 // # The guarantee
 //
 // fn's effects happen at most once per record key while the key's record is
-// kept (WithRetention, 24 hours by default, counted from completion), and a
-// consumer that dies mid-handler runs fn again after its lease: that is
+// kept (WithRetention, 24 hours by default, counted from completion). fn
+// runs again, after the claim's lease, for a record whose outcome was never
+// stored: its consumer died mid-handler, or fn succeeded and the store then
+// failed both to store the outcome and to release the key. That is
 // effectively once for work that is idempotent across such a crash. Delivery
 // stays at least once: every record is handled (done) before its offset is
 // committed, and none after a record not done is committed. Within a

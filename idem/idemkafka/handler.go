@@ -50,11 +50,15 @@ func NewHandler(s idem.Store, fn Func, opts ...Option) (*Handler, error) {
 //   - r has no key (ErrNoKey, or the key function's error) or a key idem
 //     refuses (idem.ErrInvalid): commit is true and err says why; fn did
 //     not run, and would not on any delivery.
-//   - any other error of fn, the store failing, or r's key claimed by
-//     another consumer right now (idem.ErrInProgress, such as the partition's
-//     previous owner still running it): commit is false. The key is free
-//     again (or still the other consumer's), and r must be delivered again:
-//     do not commit it nor any later record of its partition.
+//   - any other error of fn (one matching idem.ErrInvalid included), the
+//     store failing, or r's key claimed by another consumer right now
+//     (idem.ErrInProgress, such as the partition's previous owner still
+//     running it): commit is false, and r must be delivered again: do not
+//     commit it nor any later record of its partition. The key is released
+//     for that delivery when fn failed; when fn succeeded but the store
+//     failed to store its outcome (and then to release the key), the claim
+//     holds until its lease passes, and the delivery after that runs fn
+//     again, as after a crash.
 func (h *Handler) Handle(ctx context.Context, r *kgo.Record) (commit bool, err error) {
 	key, err := h.cfg.key(r)
 	if err == nil && key == "" {
@@ -63,12 +67,16 @@ func (h *Handler) Handle(ctx context.Context, r *kgo.Record) (commit bool, err e
 	if err != nil {
 		return true, err
 	}
-	ran, err := idem.Once(ctx, h.store, key, func(ctx context.Context) error { return h.fn(ctx, r) }, h.cfg.idemOptions()...)
+	var called bool
+	ran, err := idem.Once(ctx, h.store, key, func(ctx context.Context) error {
+		called = true
+		return h.fn(ctx, r)
+	}, h.cfg.idemOptions()...)
 	if _, ok := errors.AsType[*idem.PermanentError](err); ok {
 		return true, err
 	}
-	if errors.Is(err, idem.ErrInvalid) {
-		return true, err
+	if errors.Is(err, idem.ErrInvalid) && !called {
+		return true, err // idem refused the key: no delivery can do better
 	}
 	if err != nil {
 		return false, err
