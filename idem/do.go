@@ -143,7 +143,7 @@ func execute[T any](ctx context.Context, lease *Lease, cfg *config, fn func(cont
 func settleError(ctx context.Context, lease *Lease, key string, ferr error) error {
 	var perm *PermanentError
 	if errors.As(ferr, &perm) {
-		if err := lease.completeError(ctx, perm.Code, perm.Err.Error(), perm); err != nil {
+		if err := lease.completeError(ctx, perm.Code, perm.message(), perm); err != nil {
 			return errors.Join(ferr, fmt.Errorf("idem: storing the permanent error for %q: %w", key, err))
 		}
 		return ferr

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -575,4 +576,26 @@ func TestClaimGivesUp(t *testing.T) {
 			t.Errorf("the attempts spanned %v, want them backed off", waited)
 		}
 	})
+}
+
+// TestPermanentErrorWithoutErr: a PermanentError with a code and no Err is
+// stored and replayed like any other (it panicked inside Do, leaving the
+// key claimed for its lease).
+func TestPermanentErrorWithoutErr(t *testing.T) {
+	s := memstore.New()
+	runs := 0
+	fn := func(context.Context) (int, error) {
+		runs++
+		return 0, &idem.PermanentError{Code: "sold_out"}
+	}
+	for i, want := range []bool{false, true} {
+		_, err := idem.Do(t.Context(), s, "order-9", fn)
+		perm, ok := errors.AsType[*idem.PermanentError](err)
+		if !ok || perm.Code != "sold_out" || perm.Replayed != want || !strings.Contains(err.Error(), "sold_out") {
+			t.Fatalf("call %d: got %v (%#v), want the permanent error sold_out, replayed %v", i+1, err, perm, want)
+		}
+	}
+	if runs != 1 {
+		t.Errorf("fn ran %d times, want 1", runs)
+	}
 }

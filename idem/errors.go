@@ -101,10 +101,24 @@ func Permanent(err error) error {
 
 // Error implements error.
 func (e *PermanentError) Error() string {
-	if e.Code != "" {
+	switch {
+	case e.Err == nil:
+		return e.message()
+	case e.Code != "":
 		return fmt.Sprintf("%s: %v", e.Code, e.Err)
 	}
 	return e.Err.Error()
+}
+
+// message is the message stored for e: Err's, or without one the code.
+func (e *PermanentError) message() string {
+	switch {
+	case e.Err != nil:
+		return e.Err.Error()
+	case e.Code != "":
+		return e.Code
+	}
+	return "permanent error"
 }
 
 // Unwrap returns the underlying error.

@@ -9,7 +9,7 @@ import (
 )
 
 // WithEvents reports what happens to the key to fn, synchronously, on the
-// calling goroutine (the heartbeat's for extensions): see Event. fn must
+// calling goroutine (the heartbeat's for extensions): see event.Event. fn must
 // be quick and must not call back into the same Lease. A Lease from Claim
 // reports its own writes to the same fn. Without WithEvents nothing is
 // reported and nothing is spent on it.

@@ -128,7 +128,9 @@ func WithCache(c *Cache) Option {
 // ErrUnknownOutcome (the lease then settles the outcome by sending it
 // again: the version condition lets at most one copy apply). Any other
 // error must mean that nothing was written: Do then releases the key, so a
-// retry runs fn again, and returns the error.
+// retry runs fn again, and returns the error; one matching ErrInvalid (the
+// write refused as too large or malformed) stores a permanent
+// CodeResultNotStored error instead, as for Do.
 func WithCommit(commit func(ctx context.Context, key string, version int64, value []byte, ttl time.Duration) (Item, error)) Option {
 	return func(c *config) { c.commit = commit }
 }

@@ -41,8 +41,8 @@ func ScopeHeader(name string) func(r *http.Request) (string, error) {
 func HashScope(s string) string { return keyproto.HashScope(s) }
 
 // FingerprintRequest is the default fingerprint: the method, the escaped
-// path, the raw query and the body, byte for byte, each length-prefixed
-// (canon.Parts) so that no two requests share one. Headers are
+// path, the raw query and the body, byte for byte, each prefixed with its
+// length, so that no two requests share one. Headers are
 // not compared; a handler that reads the body by its Content-Type or
 // Content-Encoding can add them in a fingerprint function of its own.
 func FingerprintRequest(r *http.Request, body []byte) ([]byte, error) {
@@ -50,11 +50,11 @@ func FingerprintRequest(r *http.Request, body []byte) ([]byte, error) {
 }
 
 // FingerprintJSONBody is FingerprintRequest with a JSON body compared by
-// its canonical form (the canonical JSON idem.Fingerprint uses), so a retry whose client
-// re-encoded the body with other field order or spacing still matches. A
-// body that is not JSON, or JSON that idem.Fingerprint refuses (data after
-// the value, a repeated member, text that is not UTF-8), is compared byte
-// for byte.
+// its canonical form (the canonical JSON idem.Fingerprint uses), so a retry
+// whose client re-encoded the body with other field order or spacing still
+// matches. A body that is not JSON, or JSON whose canonical form is refused
+// (data after the value, a repeated member, text that is not UTF-8), is
+// compared byte for byte.
 func FingerprintJSONBody(r *http.Request, body []byte) ([]byte, error) {
 	fp, err := canon.JSON(body)
 	if err != nil {

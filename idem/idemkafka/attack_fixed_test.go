@@ -160,7 +160,7 @@ func (s *failCompletion) CompareAndSwap(ctx context.Context, key string, version
 }
 
 // TestAttackFailedCompletionRunsTwice: fn succeeds and the store then
-// refuses to write the completion, and the release (a definite, transient
+// refuses to write the completion (a definite, transient
 // error: nothing written, no crash). The outcome was never stored, so the
 // record is not committable, and, as the docs say, the claim holds until
 // its lease passes (the retry at once gets idem.ErrInProgress) and the

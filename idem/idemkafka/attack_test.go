@@ -140,7 +140,7 @@ func (s *lossyStore) CompareAndSwap(ctx context.Context, key string, version int
 // wrapping store returns idem.ErrUnknownOutcome after delegating), so
 // idem.Once returns an unknown outcome. Consume must not commit e4 then
 // (its partition's commit is at most e4's offset, 1, when the last
-// response is lost), and its retry in place finds the completion stored:
+// response is lost), and its retry after the pause finds the completion stored:
 // a replay, fn not run again. Every event is applied once, the lag 0.
 func TestAttackLostCompletion(t *testing.T) {
 	eachStore(t, func(k *kafkaTest) {

@@ -85,7 +85,8 @@ const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 // once; the records of one partition in offset order, each only after the
 // one before it is done. A record is done when Handler.Handle says it may
 // be committed: fn returned nil (now or on an earlier delivery), or failed
-// permanently (idem.Permanent; logged), or the record has no key.
+// permanently (idem.Permanent; logged), or the record has no key, or a
+// key idem refuses (idem.ErrInvalid before fn runs; logged).
 //
 // A record that fails otherwise (fn's error, the store unreachable, its
 // key claimed by another consumer) stays uncommitted with those after it
@@ -94,8 +95,8 @@ const RebalanceWaits = "idemkafka: a rebalance waits for the batch in flight"
 // first to its limit with each failure of the partition in a row; then it
 // is fetched and tried again, here or at the partition's next owner. The
 // rest of its partition waits; the other partitions go on. A record not
-// started when ctx ends or a rebalance waits is rewound the same way, and
-// so are the records of a poll that returns as ctx ends.
+// started when ctx ends or a rebalance waits is rewound to (not paused),
+// and so are the records of a poll that returns as ctx ends.
 // When a rebalance waits, Consume starts no new record, lets the records
 // in flight finish, commits and rewinds, then lets the rebalance go on.
 //
@@ -208,6 +209,7 @@ type consumer struct {
 
 	mu      sync.Mutex
 	retries map[topicPartition]*retry // partitions whose record failed
+	closed  bool                      // Consume has returned
 }
 
 type topicPartition struct {
@@ -284,22 +286,37 @@ func (c *consumer) pauseFailed(parts []*partition) {
 		}
 		tps := map[string][]int32{p.tp.topic: {p.tp.partition}}
 		c.cl.PauseFetchPartitions(tps)
-		rt.resume = time.AfterFunc(time.Until(rt.until), func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			rt.resume = nil
-			c.cl.ResumeFetchPartitions(tps)
-		})
+		c.resumeAt(rt, tps)
 	}
 }
 
+// resumeAt resumes the partition of rt once its pause has passed (again
+// later, if it failed anew meanwhile). c.mu is held.
+func (c *consumer) resumeAt(rt *retry, tps map[string][]int32) {
+	rt.resume = time.AfterFunc(time.Until(rt.until), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch {
+		case c.closed: // resumeAll has resumed it
+		case time.Now().Before(rt.until):
+			c.resumeAt(rt, tps)
+		default:
+			rt.resume = nil
+			c.cl.ResumeFetchPartitions(tps)
+		}
+	})
+}
+
 // resumeAll stops the pauses' timers and resumes their partitions, as
-// Consume returns: a client used again is not left paused.
+// Consume returns: a client used again is not left paused, and no timer
+// acts on it after.
 func (c *consumer) resumeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for tp, rt := range c.retries {
-		if rt.resume != nil && rt.resume.Stop() {
+		if rt.resume != nil {
+			rt.resume.Stop()
 			c.cl.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
 		}
 	}
@@ -377,7 +394,11 @@ func (c *consumer) record(ctx context.Context, tp topicPartition, r *kgo.Record)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if commit {
-		delete(c.retries, tp)
+		if rt := c.retries[tp]; rt != nil && rt.resume == nil {
+			delete(c.retries, tp)
+		} else if rt != nil { // its timer still runs: resumeAll must see it
+			rt.pause, rt.until = 0, time.Time{}
+		}
 		if err != nil {
 			c.cfg.logger.ErrorContext(ctx, "idemkafka: record failed for good; it is committed",
 				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)

@@ -61,8 +61,8 @@ func TestProducerDuplicates(t *testing.T) {
 }
 
 // TestTransientThenSuccess: one event's handler fails its first attempt
-// with a plain error (the fault: fn returns an error once). Consume tries
-// it again in place; it is applied once, the events after it on its
+// with a plain error (the fault: fn returns an error once). Consume rewinds
+// and pauses its partition and tries it again; it is applied once, the events after it on its
 // partition only after it, and its offset is not committed before it is
 // done.
 func TestTransientThenSuccess(t *testing.T) {

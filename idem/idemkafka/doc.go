@@ -49,7 +49,8 @@
 // kept (WithRetention, 24 hours by default, counted from completion). fn
 // runs again, after the claim's lease, for a record whose outcome was never
 // stored: its consumer died mid-handler, or fn succeeded and the store then
-// failed both to store the outcome and to release the key. That is
+// failed to store the outcome (idem never releases a key whose fn
+// succeeded: the claim holds until its lease passes). That is
 // effectively once for work that is idempotent across such a crash. Delivery
 // stays at least once: every record is handled (done) before its offset is
 // committed, and none after a record not done is committed. Within a

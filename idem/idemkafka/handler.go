@@ -56,7 +56,7 @@ func NewHandler(s idem.Store, fn Func, opts ...Option) (*Handler, error) {
 //     running it): commit is false, and r must be delivered again: do not
 //     commit it nor any later record of its partition. The key is released
 //     for that delivery when fn failed; when fn succeeded but the store
-//     failed to store its outcome (and then to release the key), the claim
+//     failed to store its outcome, the key is not released: the claim
 //     holds until its lease passes, and the delivery after that runs fn
 //     again, as after a crash.
 func (h *Handler) Handle(ctx context.Context, r *kgo.Record) (commit bool, err error) {

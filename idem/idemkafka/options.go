@@ -27,8 +27,9 @@ const (
 	// DefaultConcurrency is how many partitions of a fetch Consume handles
 	// at once (WithConcurrency).
 	DefaultConcurrency = 8
-	// DefaultMinBackoff and DefaultMaxBackoff bound the pause before a
-	// failed record is tried again in place (WithBackoff).
+	// DefaultMinBackoff and DefaultMaxBackoff bound the pause of a
+	// partition whose record failed, before it is fetched again from that
+	// record (WithBackoff).
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
 )
@@ -161,9 +162,11 @@ func WithConcurrency(n int) Option {
 	return func(c *config) { c.concurrency = n }
 }
 
-// WithBackoff sets the pauses before Consume tries a failed record again in
-// place: first after the first failure, doubling up to limit (defaults
-// DefaultMinBackoff and DefaultMaxBackoff; 0 < first <= limit).
+// WithBackoff sets how long Consume pauses a partition whose record failed
+// (it is rewound to that record and fetched again after the pause): first
+// after the first failure, doubling with each failure of the partition in
+// a row up to limit (defaults DefaultMinBackoff and DefaultMaxBackoff;
+// 0 < first <= limit).
 func WithBackoff(first, limit time.Duration) Option {
 	return func(c *config) { c.minBackoff, c.maxBackoff = first, limit }
 }

@@ -1,7 +1,9 @@
 // Package kernel holds what a Store implementation needs beyond the idem
-// package itself: the checks every backend makes on its input before it
-// sends anything, and the errors it returns, each matching the idem
-// sentinel the Store contract names.
+// package itself: FreshVersion, the version PutIfAbsent must write
+// (fencing rests on it); Expired; the checks every backend makes on its
+// input before it sends anything, and the errors it returns, each matching
+// the idem sentinel the Store contract names; and DescribeRecord, for tools
+// that show a stored record.
 //
 // Application code does not need this package; backend authors run
 // idemtest.Run to check their Store against the contract.

@@ -79,7 +79,7 @@ func compensateKey(id, n string) string { return idem.JoinKey(id, "compensate", 
 //     while it runs. A concurrent Run gets an *idem.InProgressError (or
 //     waits, with WithWait). After a crash, the next run takes over once the
 //     lease has passed; a step whose action was cut short runs again (its
-//     lease reports Takeover, see idem.LeaseFrom).
+//     lease's Attempt is above 1, see idem.LeaseFrom).
 //
 // body must put every side effect inside a Step, since it runs again on
 // each re-run, and must stop at the first error a Step returns. Actions and
