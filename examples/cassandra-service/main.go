@@ -39,11 +39,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cassandra-service:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "cassandra-service", *kind)
 	defer closeStore()
 
 	if *listen != "" {

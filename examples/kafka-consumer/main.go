@@ -36,11 +36,7 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kafka-consumer:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "kafka-consumer", *kind)
 	defer closeStore()
 
 	fmt.Printf("idemkit Kafka consumer demo on the %s store, brokers %s\n\n", *kind, *brokers)

@@ -53,11 +53,7 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lambda:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "lambda", *kind)
 	defer closeStore()
 
 	if *handler != "" {

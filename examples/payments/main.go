@@ -29,17 +29,14 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "payments:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "payments", *kind)
 	defer closeStore()
 
 	fmt.Printf("idemkit payments demo on the %s store\n\n", *kind)
 	cfg := Config{Payments: *payments, Seed: *seed}
 	var m *metrics
 	if *showMetrics {
+		var err error
 		if m, err = newMetrics(*kind); err != nil {
 			fmt.Fprintln(os.Stderr, "payments:", err)
 			os.Exit(2)

@@ -14,7 +14,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/idemkit/idemkit/examples/internal/backend"
@@ -28,11 +27,7 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "saga:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "saga", *kind)
 	defer closeStore()
 
 	fmt.Printf("idemkit saga demo on the %s store\n\n", *kind)

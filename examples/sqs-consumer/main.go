@@ -46,11 +46,7 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	store, closeStore, err := backend.Open(ctx, *kind)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sqs-consumer:", err)
-		os.Exit(2)
-	}
+	store, closeStore := backend.MustOpen(ctx, "sqs-consumer", *kind)
 	defer closeStore()
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(cmp.Or(os.Getenv("AWS_REGION"), "us-east-1")))
 	if err != nil {

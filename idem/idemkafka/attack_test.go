@@ -400,22 +400,18 @@ func TestAttackHandlerOutlivesRebalanceTimeout(t *testing.T) {
 	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
 	first, second := events(6), events(12)[6:]
 	k.produce(first...)
-	held, release := make(chan struct{}), make(chan struct{})
-	var releaseOnce sync.Once
-	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-	defer releaseAll()
+	g := newGate(t)
 	var byFirst atomic.Int32
 	short := []kgo.Opt{kgo.RebalanceTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond)}
 	k.consume(k.consumer(short...), func(ctx context.Context, r *kgo.Record) error {
 		if string(r.Value) == "e0" {
-			close(held)
-			<-release
+			g.hold()
 		}
 		k.apply(r)
 		byFirst.Add(1)
 		return nil
 	})
-	await(t, held, "the first consumer to hold e0")
+	await(t, g.held, "the first consumer to hold e0")
 	tap := newLogTap("")
 	var replayed sync.Map
 	cl := k.consumer(short...)
@@ -426,7 +422,7 @@ func TestAttackHandlerOutlivesRebalanceTimeout(t *testing.T) {
 		replayed.Store(string(r.Value), true)
 	}))
 	await(t, tap.busy, "the second consumer to find e0 in progress")
-	releaseAll()
+	g.open()
 	k.produce(second...)
 	k.drained(append(ids(first), ids(second)...)...)
 	// e0 is replayed by whichever consumer owns partition 0 once the first
@@ -446,29 +442,23 @@ func TestAttackRebalanceWaitsForSemaphore(t *testing.T) {
 	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
 	first, second := events(9), events(18)[9:]
 	k.produce(first...)
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-	defer releaseAll()
+	g := newGate(t)
 	var byFirst, replays atomic.Int32
 	onReplay := idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })
 	tap := newLogTap(idemkafka.RebalanceWaits)
 	k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), func(ctx context.Context, r *kgo.Record) error {
-		heldOnce.Do(func() {
-			close(held)
-			<-release
-		})
+		g.hold()
 		k.apply(r)
 		byFirst.Add(1)
 		return nil
 	}, onReplay, idemkafka.WithConcurrency(1), idemkafka.WithLogger(slog.New(tap)))
-	await(t, held, "the first consumer to hold its first record")
+	await(t, g.held, "the first consumer to hold its first record")
 	assigned := k.join(func(ctx context.Context, r *kgo.Record) error {
 		k.apply(r)
 		return nil
 	}, onReplay)
 	await(t, tap.c, "the first consumer to hear of the rebalance")
-	releaseAll()
+	g.open()
 	await(t, assigned, "the second consumer to be assigned a partition")
 	k.produce(second...)
 	k.drained(append(ids(first), ids(second)...)...)
@@ -490,22 +480,16 @@ func TestAttackRevokedThenReassigned(t *testing.T) {
 	k := newKafkaTest(t, testenv.KafkaBrokers(t), memstore.New())
 	first, second := events(9), events(18)[9:]
 	k.produce(first...)
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-	defer releaseAll()
+	g := newGate(t)
 	var replays, bySecond atomic.Int32
 	onReplay := idemkafka.WithOnReplay(func(context.Context, *kgo.Record, string) { replays.Add(1) })
 	tap := newLogTap(idemkafka.RebalanceWaits)
 	k.consume(k.consumer(kgo.HeartbeatInterval(100*time.Millisecond)), func(ctx context.Context, r *kgo.Record) error {
-		heldOnce.Do(func() {
-			close(held)
-			<-release
-		})
+		g.hold()
 		k.apply(r)
 		return nil
 	}, onReplay, idemkafka.WithLogger(slog.New(tap)))
-	await(t, held, "the first consumer to hold a record")
+	await(t, g.held, "the first consumer to hold a record")
 	assigned := make(chan struct{})
 	var assignedOnce sync.Once
 	cl := k.consumer(kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
@@ -519,7 +503,7 @@ func TestAttackRevokedThenReassigned(t *testing.T) {
 		return nil
 	}, onReplay)
 	await(t, tap.c, "the first consumer to hear of the rebalance")
-	releaseAll()
+	g.open()
 	await(t, assigned, "the second consumer to be assigned a partition")
 	stopSecond()
 	k.produce(second...)

@@ -260,3 +260,27 @@ func (k *kafkaTest) committed(p int32) int64 {
 	}
 	return -1
 }
+
+// gate holds a handler inside its first call until opened: held is closed
+// once it is held. It opens when the test ends, so that no handler is left
+// waiting while the consumers stop.
+type gate struct {
+	held, release         chan struct{}
+	holdOnce, releaseOnce sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+// hold holds the first caller until the gate opens; later callers pass.
+func (g *gate) hold() {
+	g.holdOnce.Do(func() {
+		close(g.held)
+		<-g.release
+	})
+}
+
+func (g *gate) open() { g.releaseOnce.Do(func() { close(g.release) }) }

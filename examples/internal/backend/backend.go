@@ -41,6 +41,18 @@ func Flag() *string {
 	return flag.String("store", "memory", "where keys live: memory, dynamodb or cassandra (see examples/internal/backend)")
 }
 
+// MustOpen is Open for an example's main: it prints the error, prefixed
+// with the program's name, and exits with status 2 when the store cannot be
+// opened.
+func MustOpen(ctx context.Context, program, kind string) (idem.Store, func()) {
+	s, closeStore, err := Open(ctx, kind)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, program+":", err)
+		os.Exit(2)
+	}
+	return s, closeStore
+}
+
 // Open returns the store named kind and a function that releases it.
 func Open(ctx context.Context, kind string) (idem.Store, func(), error) {
 	switch kind {
